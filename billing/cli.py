@@ -1,0 +1,355 @@
+"""The ``billing`` command line. Tables for people, ``--json`` for scripts.
+
+Every failure the user can cause ends in one ``error: ...`` line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from billing.errors import BillingError, ConfigurationError, ValidationError
+from billing.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from workers.app import App
+
+F = TypeVar("F", bound=Callable[..., Any])
+console = Console()
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _app(*, need_broker: bool = False) -> App:
+    from workers.app import build_app, configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    if need_broker and not settings.redis_url:
+        raise ConfigurationError(
+            "BILLING_REDIS_URL is required here (e.g. redis://127.0.0.1:6379/0)"
+        )
+    return build_app(settings)
+
+
+def _emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        render(data)
+
+
+def json_option(function: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(
+        function
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="billing")
+def cli() -> None:
+    """Recurring billing over an RBS-family acquiring gateway."""
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply the Alembic migrations."""
+    from billing.storage.database import Database
+
+    database = Database(_settings().database_url)
+    database.upgrade(revision)
+    click.echo(f"database is at revision {revision}")
+
+
+# -- subscriptions ------------------------------------------------------------------------------
+
+
+@cli.group()
+def subscriptions() -> None:
+    """Create and inspect subscriptions."""
+
+
+def _parse_start(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(
+            f"--start-at {value!r} is not ISO 8601 (e.g. 2026-12-01T03:00:00+03:00)"
+        ) from None
+
+
+@subscriptions.command("create")
+@click.option("--customer-id", required=True, help="The gateway's clientId for this customer.")
+@click.option("--binding-id", required=True, help="The stored card binding (bindingId).")
+@click.option("--amount", required=True, help="Minor units: 49900 = 499.00.")
+@click.option("--currency", default="643", show_default=True, help="Numeric ISO 4217 code.")
+@click.option("--schedule", required=True, help='Cron expression, e.g. "0 3 1 * *".')
+@click.option("--timezone", default="Europe/Moscow", show_default=True, help="IANA zone.")
+@click.option("--description", default=None)
+@click.option("--start-at", default=None, help="First charge time, ISO 8601 with offset.")
+@json_option
+def subscriptions_create(
+    customer_id: str,
+    binding_id: str,
+    amount: str,
+    currency: str,
+    schedule: str,
+    timezone: str,
+    description: str | None,
+    start_at: str | None,
+    as_json: bool,
+) -> None:
+    """Create a subscription."""
+    from billing.services.subscriptions import NewSubscription, parse_amount
+
+    new = NewSubscription(
+        customer_id=customer_id,
+        binding_id=binding_id,
+        amount=parse_amount(amount),
+        currency=currency,
+        schedule=schedule,
+        timezone=timezone,
+        description=description,
+        start_at=_parse_start(start_at),
+    ).validated()
+    app = _app()
+    created = app.subscriptions.create(new)
+    _emit(
+        created,
+        as_json,
+        lambda s: click.echo(
+            f"subscription {s['id']} created; first charge at {s['next_charge_at']}"
+        ),
+    )
+
+
+def _subscription_table(rows: list[dict[str, Any]]) -> None:
+    table = Table(
+        "id",
+        "customer",
+        "binding",
+        "amount",
+        "cur",
+        "schedule",
+        "tz",
+        "status",
+        "next charge (UTC)",
+    )
+    for s in rows:
+        table.add_row(
+            str(s["id"]),
+            s["customer_id"],
+            s["binding"],
+            str(s["amount"]),
+            s["currency"],
+            s["schedule"],
+            s["timezone"],
+            s["status"],
+            s["next_charge_at"] or "-",
+        )
+    console.print(table)
+
+
+@subscriptions.command("list")
+@click.option("--status", default=None, help="Only this status.")
+@json_option
+def subscriptions_list(status: str | None, as_json: bool) -> None:
+    """List subscriptions."""
+    _emit(_app().subscriptions.list(status), as_json, _subscription_table)
+
+
+def _render_show(s: dict[str, Any]) -> None:
+    _subscription_table([s])
+    for invoice in s["invoices"]:
+        console.print(
+            f"[bold]invoice {invoice['id']}[/bold] period {invoice['period_start']} "
+            f"{invoice['amount']} {invoice['currency']}: {invoice['status']}"
+            + (f", next attempt {invoice['next_attempt_at']}" if invoice["next_attempt_at"] else "")
+        )
+        table = Table(
+            "#",
+            "orderNumber",
+            "trigger",
+            "state",
+            "category",
+            "reason",
+            "code",
+            "action",
+            "finished",
+        )
+        for a in invoice["attempts"]:
+            table.add_row(
+                str(a["number"]),
+                a["order_number"],
+                a["trigger"],
+                a["state"],
+                a["category"] or "-",
+                a["reason"] or "-",
+                a["error_code"] or "-",
+                "-" if a["action_code"] is None else str(a["action_code"]),
+                a["finished_at"] or "-",
+            )
+        console.print(table)
+    console.print("[bold]timeline[/bold]")
+    for e in s["events"]:
+        change = f" {e['from'] or ''}→{e['to']}" if e["to"] else ""
+        console.print(f"  {e['at']}  {e['kind']}{change}  {e['reason']}  ({e['actor']})")
+
+
+@subscriptions.command("show")
+@click.argument("subscription_id", type=int)
+@json_option
+def subscriptions_show(subscription_id: int, as_json: bool) -> None:
+    """Show a subscription with its invoices, attempts and timeline."""
+    _emit(_app().subscriptions.show(subscription_id), as_json, _render_show)
+
+
+@subscriptions.command("set-binding")
+@click.argument("subscription_id", type=int)
+@click.option("--binding-id", required=True)
+@json_option
+def subscriptions_set_binding(subscription_id: int, binding_id: str, as_json: bool) -> None:
+    """Set a new card binding; a subscription waiting for one is retried at once."""
+    view = _app().subscriptions.set_binding(subscription_id, binding_id)
+    _emit(view, as_json, lambda s: click.echo(f"subscription {s['id']}: {s['status']}"))
+
+
+# -- operations ---------------------------------------------------------------------------------
+
+
+@cli.command("retry")
+@click.argument("subscription_id", type=int)
+@json_option
+def retry(subscription_id: int, as_json: bool) -> None:
+    """An operator's manual retry of the open invoice, now."""
+    app = _app(need_broker=True)
+    result = app.subscriptions.retry_now(subscription_id, app.dispatcher)
+    _emit(
+        result,
+        as_json,
+        lambda r: click.echo(
+            f"invoice {r['invoice_id']}: attempt {r['attempt_id']} ({r['order_number']}) enqueued"
+        ),
+    )
+
+
+@cli.command("status")
+@json_option
+def status(as_json: bool) -> None:
+    """Charging state (circuit breaker) and counts by status."""
+    from billing.services.status import system_status
+
+    _emit(system_status(_app().db), as_json, lambda d: console.print_json(json.dumps(d)))
+
+
+@cli.command("scheduler")
+@click.option("--once", is_flag=True, help="Make one pass and exit.")
+@json_option
+def scheduler(once: bool, as_json: bool) -> None:
+    """Find what is due and enqueue charges (a loop, or one pass)."""
+    from workers.scheduler import run_forever, run_once
+
+    app = _app(need_broker=True)
+    if once:
+        report = run_once(app)
+        _emit(
+            report.as_dict(),
+            as_json,
+            lambda r: click.echo(", ".join(f"{k}={v}" for k, v in r.items() if k != "notes")),
+        )
+        return
+    run_forever(app, interval=app.settings.scheduler_interval)
+
+
+@cli.command("worker")
+@click.option("--processes", type=click.IntRange(min=1), default=None)
+@click.option("--threads", type=click.IntRange(min=1), default=None)
+def worker(processes: int | None, threads: int | None) -> None:
+    """Start Dramatiq worker processes for the project's actors."""
+    from workers.worker import run
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise ConfigurationError("BILLING_REDIS_URL is required to run workers")
+    run(
+        processes or settings.worker_processes,
+        threads or settings.worker_threads,
+        settings.queue_name,
+    )
+
+
+@cli.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8088, show_default=True, type=int)
+@click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds per call.")
+@click.option(
+    "--timeout-delay",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="How long 'timeout' bindings stall after charging.",
+)
+@click.option("--fault-rate", default=0.0, show_default=True, type=float)
+def sandbox(host: str, port: int, latency: float, timeout_delay: float, fault_rate: float) -> None:
+    """Serve the local gateway emulator."""
+    from billing.sandbox import SandboxConfig, serve
+
+    serve(
+        host,
+        port,
+        SandboxConfig(latency=latency, timeout_delay=timeout_delay, fault_rate=fault_rate),
+    )
+
+
+@cli.command("demo")
+@click.option("--subscriptions", "count", default=100, show_default=True, type=int)
+@click.option("--periods", default=3, show_default=True, type=int)
+@json_option
+def demo(count: int, periods: int, as_json: bool) -> None:
+    """Run the whole pipeline in one process on SQLite and an in-memory broker."""
+    from billing.demo import run_demo
+
+    run_demo(count=count, periods=periods, as_json=as_json)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigurationError as exc:
+        _fail(str(exc), 2)
+    except BillingError as exc:
+        _fail(str(exc), 1)
+
+
+if __name__ == "__main__":
+    main()

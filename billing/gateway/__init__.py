@@ -1,0 +1,1 @@
+"""Adapter for the RBS-family acquiring gateway (httpx)."""

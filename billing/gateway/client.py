@@ -1,0 +1,467 @@
+"""The httpx client of the RBS-family gateway.
+
+Every call returns a :data:`~billing.gateway.results.GatewayResult`; a transport
+problem never escapes as an httpx exception. Only our own mistakes (a request the
+gateway's rules forbid, a bad base URL) raise :class:`billing.errors.GatewayError`,
+before anything is sent.
+
+Mapping (httpx 0.28 exception tree, see ``httpx/_exceptions.py``):
+
+* 2xx/4xx with a JSON object → :class:`JsonReply`;
+* 5xx (any body), and any other non-2xx without a JSON object → :class:`HttpErrorReply`;
+* 2xx whose body is not a JSON object (HTML, garbage, an array), or an object our
+  models cannot read → :class:`NotJsonReply`;
+* ``ConnectError`` (refused, DNS failure, TLS handshake), ``ConnectTimeout``,
+  ``PoolTimeout``, ``UnsupportedProtocol`` → :class:`ConnectionFailed` (not sent);
+* ``ReadTimeout`` → :class:`ReadTimedOut` (sent, no answer);
+* ``WriteTimeout``, ``ReadError``, ``WriteError``, ``RemoteProtocolError``, any other
+  ``TransportError`` and the remaining ``RequestError`` s (e.g. ``DecodingError``) →
+  :class:`ConnectionLost` (may have been sent).
+
+Logs (logger ``billing.gateway``) carry the method, orderNumber, elapsed ms, the
+result kind and the HTTP status; never the password, the token or a full bindingId.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from billing import __version__
+from billing.domain import mask_binding
+from billing.errors import GatewayError
+from billing.gateway.models import ActionResponse, OrderStatusResponse, RecurrentPaymentResponse
+from billing.gateway.results import (
+    ConnectionFailed,
+    ConnectionLost,
+    GatewayResult,
+    HttpErrorReply,
+    JsonReply,
+    NotJsonReply,
+    ReadTimedOut,
+)
+
+if TYPE_CHECKING:
+    from billing.settings import Settings
+
+__all__ = ["GatewayClient", "GatewayConfig"]
+
+log = logging.getLogger("billing.gateway")
+
+SNIPPET_LIMIT: Final = 500
+_DETAIL_LIMIT: Final = 300
+_REQUEST_ID_HEADERS: Final = (
+    "x-request-id",
+    "request-id",
+    "x-correlation-id",
+    "x-trace-id",
+)
+#: Keys whose values are masked in a reply body before it is kept or shown.
+_SECRET_KEYS: Final = frozenset({"password", "token"})
+_BINDING_KEYS: Final = frozenset({"bindingid"})
+_MAX_ORDER_NUMBER: Final = 32
+_MAX_AMOUNT: Final = 10**12 - 1  # N..12
+_MAX_BINDING_ID: Final = 255
+_MAX_DESCRIPTION: Final = 512
+_MAX_CLIENT_ID: Final = 255
+_MAX_ORDER_ID: Final = 64
+_MAX_REFUND_ID: Final = 255
+
+
+class GatewayConfig(BaseModel):
+    """How to reach the gateway. Immutable; ``repr``/``str`` never show the secrets."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    base_url: str
+    username: str
+    password: SecretStr
+    #: When set, sent instead of userName/password.
+    token: SecretStr | None = None
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=30.0, gt=0)
+    write_timeout: float = Field(default=10.0, gt=0)
+    pool_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=50, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        try:
+            url = httpx.URL(value.strip())
+        except (httpx.InvalidURL, TypeError):
+            raise ValueError("base_url is not a valid URL") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("base_url must be an http(s) URL with a host")
+        if url.userinfo:
+            raise ValueError("base_url must not carry credentials; use username/password")
+        if url.query or url.fragment:
+            raise ValueError("base_url must not have a query or fragment")
+        return str(url).rstrip("/")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GatewayConfig:
+        """Build from :class:`billing.settings.Settings` (``gateway_*`` fields)."""
+        return cls(
+            base_url=settings.gateway_url,
+            username=settings.gateway_username,
+            password=settings.gateway_password,
+            token=settings.gateway_token,
+            connect_timeout=settings.gateway_connect_timeout,
+            read_timeout=settings.gateway_read_timeout,
+            max_connections=settings.gateway_max_connections,
+        )
+
+
+class GatewayClient:
+    """One pooled :class:`httpx.Client` for all calls; share one per process, close it at exit."""
+
+    def __init__(self, config: GatewayConfig, *, transport: httpx.BaseTransport | None = None):
+        self._config = config
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(
+                connect=config.connect_timeout,
+                read=config.read_timeout,
+                write=config.write_timeout,
+                pool=config.pool_timeout,
+            ),
+            limits=httpx.Limits(
+                max_connections=config.max_connections,
+                max_keepalive_connections=config.max_connections,
+            ),
+            transport=transport,
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": f"billing/{__version__}"},
+        )
+
+    def __repr__(self) -> str:
+        return f"GatewayClient(base_url={self._config.base_url!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- methods --------------------------------------------------------------------------------
+
+    def recurrent_payment(
+        self,
+        *,
+        order_number: str,
+        binding_id: str,
+        amount: int,
+        currency: str,
+        description: str | None = None,
+        client_id: str | None = None,
+        language: str | None = None,
+    ) -> GatewayResult:
+        """Charge a binding: POST JSON to ``recurrentPayment.do``.
+
+        Raises :class:`GatewayError` (nothing sent) when the request breaks the
+        gateway's rules: orderNumber 1..32 chars, amount a positive int of at most
+        12 digits, currency 3 digits, language 2 letters.
+        """
+        _check_order_number(order_number)
+        _check_text("bindingId", binding_id, _MAX_BINDING_ID)
+        _check_amount(amount, minimum=1)
+        if not (isinstance(currency, str) and len(currency) == 3 and _ascii_digits(currency)):
+            raise GatewayError("currency must be a numeric ISO 4217 code of 3 digits, e.g. '643'")
+        if description is not None:
+            _check_text("description", description, _MAX_DESCRIPTION, allow_empty=True)
+        if client_id is not None:
+            _check_text("clientId", client_id, _MAX_CLIENT_ID)
+        if language is not None and not (
+            isinstance(language, str)
+            and len(language) == 2
+            and language.isascii()
+            and language.isalpha()
+        ):
+            raise GatewayError("language must be 2 ISO 639-1 letters, e.g. 'en'")
+
+        payload: dict[str, Any] = {
+            **self._credentials(),
+            "orderNumber": order_number,
+            "bindingId": binding_id,
+            "amount": amount,
+            "currency": currency,
+        }
+        if language is not None:
+            payload["language"] = language
+        if description:
+            payload["description"] = description
+        if client_id is not None:
+            payload["additionalParameters"] = {"clientId": client_id}
+        return self._call(
+            "recurrentPayment.do",
+            json_body=payload,
+            parse=RecurrentPaymentResponse.model_validate,
+            log_fields={"orderNumber": order_number, "binding": mask_binding(binding_id)},
+            binding_id=binding_id,
+        )
+
+    def order_status(
+        self, *, order_number: str | None = None, order_id: str | None = None
+    ) -> GatewayResult:
+        """Ask for an order's status: POST form to ``getOrderStatusExtended.do``.
+
+        ``order_id`` (the gateway's id) has priority over ``order_number`` (ours): when
+        both are given only ``orderId`` is sent.
+        """
+        form = self._credentials()
+        if order_id is not None:
+            _check_text("orderId", order_id, _MAX_ORDER_ID)
+            form["orderId"] = order_id
+        elif order_number is not None:
+            _check_order_number(order_number)
+            form["orderNumber"] = order_number
+        else:
+            raise GatewayError("order_status needs order_number or order_id")
+        return self._call(
+            "getOrderStatusExtended.do",
+            form=form,
+            parse=OrderStatusResponse.model_validate,
+            log_fields={"orderNumber": order_number, "orderId": order_id},
+        )
+
+    def refund(self, order_id: str, amount: int, external_refund_id: str) -> GatewayResult:
+        """Refund (part of) a deposited order: POST form to ``refund.do``.
+
+        ``amount`` 0 means the whole order. ``external_refund_id`` makes the refund
+        idempotent at gateways that support it (a repeat returns the first result).
+        """
+        _check_text("orderId", order_id, _MAX_ORDER_ID)
+        _check_amount(amount, minimum=0)
+        _check_text("externalRefundId", external_refund_id, _MAX_REFUND_ID)
+        form = {
+            **self._credentials(),
+            "orderId": order_id,
+            "amount": str(amount),
+            "externalRefundId": external_refund_id,
+        }
+        return self._call(
+            "refund.do",
+            form=form,
+            parse=ActionResponse.model_validate,
+            log_fields={"orderId": order_id, "amount": amount},
+        )
+
+    def reverse(self, order_id: str) -> GatewayResult:
+        """Cancel a deposited or held order: POST form to ``reverse.do``."""
+        _check_text("orderId", order_id, _MAX_ORDER_ID)
+        return self._call(
+            "reverse.do",
+            form={**self._credentials(), "orderId": order_id},
+            parse=ActionResponse.model_validate,
+            log_fields={"orderId": order_id},
+        )
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _credentials(self) -> dict[str, str]:
+        if self._config.token is not None:
+            return {"token": self._config.token.get_secret_value()}
+        return {
+            "userName": self._config.username,
+            "password": self._config.password.get_secret_value(),
+        }
+
+    def _secrets(self, binding_id: str | None) -> list[tuple[str, str]]:
+        """Values that must never appear in a detail, a snippet or a log line."""
+        pairs = [(self._config.password.get_secret_value(), "***")]
+        if self._config.token is not None:
+            pairs.append((self._config.token.get_secret_value(), "***"))
+        if binding_id:
+            pairs.append((binding_id, mask_binding(binding_id)))
+        return [(value, mask) for value, mask in pairs if value]
+
+    def _call(
+        self,
+        method: str,
+        *,
+        parse: Callable[[Any], object],
+        log_fields: Mapping[str, object],
+        json_body: dict[str, Any] | None = None,
+        form: dict[str, str] | None = None,
+        binding_id: str | None = None,
+    ) -> GatewayResult:
+        url = f"{self._config.base_url}/{method}"
+        secrets = self._secrets(binding_id)
+        started = time.perf_counter()
+        result: GatewayResult
+        try:
+            response = self._http.post(url, json=json_body, data=form)
+        except httpx.InvalidURL:
+            raise GatewayError(f"cannot build a request URL for {method}") from None
+        except (
+            httpx.ConnectError,
+            httpx.ConnectTimeout,
+            httpx.PoolTimeout,
+            httpx.UnsupportedProtocol,
+        ) as exc:
+            result = ConnectionFailed(detail=_detail(exc, secrets))
+        except httpx.ReadTimeout as exc:
+            result = ReadTimedOut(detail=_detail(exc, secrets))
+        except httpx.RequestError as exc:  # WriteTimeout, Read/WriteError, protocol, decoding
+            result = ConnectionLost(detail=_detail(exc, secrets))
+        else:
+            result = _to_result(response, parse, secrets)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        _log_result(method, log_fields, result, elapsed_ms)
+        return result
+
+
+# -- response mapping ---------------------------------------------------------------------------
+
+
+def _to_result(
+    response: httpx.Response, parse: Callable[[Any], object], secrets: list[tuple[str, str]]
+) -> GatewayResult:
+    status = response.status_code
+    request_id = _request_id(response.headers)
+    content_type = response.headers.get("content-type", "")[:100]
+    body = _json_object(response.content)
+
+    if status >= 500:
+        return HttpErrorReply(status, _snippet(response, secrets), request_id)
+    if body is not None and (200 <= status <= 299 or 400 <= status <= 499):
+        _mask_in_place(body, secrets)
+        try:
+            parse(body)
+        except ValidationError:
+            pass  # unreadable: handled like a body that is not JSON
+        else:
+            return JsonReply(status, body, request_id)
+    if 200 <= status <= 299:
+        return NotJsonReply(status, content_type, _snippet(response, secrets), request_id)
+    return HttpErrorReply(status, _snippet(response, secrets), request_id)
+
+
+def _json_object(content: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(content)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _mask_in_place(body: dict[str, Any], secrets: list[tuple[str, str]]) -> None:
+    """Mask what the gateway echoes: secrets and bindingIds (``bindingInfo.bindingId``),
+    by key and inside any string. Iterative, so deep nesting cannot overflow the stack."""
+    stack: list[dict[Any, Any] | list[Any]] = [body]
+    while stack:
+        node = stack.pop()
+        keys: Iterable[Any] = list(node) if isinstance(node, dict) else range(len(node))
+        for key in keys:
+            value = node[key]
+            lowered = key.lower() if isinstance(key, str) else ""
+            if isinstance(value, str):
+                if lowered in _SECRET_KEYS:
+                    node[key] = "***"
+                elif lowered in _BINDING_KEYS:
+                    node[key] = mask_binding(value)
+                else:
+                    node[key] = _scrub(value, secrets)
+            elif isinstance(value, dict | list):
+                stack.append(value)
+
+
+def _request_id(headers: httpx.Headers) -> str | None:
+    for name in _REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if isinstance(value, str) and value:
+            return value[:128]
+    return None
+
+
+def _snippet(response: httpx.Response, secrets: list[tuple[str, str]]) -> str:
+    # Scrub before cutting, so that a secret straddling the cut cannot leave a prefix.
+    return _scrub(response.text[: SNIPPET_LIMIT * 20], secrets)[:SNIPPET_LIMIT]
+
+
+def _detail(exc: Exception, secrets: list[tuple[str, str]]) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return _scrub(text, secrets)[:_DETAIL_LIMIT]
+
+
+def _scrub(text: str, secrets: list[tuple[str, str]]) -> str:
+    for value, mask in secrets:
+        text = text.replace(value, mask)
+    return text
+
+
+def _log_result(
+    method: str, fields: Mapping[str, object], result: GatewayResult, elapsed_ms: float
+) -> None:
+    http_status = getattr(result, "http_status", None)
+    request_id = getattr(result, "request_id", None)
+    level = logging.INFO if isinstance(result, JsonReply) else logging.WARNING
+    context = " ".join(f"{key}={value}" for key, value in fields.items() if value is not None)
+    log.log(
+        level,
+        "gateway %s %s -> %s http_status=%s elapsed_ms=%.0f request_id=%s",
+        method,
+        context,
+        type(result).__name__,
+        http_status,
+        elapsed_ms,
+        request_id,
+        extra={
+            "gateway_method": method,
+            "gateway_result": type(result).__name__,
+            "http_status": http_status,
+            "elapsed_ms": round(elapsed_ms, 1),
+        },
+    )
+    detail = getattr(result, "detail", None)
+    if detail:
+        log.warning("gateway %s %s: %s", method, context, detail)
+
+
+# -- local validation ---------------------------------------------------------------------------
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _check_order_number(order_number: object) -> None:
+    if not isinstance(order_number, str) or not 1 <= len(order_number) <= _MAX_ORDER_NUMBER:
+        raise GatewayError(f"orderNumber must be 1..{_MAX_ORDER_NUMBER} characters")
+    if not order_number.isprintable() or order_number.strip() != order_number:
+        raise GatewayError("orderNumber must be printable without surrounding spaces")
+
+
+def _check_amount(amount: object, *, minimum: int) -> None:
+    if (
+        isinstance(amount, bool)
+        or not isinstance(amount, int)
+        or not minimum <= amount <= _MAX_AMOUNT
+    ):
+        raise GatewayError(
+            f"amount must be a whole number of minor units from {minimum} to {_MAX_AMOUNT}"
+        )
+
+
+def _check_text(name: str, value: object, limit: int, *, allow_empty: bool = False) -> None:
+    if not isinstance(value, str):
+        raise GatewayError(f"{name} must be a string")
+    if not value and not allow_empty:
+        raise GatewayError(f"{name} must not be empty")
+    if len(value) > limit:
+        raise GatewayError(f"{name} must be at most {limit} characters")

@@ -1,0 +1,499 @@
+"""The sandbox gateway's Starlette app: the RBS endpoints and the ``/sandbox`` controls.
+
+``create_app`` builds the ASGI app; :class:`SandboxConfig` holds every knob. Gateway
+endpoints live under ``config.base_path`` (``/payment/rest``):
+``recurrentPayment.do`` (JSON or form body) and ``getOrderStatusExtended.do`` (form,
+JSON or query string). Test controls live under ``/sandbox``: ``GET ledger``
+(``?state=DEPOSITED``, ``?bindingId=...``), ``POST reset``, ``GET health``.
+Nothing here opens a socket; see :mod:`billing.sandbox.server` for that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from billing.errors import ConfigurationError
+from billing.sandbox.behaviours import (
+    PENDING_ACTION_CODE,
+    PENDING_DESCRIPTION,
+    Fault,
+    Plan,
+    Result,
+    Timing,
+    apply_fault,
+    behaviour_for,
+    draw_fault,
+    plan_for,
+)
+from billing.sandbox.ledger import Ledger, Order, OrderState
+
+DEFAULT_CURRENCY = "643"
+_MAX_ORDER_NUMBER = 32
+_AMOUNT = re.compile(r"[0-9]{1,12}")
+_CURRENCY = re.compile(r"[0-9]{3}")
+_LANGUAGE = re.compile(r"[A-Za-z]{2}")
+_PAUSE_STEP = 0.05
+
+_HTML_500 = (
+    "<html><head><title>500 Internal Server Error</title></head><body>"
+    "<h1>Internal Server Error</h1><p>The server encountered an internal error.</p>"
+    "</body></html>"
+)
+_HTML_ANTI_DDOS = (
+    "<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>"
+    "<h1>Checking your browser before accessing the payment gateway</h1>"
+    "<p>This process is automatic. Please allow up to 5 seconds.</p></body></html>"
+)
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Every knob of the sandbox gateway. Delays are in seconds."""
+
+    username: str = "sandbox"
+    password: str = "sandbox"  # noqa: S105 - a public sandbox default
+    #: Accepted instead of username/password when set.
+    token: str | None = None
+    base_path: str = "/payment/rest"
+    #: Added to every gateway call (not to /sandbox controls).
+    latency: float = 0.0
+    slow_delay: float = 1.0
+    timeout_delay: float = 30.0
+    #: Status queries of a ``pending`` order still answered pending before it is DEPOSITED.
+    pending_queries: int = 1
+    #: Probability (0..1) that a recurrentPayment.do call gets a chaos fault.
+    fault_rate: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("latency", "slow_delay", "timeout_delay"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"sandbox {name} must not be negative")
+        if self.pending_queries < 0:
+            raise ConfigurationError("sandbox pending_queries must not be negative")
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ConfigurationError("sandbox fault_rate must be between 0 and 1")
+        if self.base_path and (not self.base_path.startswith("/") or self.base_path.endswith("/")):
+            raise ConfigurationError("sandbox base_path must start and not end with '/'")
+
+
+@dataclass
+class _Runtime:
+    """What the handlers share: settings, the ledger, the chaos dice, the stop flag."""
+
+    config: SandboxConfig
+    ledger: Ledger
+    stopping: threading.Event
+    rng: random.Random = field(init=False)
+    rng_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.config.seed)
+
+    def fault(self) -> Fault | None:
+        with self.rng_lock:
+            return draw_fault(self.rng, self.config.fault_rate)
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep without blocking the loop; cut short when the server stops."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, _PAUSE_STEP))
+
+
+# ---------------------------------------------------------------- request parsing
+
+
+async def _read_params(request: Request) -> dict[str, Any]:
+    """Query string merged with a JSON or form-encoded body (the body wins)."""
+    params: dict[str, Any] = dict(request.query_params)
+    body = (await request.body()).decode("utf-8", errors="replace").strip()
+    if not body:
+        return params
+    if "json" in request.headers.get("content-type", "") or body.startswith("{"):
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            params.update(parsed)
+    else:
+        params.update(parse_qsl(body, keep_blank_values=True))
+    return params
+
+
+def _text(params: dict[str, Any], name: str) -> str | None:
+    value = params.get(name)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _amount(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        amount = value
+    elif isinstance(value, str) and _AMOUNT.fullmatch(value):
+        amount = int(value)
+    else:
+        return None
+    return amount if 0 < amount < 10**12 else None
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _authorized(params: dict[str, Any], config: SandboxConfig) -> bool:
+    token = _text(params, "token")
+    if config.token is not None and token is not None:
+        return _same(token, config.token)
+    user_ok = _same(_text(params, "userName"), config.username)
+    password_ok = _same(_text(params, "password"), config.password)
+    return user_ok and password_ok
+
+
+def _merchant_params(value: object) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return ()
+    if not isinstance(value, dict):
+        return ()
+    return tuple((str(k), str(v)) for k, v in value.items())
+
+
+@dataclass(frozen=True)
+class _Charge:
+    """A validated recurrentPayment.do request."""
+
+    order_number: str
+    binding_id: str
+    amount: int
+    currency: str
+    description: str
+    client_id: str
+    merchant_params: tuple[tuple[str, str], ...]
+
+
+def _validate_charge(params: dict[str, Any]) -> _Charge | tuple[str, str]:
+    """The charge, or the (error code, text) the gateway answers."""
+    number = _text(params, "orderNumber")
+    if not number or len(number) > _MAX_ORDER_NUMBER:
+        return "10", "Incorrect value of [orderNumber]"
+    amount = _amount(params.get("amount"))
+    if amount is None:
+        return "5", "Invalid amount"
+    currency = _text(params, "currency")
+    if currency is None and params.get("currency") is None:
+        currency = DEFAULT_CURRENCY
+    if currency is None or not _CURRENCY.fullmatch(currency):
+        return "10", "Incorrect value of [currency]"
+    language = params.get("language")
+    if language not in (None, "") and not (
+        isinstance(language, str) and _LANGUAGE.fullmatch(language)
+    ):
+        return "10", "Incorrect value of [language]"
+    binding_id = _text(params, "bindingId")
+    if not binding_id:
+        return "2", "The binding is not found"
+    return _Charge(
+        order_number=number,
+        binding_id=binding_id,
+        amount=amount,
+        currency=currency,
+        description=_text(params, "description") or "",
+        client_id=_text(params, "clientId") or "sandbox-client",
+        merchant_params=_merchant_params(params.get("additionalParameters")),
+    )
+
+
+# ---------------------------------------------------------------- response bodies
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _digits(seed: str, count: int) -> str:
+    number = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
+    return str(number % 10**count).zfill(count)
+
+
+def _error(code: str, description: str, message: str | None = None) -> JSONResponse:
+    error = {"code": code, "description": description, "message": message or description}
+    return JSONResponse({"error": error, "success": False})
+
+
+def _card_info(order: Order) -> dict[str, Any]:
+    pan = "411111**" + _digits(order.binding_id, 4)
+    expired = order.action_code == 101
+    info: dict[str, Any] = {
+        "expiration": "202001" if expired else "203012",
+        "cardholderName": "SANDBOX CARDHOLDER",
+        "paymentSystem": "VISA",
+        "pan": pan,
+        "maskedPan": pan,
+    }
+    if order.state is OrderState.DEPOSITED:
+        info["approvalCode"] = _digits(order.order_id, 6)
+    return info
+
+
+def _order_block(order: Order) -> dict[str, Any]:
+    """The order-status fields shared by both endpoints' answers."""
+    paid = order.amount if order.state is OrderState.DEPOSITED else 0
+    block: dict[str, Any] = {
+        "errorCode": "0",
+        "orderNumber": order.order_number,
+        "orderStatus": order.order_status,
+        "actionCode": order.action_code,
+        "actionCodeDescription": order.action_code_description,
+        "amount": order.amount,
+        "currency": order.currency,
+        "date": order.created_ms,
+        "orderDescription": order.description,
+        "merchantOrderParams": [{"name": k, "value": v} for k, v in order.merchant_params],
+        "attributes": [],
+        "cardAuthInfo": _card_info(order),
+        "terminalId": "11111111",
+        "paymentAmountInfo": {
+            "paymentState": order.state.value,
+            "approvedAmount": paid,
+            "depositedAmount": paid,
+            "refundedAmount": 0,
+        },
+        "bankInfo": {"bankCountryName": "<UNKNOWN>"},
+        "chargeback": False,
+    }
+    if order.state is not OrderState.CREATED:
+        block["authDateTime"] = order.deposited_ms or order.created_ms
+        block["authRefNum"] = _digits(order.order_id + "ref", 12)
+    if order.state is OrderState.DEPOSITED:
+        block["depositedDate"] = order.deposited_ms
+        block["operations"] = [
+            {"amount": order.amount, "cardHolder": "SANDBOX CARDHOLDER", "authCode": "123456"}
+        ]
+    return block
+
+
+def _charge_body(plan: Plan, order: Order) -> dict[str, Any]:
+    declined = order.state is OrderState.DECLINED and not plan.success_flag_on_decline
+    body: dict[str, Any] = {"success": not declined, "data": {"orderId": order.order_id}}
+    if declined:
+        body["error"] = {
+            "code": plan.error_code,
+            "description": plan.message,
+            "message": plan.message,
+        }
+    body["orderStatus"] = _order_block(order)
+    return body
+
+
+def _status_body(order: Order) -> dict[str, Any]:
+    body = _order_block(order)
+    body["errorMessage"] = "Success"
+    body["attributes"] = [{"name": "mdOrder", "value": order.order_id}]
+    body["bindingInfo"] = {"clientId": order.client_id, "bindingId": order.binding_id}
+    body["paymentWay"] = "CARD_BINDING"
+    return body
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def _runtime(request: Request) -> _Runtime:
+    runtime: _Runtime = request.app.state.sandbox
+    return runtime
+
+
+def _new_order(charge: _Charge, plan: Plan, *, final: bool, pending_queries: int) -> Order:
+    now = _now_ms()
+    order = Order(
+        order_id=str(uuid.uuid4()),
+        order_number=charge.order_number,
+        binding_id=charge.binding_id,
+        amount=charge.amount,
+        currency=charge.currency,
+        state=OrderState.CREATED,
+        action_code=PENDING_ACTION_CODE,
+        action_code_description=PENDING_DESCRIPTION,
+        created_ms=now,
+        description=charge.description,
+        client_id=charge.client_id,
+        merchant_params=charge.merchant_params,
+    )
+    return _settled(order, plan, pending_queries) if final else order
+
+
+def _settled(order: Order, plan: Plan, pending_queries: int) -> Order:
+    """``order`` as the plan leaves it once processing is over."""
+    if plan.result is Result.APPROVED:
+        return order.deposited(_now_ms())
+    if plan.result is Result.DECLINED:
+        return replace(
+            order,
+            state=OrderState.DECLINED,
+            action_code=plan.action_code,
+            action_code_description=plan.action_description,
+        )
+    return replace(
+        order,
+        action_code=plan.action_code,
+        action_code_description=plan.action_description,
+        pending_queries_left=pending_queries,
+    )
+
+
+async def recurrent_payment(request: Request) -> Response:
+    """``recurrentPayment.do``: charge a binding."""
+    rt = _runtime(request)
+    params = await _read_params(request)
+    await rt.pause(rt.config.latency)
+    if not _authorized(params, rt.config):
+        return _error("5", "Access denied")
+    charge = _validate_charge(params)
+    if isinstance(charge, tuple):
+        return _error(*charge)
+    behaviour = behaviour_for(charge.binding_id)
+    fault = rt.fault()
+    if fault is Fault.HTTP_500:
+        return HTMLResponse(_HTML_500, status_code=500)
+    order: Order | None = None
+    with rt.ledger.atomic() as ledger:
+        if ledger.find_by_number(charge.order_number) is not None:
+            return _error(
+                "10",
+                "An order with this number has already been registered",
+                "An order with this number has already been registered.",
+            )
+        plan = plan_for(
+            behaviour,
+            call_number=ledger.next_call(charge.binding_id),
+            prior_orders=ledger.count_for_binding(charge.binding_id),
+        )
+        plan = apply_fault(plan, fault)
+        if plan.records_order:
+            final = plan.timing is not Timing.SLOW
+            order = _new_order(charge, plan, final=final, pending_queries=rt.config.pending_queries)
+            ledger.add(order)
+    if plan.timing is Timing.SLOW:
+        await rt.pause(rt.config.slow_delay)
+        if order is not None:
+            order = _settled(order, plan, rt.config.pending_queries)
+            rt.ledger.put(order)
+    elif plan.timing is Timing.HANG:
+        await rt.pause(rt.config.timeout_delay)
+    return _charge_answer(plan, order)
+
+
+def _charge_answer(plan: Plan, order: Order | None) -> Response:
+    if plan.result is Result.HTTP_500:
+        return HTMLResponse(_HTML_500, status_code=500)
+    if plan.result is Result.HTML_PAGE:
+        return HTMLResponse(_HTML_ANTI_DDOS)
+    if order is None:
+        return _error(plan.error_code, plan.message)
+    return JSONResponse(_charge_body(plan, order))
+
+
+async def order_status(request: Request) -> Response:
+    """``getOrderStatusExtended.do``: the order by orderId (first) or orderNumber."""
+    rt = _runtime(request)
+    params = await _read_params(request)
+    await rt.pause(rt.config.latency)
+    if not _authorized(params, rt.config):
+        return JSONResponse({"errorCode": "5", "errorMessage": "Access denied"})
+    order_id = _text(params, "orderId")
+    order_number = _text(params, "orderNumber")
+    if order_id:
+        order = rt.ledger.observe(order_id, _now_ms())
+        missing = "Unregistered orderId"
+    elif order_number:
+        found = rt.ledger.find_by_number(order_number)
+        order = None if found is None else rt.ledger.observe(found.order_id, _now_ms())
+        missing = "Order not found"
+    else:
+        return JSONResponse({"errorCode": "5", "errorMessage": "[orderId] is empty"})
+    if order is None:
+        return JSONResponse({"errorCode": "6", "errorMessage": missing})
+    return JSONResponse(_status_body(order))
+
+
+async def ledger_view(request: Request) -> Response:
+    """``GET /sandbox/ledger``: the bank's view of every order."""
+    rt = _runtime(request)
+    state_name = request.query_params.get("state")
+    binding_id = request.query_params.get("bindingId")
+    try:
+        state = OrderState(state_name.upper()) if state_name else None
+    except ValueError:
+        return JSONResponse({"error": f"unknown state {state_name!r}"}, status_code=400)
+    orders = [
+        o.to_json()
+        for o in rt.ledger.orders(state)
+        if binding_id is None or o.binding_id == binding_id
+    ]
+    return JSONResponse({"orders": orders})
+
+
+async def reset(request: Request) -> Response:
+    """``POST /sandbox/reset``: forget every order and counter."""
+    _runtime(request).ledger.reset()
+    return JSONResponse({"ok": True})
+
+
+async def health(request: Request) -> Response:
+    """``GET /sandbox/health``."""
+    return JSONResponse({"ok": True})
+
+
+def create_app(
+    config: SandboxConfig | None = None,
+    *,
+    ledger: Ledger | None = None,
+    stopping: threading.Event | None = None,
+) -> Starlette:
+    """The sandbox gateway as an ASGI app.
+
+    Pass ``ledger`` to inspect the orders from Python; set ``stopping`` to cut short
+    every pending delay (the server does this when it shuts down).
+    """
+    config = config or SandboxConfig()
+    base = config.base_path
+    app = Starlette(
+        routes=[
+            Route(f"{base}/recurrentPayment.do", recurrent_payment, methods=["POST"]),
+            Route(f"{base}/getOrderStatusExtended.do", order_status, methods=["GET", "POST"]),
+            Route("/sandbox/ledger", ledger_view, methods=["GET"]),
+            Route("/sandbox/reset", reset, methods=["POST"]),
+            Route("/sandbox/health", health, methods=["GET"]),
+        ]
+    )
+    app.state.sandbox = _Runtime(
+        config=config,
+        ledger=ledger if ledger is not None else Ledger(),
+        stopping=stopping if stopping is not None else threading.Event(),
+    )
+    return app

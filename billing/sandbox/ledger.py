@@ -1,0 +1,167 @@
+"""The sandbox "bank": an in-memory store of orders and per-binding call counters.
+
+Thread-safe and safe to use from asyncio handlers (one re-entrant lock, never held
+across an ``await``). Orders are immutable snapshots; a change replaces the order.
+:meth:`Ledger.atomic` groups several calls into one critical section.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+
+class OrderState(StrEnum):
+    """paymentState of an order as the gateway reports it."""
+
+    CREATED = "CREATED"
+    DEPOSITED = "DEPOSITED"
+    DECLINED = "DECLINED"
+
+
+#: orderStatus (getOrderStatusExtended.do) for each state.
+ORDER_STATUS = {OrderState.CREATED: 0, OrderState.DEPOSITED: 2, OrderState.DECLINED: 6}
+
+
+@dataclass(frozen=True)
+class Order:
+    """One order registered at the sandbox gateway."""
+
+    order_id: str
+    order_number: str
+    binding_id: str
+    amount: int
+    currency: str
+    state: OrderState
+    action_code: int
+    created_ms: int
+    action_code_description: str = ""
+    description: str = ""
+    client_id: str = ""
+    merchant_params: tuple[tuple[str, str], ...] = ()
+    deposited_ms: int | None = None
+    #: For ``pending`` orders: status queries still answered as pending before
+    #: the order becomes DEPOSITED. ``None``: status queries do not change the order.
+    pending_queries_left: int | None = None
+
+    @property
+    def order_status(self) -> int:
+        return ORDER_STATUS[self.state]
+
+    def deposited(self, now_ms: int) -> Order:
+        """This order, paid."""
+        return replace(
+            self,
+            state=OrderState.DEPOSITED,
+            action_code=0,
+            action_code_description="",
+            deposited_ms=now_ms,
+            pending_queries_left=None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The order as listed by ``GET /sandbox/ledger``."""
+        return {
+            "orderNumber": self.order_number,
+            "orderId": self.order_id,
+            "bindingId": self.binding_id,
+            "amount": self.amount,
+            "currency": self.currency,
+            "state": self.state.value,
+            "orderStatus": self.order_status,
+            "actionCode": self.action_code,
+            "created": self.created_ms,
+        }
+
+
+class Ledger:
+    """In-memory orders keyed by orderId, unique by orderNumber."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._by_id: dict[str, Order] = {}
+        self._id_by_number: dict[str, str] = {}
+        self._calls: dict[str, int] = {}
+
+    @contextmanager
+    def atomic(self) -> Iterator[Ledger]:
+        """Hold the lock for several calls (never ``await`` inside)."""
+        with self._lock:
+            yield self
+
+    def add(self, order: Order) -> bool:
+        """Register ``order``; ``False`` (and nothing stored) if its orderNumber is taken."""
+        with self._lock:
+            if order.order_number in self._id_by_number:
+                return False
+            self._by_id[order.order_id] = order
+            self._id_by_number[order.order_number] = order.order_id
+            return True
+
+    def put(self, order: Order) -> bool:
+        """Replace a stored order by a new version of it; ``False`` if it is gone (reset)."""
+        with self._lock:
+            current = self._by_id.get(order.order_id)
+            if current is None or current.order_number != order.order_number:
+                return False
+            self._by_id[order.order_id] = order
+            return True
+
+    def find_by_id(self, order_id: str) -> Order | None:
+        with self._lock:
+            return self._by_id.get(order_id)
+
+    def find_by_number(self, order_number: str) -> Order | None:
+        with self._lock:
+            order_id = self._id_by_number.get(order_number)
+            return None if order_id is None else self._by_id[order_id]
+
+    def observe(self, order_id: str, now_ms: int) -> Order | None:
+        """The order as a status query sees it.
+
+        A ``pending`` order with no queries left becomes DEPOSITED now; otherwise the
+        query is counted and the order is still shown pending.
+        """
+        with self._lock:
+            order = self._by_id.get(order_id)
+            if order is None or order.pending_queries_left is None:
+                return order
+            if order.pending_queries_left > 0:
+                left = order.pending_queries_left - 1
+                self._by_id[order_id] = replace(order, pending_queries_left=left)
+                return order
+            paid = order.deposited(now_ms)
+            self._by_id[order_id] = paid
+            return paid
+
+    def orders(self, state: OrderState | None = None) -> list[Order]:
+        """All orders in registration order, optionally only those in ``state``."""
+        with self._lock:
+            return [o for o in self._by_id.values() if state is None or o.state is state]
+
+    def deposited_count(self) -> int:
+        """How many orders took the money."""
+        return len(self.orders(OrderState.DEPOSITED))
+
+    def count_for_binding(self, binding_id: str) -> int:
+        """How many orders were registered with ``binding_id``."""
+        with self._lock:
+            return sum(1 for o in self._by_id.values() if o.binding_id == binding_id)
+
+    def next_call(self, binding_id: str) -> int:
+        """Count one more charge call for ``binding_id``; its 1-based number."""
+        with self._lock:
+            number = self._calls.get(binding_id, 0) + 1
+            self._calls[binding_id] = number
+            return number
+
+    def reset(self) -> None:
+        """Forget every order and counter."""
+        with self._lock:
+            self._by_id.clear()
+            self._id_by_number.clear()
+            self._calls.clear()

@@ -1,0 +1,1 @@
+"""Use cases: each takes its collaborators (database, gateway, dispatcher, clock) as arguments."""

@@ -1,0 +1,528 @@
+"""Charging one attempt and settling its outcome: the worker's use case.
+
+The attempt's orderNumber is stored before the call. ``charge`` sends
+recurrentPayment.do only for an attempt still ``pending``, after moving it to
+``sending`` in a committed transaction; an attempt found ``sending`` or ``unknown``
+(redelivered message, killed worker, read timeout) is never sent again: it is
+settled through getOrderStatusExtended.do by orderNumber.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from billing import circuit as breaker
+from billing.classification import classify_payment, classify_status
+from billing.domain import (
+    FINAL_STATES,
+    AttemptState,
+    AttemptSummary,
+    AttemptTrigger,
+    Category,
+    InvoiceStatus,
+    Outcome,
+    SubscriptionStatus,
+)
+from billing.dunning import Action, Decision, decide
+from billing.policy import DunningPolicy
+from billing.schedule import next_due
+from billing.services.ports import Clock, Gateway, system_clock
+from billing.services.records import load_circuit, record_event, save_circuit
+from billing.storage.database import Database
+from billing.storage.tables import ChargeAttempt, GatewayCircuit, Invoice, Subscription
+
+log = logging.getLogger("billing.charging")
+
+DECLINED_CATEGORIES = frozenset(
+    {Category.SOFT_DECLINE, Category.HARD_DECLINE, Category.DO_NOT_RETRY}
+)
+#: Answers to a status query that cannot settle an attempt: ask again later.
+UNSETTLED_STATUS = frozenset({Category.UNKNOWN, Category.TRANSIENT, Category.MERCHANT_CONFIG})
+CONFIRM_REASON = "binding_not_found"
+DECLINED_ORDER = 6  # orderStatus: authorization declined
+
+
+@dataclass(frozen=True)
+class _ChargeRequest:
+    order_number: str
+    binding_id: str
+    amount: int
+    currency: str
+    description: str | None
+    customer_id: str
+
+
+class Charger:
+    """Charges attempts by id and settles their outcomes. Safe to call twice for one id."""
+
+    def __init__(
+        self,
+        db: Database,
+        gateway: Gateway,
+        policy: DunningPolicy,
+        *,
+        clock: Clock = system_clock,
+        stale_sending_after: timedelta = timedelta(minutes=2),
+        outage_threshold: int = 20,
+    ) -> None:
+        self.db = db
+        self.gateway = gateway
+        self.policy = policy
+        self.clock = clock
+        self.stale_sending_after = stale_sending_after
+        self.outage_threshold = outage_threshold
+
+    # -- charge -----------------------------------------------------------------------------
+
+    def charge(self, attempt_id: int) -> str:
+        """Send the attempt to the gateway once; returns a word saying what happened."""
+        now = self.clock()
+        request: _ChargeRequest | None = None
+        with self.db.transaction() as session:
+            attempt = _lock_attempt(session, attempt_id)
+            if attempt is None:
+                log.warning("charge: attempt %s does not exist", attempt_id)
+                return "missing"
+            state = AttemptState(attempt.state)
+            if state in FINAL_STATES:
+                log.info("charge: attempt %s is already %s; nothing to do", attempt_id, state)
+                return "already_final"
+            if state is AttemptState.PENDING:
+                claimed = self._claim_for_sending(session, attempt, now)
+                if isinstance(claimed, str):
+                    return claimed
+                request = claimed
+        if request is None:
+            log.info("charge: attempt %s may have reached the gateway; reconciling", attempt_id)
+            return self.reconcile(attempt_id)
+
+        result = self.gateway.recurrent_payment(
+            order_number=request.order_number,
+            binding_id=request.binding_id,
+            amount=request.amount,
+            currency=request.currency,
+            description=request.description,
+            client_id=request.customer_id,
+            language="en",  # codes 1, 5 and 10 are told apart by their (English) text
+        )
+        outcome = classify_payment(result)
+        if outcome.category is Category.UNKNOWN:
+            # The order may exist: its status, not the charge answer, decides.
+            status = classify_status(self.gateway.order_status(order_number=request.order_number))
+            if _settles(status):
+                outcome = status
+        return self._finish(attempt_id, outcome, {AttemptState.SENDING}, status_check=False)
+
+    def _claim_for_sending(
+        self, session: Session, attempt: ChargeAttempt, now: datetime
+    ) -> _ChargeRequest | str:
+        invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
+        if invoice.status != InvoiceStatus.OPEN:
+            attempt.state = AttemptState.FAILED
+            attempt.reason = "invoice_closed"
+            attempt.message = f"invoice is {invoice.status}; not charged"
+            attempt.finished_at = attempt.updated_at = now
+            record_event(
+                session,
+                now,
+                "attempt_skipped",
+                attempt.message,
+                subscription_id=attempt.subscription_id,
+                invoice_id=invoice.id,
+                attempt_id=attempt.id,
+                from_state="pending",
+                to_state="failed",
+            )
+            return "invoice_closed"
+        if not load_circuit(session).allows_charging(now):
+            attempt.enqueued_at = None  # the scheduler sends it again once charging resumes
+            attempt.updated_at = now
+            log.warning("charge: attempt %s held back: charging is paused", attempt.id)
+            return "paused"
+        subscription = session.get_one(Subscription, attempt.subscription_id)
+        attempt.binding_version = subscription.binding_version
+        attempt.state = AttemptState.SENDING
+        attempt.sent_at = attempt.updated_at = now
+        return _ChargeRequest(
+            order_number=attempt.order_number,
+            binding_id=subscription.binding_id,
+            amount=attempt.amount,
+            currency=attempt.currency,
+            description=subscription.description,
+            customer_id=subscription.customer_id,
+        )
+
+    # -- reconcile --------------------------------------------------------------------------
+
+    def reconcile(self, attempt_id: int) -> str:
+        """Settle an attempt whose outcome is unknown by asking the gateway for its status."""
+        now = self.clock()
+        with self.db.transaction() as session:
+            attempt = _lock_attempt(session, attempt_id)
+            if attempt is None:
+                return "missing"
+            state = AttemptState(attempt.state)
+            if state not in (AttemptState.SENDING, AttemptState.UNKNOWN):
+                return "already_final" if state in FINAL_STATES else "not_sent"
+            sent_at = attempt.sent_at or attempt.created_at
+            if state is AttemptState.SENDING and now - sent_at < self.stale_sending_after:
+                return "in_flight"  # a worker may still be waiting for the gateway's answer
+            order_number = attempt.order_number
+        outcome = classify_status(self.gateway.order_status(order_number=order_number))
+        if outcome.order_not_found and now - sent_at >= self.stale_sending_after:
+            outcome = Outcome(
+                category=Category.TRANSIENT,
+                reason="not_received",
+                message="the gateway has no order with this number: the charge did not happen",
+                error_code=outcome.error_code,
+                http_status=outcome.http_status,
+            )
+        elif not _settles(outcome):
+            if outcome.category is not Category.UNKNOWN:
+                self._update_circuit(outcome, now)
+            outcome = Outcome(
+                category=Category.UNKNOWN,
+                reason=outcome.reason,
+                message=outcome.message,
+                error_code=outcome.error_code,
+                action_code=outcome.action_code,
+                order_id=outcome.order_id,
+                order_status=outcome.order_status,
+                http_status=outcome.http_status,
+            )
+        return self._finish(
+            attempt_id, outcome, {AttemptState.SENDING, AttemptState.UNKNOWN}, status_check=True
+        )
+
+    # -- settle -----------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        attempt_id: int,
+        outcome: Outcome,
+        expected: set[AttemptState],
+        *,
+        status_check: bool,
+    ) -> str:
+        now = self.clock()
+        with self.db.transaction() as session:
+            attempt = _lock_attempt(session, attempt_id)
+            if attempt is None or AttemptState(attempt.state) not in expected:
+                log.info("attempt %s was settled elsewhere; keeping that result", attempt_id)
+                return "settled_elsewhere"
+            if status_check:
+                attempt.status_checks += 1
+            decision = self._settle(session, attempt, outcome, now)
+        self._update_circuit(outcome, now)
+        level = logging.WARNING if outcome.category is Category.MERCHANT_CONFIG else logging.INFO
+        if outcome.category is Category.MERCHANT_CONFIG:
+            level = logging.ERROR
+        log.log(
+            level,
+            "attempt %s: %s (%s) -> %s",
+            attempt_id,
+            outcome.category.value,
+            outcome.reason,
+            decision.action.value,
+        )
+        return outcome.category.value
+
+    def _settle(
+        self, session: Session, attempt: ChargeAttempt, outcome: Outcome, now: datetime
+    ) -> Decision:
+        invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
+        subscription = session.get_one(Subscription, attempt.subscription_id, with_for_update=True)
+        prior = session.scalars(
+            select(ChargeAttempt)
+            .where(
+                ChargeAttempt.invoice_id == invoice.id,
+                ChargeAttempt.id != attempt.id,
+                ChargeAttempt.category.is_not(None),
+            )
+            .order_by(ChargeAttempt.attempt_number)
+        ).all()
+        summaries = [
+            AttemptSummary(
+                category=Category(p.category),
+                trigger=AttemptTrigger(p.trigger),
+                binding_version=p.binding_version,
+                confirm_before_decline=p.reason == CONFIRM_REASON,
+            )
+            for p in prior
+            if p.category is not None and p.state != AttemptState.UNKNOWN
+        ]
+        decision = decide(
+            self.policy,
+            summaries,
+            outcome,
+            now,
+            binding_version=subscription.binding_version,
+            trigger=AttemptTrigger(attempt.trigger),
+            first_unknown_at=attempt.sent_at,
+            checks_so_far=max(attempt.status_checks - 1, 0),
+        )
+        _record_outcome(attempt, outcome, decision, now)
+        action = decision.action
+        if action is Action.RECONCILE:
+            return decision
+        if action is Action.NEEDS_OPERATOR:
+            invoice.next_attempt_at = None
+            record_event(
+                session,
+                now,
+                "needs_operator",
+                decision.reason,
+                subscription_id=subscription.id,
+                invoice_id=invoice.id,
+                attempt_id=attempt.id,
+                from_state="unknown",
+                to_state="needs_operator",
+            )
+            log.error("attempt %s needs an operator: %s", attempt.id, decision.reason)
+            return decision
+        record_event(
+            session,
+            now,
+            f"attempt_{attempt.state}",
+            decision.reason,
+            subscription_id=subscription.id,
+            invoice_id=invoice.id,
+            attempt_id=attempt.id,
+            to_state=attempt.state,
+        )
+        if action is Action.MARK_PAID:
+            self._mark_paid(session, invoice, subscription, attempt, now)
+            return decision
+
+        # A failure: the invoice stays open unless the subscription is canceled.
+        invoice.last_category = outcome.category.value
+        invoice.last_reason = outcome.reason
+        invoice.failing_since = invoice.failing_since or now
+        invoice.updated_at = now
+        if invoice.status != InvoiceStatus.OPEN:
+            return decision
+        invoice.next_attempt_at = (
+            decision.at if action in (Action.RETRY, Action.PAUSE_CHARGING) else None
+        )
+        if action is Action.CANCEL:
+            cancel_subscription(session, subscription, now, decision.reason)
+            return decision
+        frozen = {SubscriptionStatus.CANCELED.value, SubscriptionStatus.PAUSED.value}
+        new_status = decision.subscription_status
+        if new_status is not None and subscription.status not in frozen:
+            if new_status.value != subscription.status:
+                record_event(
+                    session,
+                    now,
+                    "subscription_status",
+                    decision.reason,
+                    subscription_id=subscription.id,
+                    invoice_id=invoice.id,
+                    from_state=subscription.status,
+                    to_state=new_status.value,
+                )
+                subscription.status = new_status.value
+            subscription.cancel_at = decision.cancel_at
+            subscription.updated_at = now
+        return decision
+
+    def _mark_paid(
+        self,
+        session: Session,
+        invoice: Invoice,
+        subscription: Subscription,
+        attempt: ChargeAttempt,
+        now: datetime,
+    ) -> None:
+        if invoice.status in (InvoiceStatus.PAID, InvoiceStatus.VOID):
+            attempt.needs_refund = True
+            message = (
+                f"DOUBLE CHARGE: attempt {attempt.id} (order {attempt.order_number}) took money "
+                f"for invoice {invoice.id}, which is already {invoice.status}; refund it"
+            )
+            record_event(
+                session,
+                now,
+                "double_charge",
+                message,
+                subscription_id=subscription.id,
+                invoice_id=invoice.id,
+                attempt_id=attempt.id,
+            )
+            log.error(message)
+            return
+        record_event(
+            session,
+            now,
+            "invoice_paid",
+            f"paid by order {attempt.order_number}",
+            subscription_id=subscription.id,
+            invoice_id=invoice.id,
+            attempt_id=attempt.id,
+            from_state=invoice.status,
+            to_state="paid",
+        )
+        invoice.status = InvoiceStatus.PAID
+        invoice.paid_at = invoice.closed_at = invoice.updated_at = now
+        invoice.next_attempt_at = None
+        recovering = {
+            SubscriptionStatus.PAST_DUE.value,
+            SubscriptionStatus.NEEDS_PAYMENT_METHOD.value,
+            SubscriptionStatus.SUSPENDED.value,
+        }
+        if subscription.status not in recovering:
+            return
+        still_failing = session.scalar(
+            select(Invoice.id)
+            .where(
+                Invoice.subscription_id == subscription.id,
+                Invoice.id != invoice.id,
+                Invoice.status == InvoiceStatus.OPEN,
+                Invoice.failing_since.is_not(None),
+            )
+            .limit(1)
+        )
+        if still_failing is not None:
+            return
+        record_event(
+            session,
+            now,
+            "subscription_status",
+            "open invoice paid; dunning reset",
+            subscription_id=subscription.id,
+            invoice_id=invoice.id,
+            from_state=subscription.status,
+            to_state="active",
+        )
+        if subscription.status == SubscriptionStatus.SUSPENDED and (
+            subscription.next_charge_at is None or subscription.next_charge_at <= now
+        ):
+            subscription.next_charge_at = next_due(
+                subscription.schedule, subscription.timezone, now
+            )
+        subscription.status = SubscriptionStatus.ACTIVE
+        subscription.cancel_at = None
+        subscription.updated_at = now
+
+    # -- breaker ----------------------------------------------------------------------------
+
+    def _update_circuit(self, outcome: Outcome, now: datetime) -> None:
+        category = outcome.category
+        if category is Category.UNKNOWN:
+            return
+        with self.db.transaction() as session:
+            if category not in (Category.TRANSIENT, Category.MERCHANT_CONFIG):
+                # Cheap path for the common case: reset a non-zero outage count, if any.
+                session.execute(
+                    update(GatewayCircuit)
+                    .where(
+                        GatewayCircuit.state == "closed", GatewayCircuit.consecutive_failures > 0
+                    )
+                    .values(consecutive_failures=0, updated_at=now)
+                )
+                return
+            current = load_circuit(session, for_update=True)
+            after = breaker.after_outcome(
+                current,
+                category,
+                outcome.reason,
+                now,
+                pause_backoff=self.policy.merchant_config.pause_backoff,
+                outage_threshold=self.outage_threshold,
+            )
+            if after != current:
+                save_circuit(session, after, now)
+                if after.state != current.state:
+                    record_event(
+                        session,
+                        now,
+                        "charging_paused",
+                        after.reason or "",
+                        from_state=current.state,
+                        to_state=after.state,
+                    )
+                    log.error(
+                        "CHARGING PAUSED for everyone until %s: %s", after.retry_at, after.reason
+                    )
+
+
+def _settles(status: Outcome) -> bool:
+    """Whether a status-query answer settles the attempt: a final order state does (a
+    declined order, orderStatus 6, whatever its action code); "pending", "not found" or a
+    failed query does not."""
+    if status.order_not_found:
+        return False
+    return status.category not in UNSETTLED_STATUS or status.order_status == DECLINED_ORDER
+
+
+def _lock_attempt(session: Session, attempt_id: int) -> ChargeAttempt | None:
+    return session.get(ChargeAttempt, attempt_id, with_for_update=True, populate_existing=True)
+
+
+def _record_outcome(
+    attempt: ChargeAttempt, outcome: Outcome, decision: Decision, now: datetime
+) -> None:
+    attempt.category = outcome.category.value
+    attempt.reason = outcome.reason[:64]
+    attempt.message = (outcome.message or decision.reason)[:512]
+    attempt.error_code = outcome.error_code
+    attempt.action_code = outcome.action_code
+    attempt.http_status = outcome.http_status
+    attempt.gateway_order_id = outcome.order_id or attempt.gateway_order_id
+    attempt.updated_at = now
+    if decision.action is Action.RECONCILE:
+        attempt.state = AttemptState.UNKNOWN
+        attempt.next_check_at = decision.at
+        return
+    attempt.next_check_at = None
+    attempt.finished_at = now
+    if decision.action is Action.NEEDS_OPERATOR:
+        attempt.state = AttemptState.NEEDS_OPERATOR
+    elif outcome.category is Category.PAID:
+        attempt.state = AttemptState.PAID
+    elif outcome.category in DECLINED_CATEGORIES:
+        attempt.state = AttemptState.DECLINED
+    else:
+        attempt.state = AttemptState.FAILED
+
+
+def cancel_subscription(
+    session: Session, subscription: Subscription, now: datetime, reason: str
+) -> None:
+    """Cancel a subscription: no new invoices; its open invoices become uncollectible."""
+    for invoice in session.scalars(
+        select(Invoice)
+        .where(Invoice.subscription_id == subscription.id, Invoice.status == InvoiceStatus.OPEN)
+        .with_for_update()
+    ):
+        invoice.status = InvoiceStatus.UNCOLLECTIBLE
+        invoice.next_attempt_at = None
+        invoice.closed_at = invoice.updated_at = now
+        record_event(
+            session,
+            now,
+            "invoice_uncollectible",
+            reason,
+            subscription_id=subscription.id,
+            invoice_id=invoice.id,
+            from_state="open",
+            to_state="uncollectible",
+        )
+    record_event(
+        session,
+        now,
+        "subscription_status",
+        reason,
+        subscription_id=subscription.id,
+        from_state=subscription.status,
+        to_state="canceled",
+    )
+    subscription.status = SubscriptionStatus.CANCELED
+    subscription.next_charge_at = None
+    subscription.cancel_at = None
+    subscription.updated_at = now

@@ -1,0 +1,382 @@
+"""One scheduler pass: what is due at ``now``, claimed in batches, enqueued after commit.
+
+Several schedulers may run at once: rows are claimed with ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL (SQLite takes its write lock at BEGIN), and UNIQUE (subscription, period) plus
+the one-in-flight-attempt index are the last line against double scheduling.
+Work that could not be enqueued (Redis down, lost message) is found again by a later pass
+because the database, not the queue, says what is outstanding.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from billing import circuit as breaker
+from billing.classification import classify_status
+from billing.domain import (
+    BILLABLE_STATUSES,
+    CHARGEABLE_STATUSES,
+    AttemptState,
+    AttemptTrigger,
+    Category,
+    InvoiceStatus,
+    SubscriptionStatus,
+)
+from billing.errors import BillingError
+from billing.policy import DunningPolicy
+from billing.schedule import next_due
+from billing.services.charging import cancel_subscription
+from billing.services.ports import Clock, Dispatcher, Gateway, system_clock
+from billing.services.records import load_circuit, new_order_number, record_event, save_circuit
+from billing.storage.database import Database
+from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
+
+log = logging.getLogger("billing.scheduler")
+
+IN_FLIGHT = [AttemptState.PENDING.value, AttemptState.SENDING.value, AttemptState.UNKNOWN.value]
+
+
+@dataclass
+class PassReport:
+    invoices_opened: int = 0
+    attempts_created: int = 0
+    requeued: int = 0
+    reconciles: int = 0
+    canceled: int = 0
+    charging_paused: bool = False
+    probe: str | None = None
+    enqueue_failures: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        db: Database,
+        dispatcher: Dispatcher,
+        policy: DunningPolicy,
+        *,
+        gateway: Gateway | None = None,
+        clock: Clock = system_clock,
+        batch_size: int = 500,
+        requeue_after: timedelta = timedelta(minutes=5),
+        stale_sending_after: timedelta = timedelta(minutes=2),
+    ) -> None:
+        self.db = db
+        self.dispatcher = dispatcher
+        self.policy = policy
+        self.gateway = gateway
+        self.clock = clock
+        self.batch_size = batch_size
+        self.requeue_after = requeue_after
+        self.stale_sending_after = stale_sending_after
+
+    def run_pass(self) -> PassReport:
+        now = self.clock()
+        report = PassReport()
+        report.invoices_opened = self.open_due_invoices(now)
+        report.canceled = self.cancel_due(now)
+        with self.db.transaction() as session:
+            circuit = load_circuit(session)
+        if circuit.probe_due(now) and self.gateway is not None:
+            report.probe = self.probe(now)
+            with self.db.transaction() as session:
+                circuit = load_circuit(session)
+        if circuit.allows_charging(now):
+            report.attempts_created = self.create_due_attempts(now, report)
+            report.requeued = self.requeue_lost(now, report)
+        else:
+            report.charging_paused = True
+        report.reconciles = self.dispatch_reconciles(now, report)
+        return report
+
+    # -- invoices ---------------------------------------------------------------------------
+
+    def open_due_invoices(self, now: datetime) -> int:
+        """Open one invoice per due billing period and advance each subscription."""
+        opened = 0
+        while True:
+            with self.db.transaction() as session:
+                query = (
+                    select(Subscription)
+                    .where(
+                        Subscription.status.in_([s.value for s in BILLABLE_STATUSES]),
+                        Subscription.next_charge_at <= now,
+                    )
+                    .order_by(Subscription.next_charge_at)
+                    .limit(self.batch_size)
+                )
+                subscriptions = session.scalars(self._skip_locked(query)).all()
+                if not subscriptions:
+                    return opened
+                rows = []
+                for sub in subscriptions:
+                    period = sub.next_charge_at
+                    assert period is not None
+                    chargeable = SubscriptionStatus(sub.status) in CHARGEABLE_STATUSES
+                    rows.append(
+                        {
+                            "subscription_id": sub.id,
+                            "period_start": period,
+                            "amount": sub.amount,
+                            "currency": sub.currency,
+                            "status": InvoiceStatus.OPEN.value,
+                            "next_attempt_at": period if chargeable else None,
+                            "attempt_count": 0,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                    )
+                    sub.next_charge_at = next_due(sub.schedule, sub.timezone, period)
+                    sub.updated_at = now
+                inserted = self._insert_invoices(session, rows)
+                if inserted:
+                    session.execute(
+                        insert(Event),
+                        [
+                            {
+                                "at": now,
+                                "kind": "invoice_opened",
+                                "reason": f"billing period {period:%Y-%m-%d %H:%M} UTC is due",
+                                "subscription_id": sub_id,
+                                "invoice_id": invoice_id,
+                                "to_state": "open",
+                                "actor": "scheduler",
+                            }
+                            for invoice_id, sub_id, period in inserted
+                        ],
+                    )
+                opened += len(inserted)
+
+    def _insert_invoices(
+        self, session: Session, rows: list[dict[str, Any]]
+    ) -> Sequence[tuple[int, int, datetime]]:
+        dialect_insert: Callable[..., Any] = (
+            postgresql.insert if self.db.is_postgres else sqlite.insert
+        )
+        statement = (
+            dialect_insert(Invoice)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["subscription_id", "period_start"])
+            .returning(Invoice.id, Invoice.subscription_id, Invoice.period_start)
+        )
+        return [(r[0], r[1], r[2]) for r in session.execute(statement)]
+
+    def cancel_due(self, now: datetime) -> int:
+        """Cancel subscriptions whose grace period (suspended / waiting for a card) ran out."""
+        with self.db.transaction() as session:
+            query = (
+                select(Subscription)
+                .where(
+                    Subscription.status.in_(
+                        [SubscriptionStatus.SUSPENDED, SubscriptionStatus.NEEDS_PAYMENT_METHOD]
+                    ),
+                    Subscription.cancel_at <= now,
+                )
+                .limit(self.batch_size)
+            )
+            due = session.scalars(self._skip_locked(query)).all()
+            for sub in due:
+                cancel_subscription(
+                    session,
+                    sub,
+                    now,
+                    f"canceled: still {sub.status} at the end of its grace period",
+                )
+            return len(due)
+
+    # -- attempts ---------------------------------------------------------------------------
+
+    def create_due_attempts(self, now: datetime, report: PassReport) -> int:
+        """Create one attempt (with its orderNumber) for each invoice whose charge is due."""
+        created = 0
+        while True:
+            with self.db.transaction() as session:
+                in_flight = exists().where(
+                    ChargeAttempt.invoice_id == Invoice.id, ChargeAttempt.state.in_(IN_FLIGHT)
+                )
+                query = (
+                    select(Invoice, Subscription.binding_version)
+                    .join(Subscription, Subscription.id == Invoice.subscription_id)
+                    .where(
+                        Invoice.status == InvoiceStatus.OPEN,
+                        Invoice.next_attempt_at <= now,
+                        Subscription.status.in_([s.value for s in CHARGEABLE_STATUSES]),
+                        ~in_flight,
+                    )
+                    .order_by(Invoice.next_attempt_at)
+                    .limit(self.batch_size)
+                )
+                if self.db.supports_skip_locked:
+                    query = query.with_for_update(skip_locked=True, of=Invoice)
+                claimed = session.execute(query).all()
+                if not claimed:
+                    return created
+                rows = []
+                for invoice, binding_version in claimed:
+                    number = invoice.attempt_count + 1
+                    invoice.attempt_count = number
+                    invoice.next_attempt_at = None
+                    invoice.updated_at = now
+                    rows.append(
+                        {
+                            "invoice_id": invoice.id,
+                            "subscription_id": invoice.subscription_id,
+                            "attempt_number": number,
+                            "order_number": new_order_number(invoice.id, number),
+                            "trigger": (
+                                AttemptTrigger.SCHEDULED if number == 1 else AttemptTrigger.RETRY
+                            ).value,
+                            "state": AttemptState.PENDING.value,
+                            "binding_version": binding_version,
+                            "amount": invoice.amount,
+                            "currency": invoice.currency,
+                            "status_checks": 0,
+                            "needs_refund": False,
+                            "created_at": now,
+                            "enqueued_at": now,
+                            "updated_at": now,
+                        }
+                    )
+                ids = self._insert_attempts(session, rows)
+            created += len(ids)
+            self._send(ids, now, report)
+
+    def _insert_attempts(self, session: Session, rows: list[dict[str, Any]]) -> list[int]:
+        result = session.execute(insert(ChargeAttempt).values(rows).returning(ChargeAttempt.id))
+        return [row[0] for row in result]
+
+    def requeue_lost(self, now: datetime, report: PassReport) -> int:
+        """Enqueue again the attempts that were created but never picked up."""
+        with self.db.transaction() as session:
+            query = (
+                select(ChargeAttempt.id)
+                .where(
+                    ChargeAttempt.state == AttemptState.PENDING,
+                    or_(
+                        ChargeAttempt.enqueued_at.is_(None),
+                        ChargeAttempt.enqueued_at < now - self.requeue_after,
+                    ),
+                )
+                .order_by(ChargeAttempt.id)
+                .limit(self.batch_size)
+            )
+            ids = list(session.scalars(self._skip_locked(query)))
+            if ids:
+                session.execute(
+                    update(ChargeAttempt).where(ChargeAttempt.id.in_(ids)).values(enqueued_at=now)
+                )
+        if ids:
+            log.warning("re-enqueueing %d attempt(s) that no worker picked up", len(ids))
+            self._send(ids, now, report)
+        return len(ids)
+
+    def _send(self, ids: list[int], now: datetime, report: PassReport) -> None:
+        """Enqueue after commit. The rows already say ``enqueued_at = now``; if the broker
+        refuses, they are marked not enqueued so the next pass sends them at once (and if
+        this process dies first, ``requeue_after`` brings them back)."""
+        if not ids:
+            return
+        try:
+            self.dispatcher.charge(ids)
+        except BillingError as exc:
+            report.enqueue_failures += len(ids)
+            log.warning("could not enqueue %d charge(s) (%s); a later pass will", len(ids), exc)
+            with self.db.transaction() as session:
+                session.execute(
+                    update(ChargeAttempt)
+                    .where(ChargeAttempt.id.in_(ids), ChargeAttempt.state == AttemptState.PENDING)
+                    .values(enqueued_at=None)
+                )
+
+    # -- reconciliation ---------------------------------------------------------------------
+
+    def dispatch_reconciles(self, now: datetime, report: PassReport) -> int:
+        """Enqueue status checks for unknown outcomes and for sends that never finished."""
+        lease = now + self.stale_sending_after
+        with self.db.transaction() as session:
+            query = (
+                select(ChargeAttempt)
+                .where(
+                    or_(
+                        and_(
+                            ChargeAttempt.state == AttemptState.UNKNOWN,
+                            ChargeAttempt.next_check_at <= now,
+                        ),
+                        and_(
+                            ChargeAttempt.state == AttemptState.SENDING,
+                            ChargeAttempt.sent_at < now - self.stale_sending_after,
+                            or_(
+                                ChargeAttempt.next_check_at.is_(None),
+                                ChargeAttempt.next_check_at <= now,
+                            ),
+                        ),
+                    )
+                )
+                .limit(self.batch_size)
+            )
+            attempts = session.scalars(self._skip_locked(query)).all()
+            ids = [a.id for a in attempts]
+            for attempt in attempts:
+                attempt.next_check_at = lease
+        if ids:
+            try:
+                self.dispatcher.reconcile(ids)
+            except BillingError as exc:
+                report.enqueue_failures += len(ids)
+                log.warning("could not enqueue %d reconciliation(s): %s", len(ids), exc)
+        return len(ids)
+
+    # -- circuit breaker probe --------------------------------------------------------------
+
+    def probe(self, now: datetime) -> str:
+        """Ask the gateway for an order that cannot exist: "not found" proves we are let in."""
+        assert self.gateway is not None
+        outcome = classify_status(
+            self.gateway.order_status(order_number=f"probe-{secrets.token_hex(8)}")
+        )
+        healthy = outcome.order_not_found or outcome.category not in (
+            Category.MERCHANT_CONFIG,
+            Category.TRANSIENT,
+        )
+        with self.db.transaction() as session:
+            current = load_circuit(session, for_update=True)
+            after = breaker.after_probe(
+                current,
+                healthy,
+                f"probe failed: {outcome.reason}",
+                now,
+                pause_backoff=self.policy.merchant_config.pause_backoff,
+            )
+            save_circuit(session, after, now)
+            if healthy:
+                record_event(
+                    session,
+                    now,
+                    "charging_resumed",
+                    "probe succeeded",
+                    from_state="open",
+                    to_state="closed",
+                    actor="scheduler",
+                )
+                log.warning("charging resumed: the gateway probe succeeded")
+            else:
+                log.error("charging stays paused until %s: %s", after.retry_at, after.reason)
+        return "healthy" if healthy else outcome.reason
+
+    def _skip_locked(self, query: Select[Any]) -> Select[Any]:
+        if self.db.supports_skip_locked:
+            return query.with_for_update(skip_locked=True)
+        return query

@@ -1,0 +1,101 @@
+"""Settings from ``BILLING_*`` environment variables and an optional TOML file.
+
+Precedence: explicit arguments > environment > TOML file (``BILLING_CONFIG_FILE``) > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from billing.errors import ConfigurationError
+
+DEFAULT_DATABASE_URL = "sqlite:///billing.db"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Secrets are ``SecretStr``: they never print."""
+
+    model_config = SettingsConfigDict(env_prefix="BILLING_", extra="forbid", frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+
+    gateway_url: str = "http://127.0.0.1:8088/payment/rest"
+    gateway_username: str = "sandbox"
+    gateway_password: SecretStr = SecretStr("sandbox")
+    gateway_token: SecretStr | None = None
+    gateway_connect_timeout: float = Field(default=5.0, gt=0)
+    gateway_read_timeout: float = Field(default=30.0, gt=0)
+    gateway_max_connections: int = Field(default=50, ge=1)
+
+    dunning_policy: Path | None = None
+
+    scheduler_interval: float = Field(default=10.0, gt=0)
+    scheduler_batch_size: int = Field(default=500, ge=1, le=100_000)
+    #: A created attempt not picked up by a worker after this long is enqueued again.
+    requeue_after: float = Field(default=300.0, gt=0)
+    #: An attempt in ``sending`` for longer than this is reconciled by status.
+    stale_sending_after: float = Field(default=120.0, gt=0)
+    queue_name: str = "billing"
+    worker_processes: int = Field(default=2, ge=1)
+    worker_threads: int = Field(default=8, ge=1)
+    #: Consecutive gateway outages (transient answers) before charging pauses for everyone.
+    circuit_outage_threshold: int = Field(default=20, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("dunning_policy")
+    @classmethod
+    def _policy_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("BILLING_CONFIG_FILE")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; any problem becomes one clear ConfigurationError line."""
+    config_file = os.environ.get("BILLING_CONFIG_FILE")
+    if config_file and not Path(config_file).is_file():
+        raise ConfigurationError(f"BILLING_CONFIG_FILE: no such file: {config_file}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "settings"
+        name = f"BILLING_{field.upper()}"
+        raise ConfigurationError(f"invalid setting {name}: {first['msg']}") from None
+    except Exception as exc:  # TOML syntax errors and the like, from pydantic-settings
+        raise ConfigurationError(f"cannot read settings: {exc}") from None

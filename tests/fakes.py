@@ -1,0 +1,145 @@
+"""Fakes (not mocks) for the service tests: a scripted gateway and a manual clock."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from billing.gateway.results import ConnectionFailed, GatewayResult, JsonReply, ReadTimedOut
+
+
+class ManualClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+def paid_body(order_number: str, amount: int, order_id: str) -> dict[str, Any]:
+    """The doc's "Example of successful payment", with our numbers."""
+    return {
+        "success": True,
+        "data": {"orderId": order_id},
+        "orderStatus": {
+            "errorCode": "0",
+            "orderNumber": order_number,
+            "orderStatus": 2,
+            "actionCode": 0,
+            "actionCodeDescription": "",
+            "amount": amount,
+            "currency": "643",
+            "paymentAmountInfo": {"paymentState": "DEPOSITED", "depositedAmount": amount},
+        },
+    }
+
+
+def error_body(code: str, text: str) -> dict[str, Any]:
+    return {"error": {"code": code, "description": text, "message": text}, "success": False}
+
+
+def declined_body(order_number: str, amount: int, order_id: str, action: int) -> dict[str, Any]:
+    return {
+        "success": False,
+        "error": {
+            "code": "1",
+            "description": "The funds on the card are not sufficient",
+            "message": "The funds on the card are not sufficient",
+        },
+        "orderStatus": {
+            "errorCode": "0",
+            "orderNumber": order_number,
+            "orderStatus": 6,
+            "actionCode": action,
+            "amount": amount,
+            "currency": "643",
+        },
+        "data": {"orderId": order_id},
+    }
+
+
+class FakeGateway:
+    """Keeps orders like the bank does; behaviour per bindingId prefix, like the sandbox.
+
+    ``approve``, ``insufficient``, ``notfound``, ``auth`` (access denied), ``timeout``
+    (charged, then the client times out), ``down`` (connection refused).
+    """
+
+    def __init__(self) -> None:
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.payment_calls: list[str] = []
+        self.status_calls: list[str] = []
+        self.auth_ok = True
+        self.before_answer: Callable[[str], None] | None = None
+
+    def deposited(self) -> list[str]:
+        return [n for n, o in self.orders.items() if o["orderStatus"] == 2]
+
+    def recurrent_payment(
+        self,
+        *,
+        order_number: str,
+        binding_id: str,
+        amount: int,
+        currency: str,
+        description: str | None = None,
+        client_id: str | None = None,
+        language: str | None = None,
+    ) -> GatewayResult:
+        self.payment_calls.append(order_number)
+        behaviour = binding_id.split("-")[0]
+        if not self.auth_ok or behaviour == "auth":
+            return JsonReply(200, error_body("5", "Access denied"))
+        if behaviour == "down":
+            return ConnectionFailed("connection refused")
+        if order_number in self.orders:
+            return JsonReply(
+                200, error_body("10", "An order with this number has already been registered")
+            )
+        if behaviour == "notfound":
+            return JsonReply(200, error_body("2", "The binding is not found"))
+        order_id = str(uuid.uuid4())
+        status = 6 if behaviour == "insufficient" else 2
+        self.orders[order_number] = {
+            "orderStatus": status,
+            "orderId": order_id,
+            "amount": amount,
+            "actionCode": 116 if status == 6 else 0,
+        }
+        if self.before_answer is not None:
+            self.before_answer(order_number)
+        if behaviour == "timeout":
+            return ReadTimedOut("read timeout")
+        if status == 6:
+            return JsonReply(200, declined_body(order_number, amount, order_id, 116))
+        return JsonReply(200, paid_body(order_number, amount, order_id))
+
+    def order_status(
+        self, *, order_number: str | None = None, order_id: str | None = None
+    ) -> GatewayResult:
+        self.status_calls.append(order_number or order_id or "")
+        if not self.auth_ok:
+            return JsonReply(200, {"errorCode": "5", "errorMessage": "Access denied"})
+        order = self.orders.get(order_number or "")
+        if order is None:
+            return JsonReply(200, {"errorCode": "6", "errorMessage": "Unregistered orderId"})
+        state = "DEPOSITED" if order["orderStatus"] == 2 else "DECLINED"
+        return JsonReply(
+            200,
+            {
+                "errorCode": "0",
+                "errorMessage": "Success",
+                "orderNumber": order_number,
+                "orderStatus": order["orderStatus"],
+                "actionCode": order["actionCode"],
+                "amount": order["amount"],
+                "currency": "643",
+                "paymentAmountInfo": {"paymentState": state},
+                "attributes": [{"name": "mdOrder", "value": order["orderId"]}],
+            },
+        )

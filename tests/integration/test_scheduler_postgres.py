@@ -1,0 +1,112 @@
+"""The scheduler on real PostgreSQL: concurrent passes, batches, redelivery races."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from billing.policy import load_policy
+from billing.services.charging import Charger
+from billing.services.ports import RecordingDispatcher
+from billing.services.scheduler import Scheduler
+from billing.services.subscriptions import NewSubscription, Subscriptions
+from billing.storage.database import Database
+from billing.storage.tables import ChargeAttempt, Invoice
+from tests.fakes import FakeGateway, ManualClock
+
+pytestmark = pytest.mark.integration
+FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
+
+
+def _subscribe_many(db: Database, clock: ManualClock, count: int) -> None:
+    subscriptions = Subscriptions(db, clock=clock)
+    for n in range(count):
+        subscriptions.create(
+            NewSubscription(
+                customer_id=f"c{n}",
+                binding_id=f"approve-{n}",
+                amount=1000 + n,
+                schedule="*/10 * * * *",
+                timezone="UTC",
+                start_at=clock() - timedelta(minutes=30),
+            )
+        )
+
+
+def test_schedulers_running_at_the_same_time_open_one_invoice_per_period(pg_url: str) -> None:
+    clock = ManualClock(datetime(2026, 12, 1, 3, 0, tzinfo=UTC))
+    db = Database(pg_url)
+    _subscribe_many(db, clock, 120)
+    policy = load_policy(FAST_POLICY)
+    dispatchers = [RecordingDispatcher() for _ in range(4)]
+    schedulers = [
+        Scheduler(Database(pg_url), d, policy, clock=clock, batch_size=16) for d in dispatchers
+    ]
+    barrier = threading.Barrier(len(schedulers))
+    errors: list[BaseException] = []
+
+    def run(scheduler: Scheduler) -> None:
+        try:
+            barrier.wait()
+            scheduler.run_pass()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in schedulers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for scheduler in schedulers:
+        scheduler.db.dispose()
+    assert errors == []
+    with db.transaction() as session:
+        invoices = session.scalar(select(func.count()).select_from(Invoice))
+        periods = session.scalar(
+            select(func.count()).select_from(
+                select(Invoice.subscription_id, Invoice.period_start).distinct().subquery()
+            )
+        )
+        attempts = session.scalar(select(func.count()).select_from(ChargeAttempt))
+    # start 02:30, now 03:00: periods 02:30, 02:40, 02:50, 03:00 for each subscription
+    assert invoices == periods == 120 * 4
+    assert attempts == invoices
+    db.dispose()
+    sent = [i for d in dispatchers for i in d.charges]
+    assert len(sent) == len(set(sent)) == attempts
+
+
+def test_concurrent_deliveries_of_one_attempt_charge_once(pg_url: str) -> None:
+    clock = ManualClock(datetime(2026, 12, 1, 3, 0, tzinfo=UTC))
+    db = Database(pg_url)
+    _subscribe_many(db, clock, 1)
+    dispatcher = RecordingDispatcher()
+    policy = load_policy(FAST_POLICY)
+    Scheduler(db, dispatcher, policy, clock=clock).run_pass()
+    gateway = FakeGateway()
+    attempt_ids = sorted(set(dispatcher.charges))
+    barrier = threading.Barrier(4)
+
+    def deliver(attempt_id: int) -> None:
+        own = Database(pg_url)
+        try:
+            charger = Charger(own, gateway, policy, clock=clock)
+            barrier.wait()
+            charger.charge(attempt_id)
+        finally:
+            own.dispose()
+
+    threads = [threading.Thread(target=deliver, args=(attempt_ids[0],)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(gateway.payment_calls) == 1
+    with db.transaction() as session:
+        attempt = session.get_one(ChargeAttempt, attempt_ids[0])
+        assert attempt.state == "paid"
+    db.dispose()

@@ -1,0 +1,322 @@
+"""The charging pipeline's use cases on an embedded SQLite database with a fake gateway.
+
+Each test tells a story a billing operator would recognise: a charge, a redelivery,
+a timeout after charging, a decline walked through dunning, a configuration error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from billing.errors import ConflictError, ValidationError
+from billing.policy import load_policy
+from billing.services.charging import Charger
+from billing.services.ports import RecordingDispatcher
+from billing.services.scheduler import Scheduler
+from billing.services.subscriptions import NewSubscription, Subscriptions
+from billing.storage.database import Database
+from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
+from tests.fakes import FakeGateway, ManualClock
+
+FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
+
+
+@dataclass
+class World:
+    db: Database
+    clock: ManualClock
+    gateway: FakeGateway
+    dispatcher: RecordingDispatcher
+    charger: Charger
+    scheduler: Scheduler
+    subscriptions: Subscriptions
+
+    def subscribe(self, binding: str = "approve-1", **kw: object) -> int:
+        new = NewSubscription(
+            customer_id=str(kw.pop("customer_id", "cust-1")),
+            binding_id=binding,
+            amount=int(kw.pop("amount", 49900)),  # type: ignore[call-overload]
+            schedule=str(kw.pop("schedule", "0 3 1 * *")),
+            start_at=self.clock(),
+        )
+        return int(self.subscriptions.create(new)["id"])
+
+    def work(self) -> None:
+        """Run what the queue holds, like a worker would, until it is empty."""
+        while self.dispatcher.charges or self.dispatcher.reconciles:
+            charges, self.dispatcher.charges = self.dispatcher.charges, []
+            reconciles, self.dispatcher.reconciles = self.dispatcher.reconciles, []
+            for attempt_id in charges:
+                self.charger.charge(attempt_id)
+            for attempt_id in reconciles:
+                self.charger.reconcile(attempt_id)
+
+    def tick(self, seconds: float = 0) -> None:
+        self.clock.advance(seconds=seconds)
+        self.scheduler.run_pass()
+        self.work()
+
+    def sub(self, sub_id: int) -> Subscription:
+        with self.db.transaction() as s:
+            return s.get_one(Subscription, sub_id)
+
+    def invoices(self, sub_id: int) -> list[Invoice]:
+        with self.db.transaction() as s:
+            return list(s.scalars(select(Invoice).where(Invoice.subscription_id == sub_id)))
+
+    def attempts(self, sub_id: int) -> list[ChargeAttempt]:
+        with self.db.transaction() as s:
+            return list(
+                s.scalars(
+                    select(ChargeAttempt)
+                    .where(ChargeAttempt.subscription_id == sub_id)
+                    .order_by(ChargeAttempt.id)
+                )
+            )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    db = Database(f"sqlite:///{tmp_path / 'billing.db'}")
+    db.upgrade()
+    clock = ManualClock()
+    gateway = FakeGateway()
+    dispatcher = RecordingDispatcher()
+    policy = load_policy(FAST_POLICY)
+    charger = Charger(
+        db,
+        gateway,
+        policy,
+        clock=clock,
+        stale_sending_after=timedelta(seconds=30),
+        outage_threshold=3,
+    )
+    scheduler = Scheduler(
+        db,
+        dispatcher,
+        policy,
+        gateway=gateway,
+        clock=clock,
+        batch_size=7,
+        requeue_after=timedelta(seconds=60),
+        stale_sending_after=timedelta(seconds=30),
+    )
+    yield World(db, clock, gateway, dispatcher, charger, scheduler, Subscriptions(db, clock=clock))
+    db.dispose()
+
+
+def test_a_due_subscription_is_charged_once_and_moves_to_its_next_period(world: World) -> None:
+    sub_id = world.subscribe("approve-1")
+    world.tick()
+    [invoice] = world.invoices(sub_id)
+    assert invoice.status == "paid"
+    assert len(world.gateway.deposited()) == 1
+    sub = world.sub(sub_id)
+    assert sub.status == "active"
+    assert sub.next_charge_at is not None and sub.next_charge_at > world.clock()
+    world.tick(60)  # nothing new is due within the month
+    assert len(world.gateway.payment_calls) == 1
+
+
+def test_a_redelivered_message_for_a_paid_attempt_does_nothing(world: World) -> None:
+    world.subscribe("approve-1")
+    world.scheduler.run_pass()
+    [attempt_id] = world.dispatcher.charges
+    world.work()
+    assert world.charger.charge(attempt_id) == "already_final"
+    assert len(world.gateway.payment_calls) == 1
+
+
+def test_timeout_after_charging_is_settled_by_status_and_never_resent(world: World) -> None:
+    sub_id = world.subscribe("timeout-1")
+    world.scheduler.run_pass()
+    [attempt_id] = world.dispatcher.charges
+    world.work()
+    world.dispatcher.charges.append(attempt_id)  # the same message delivered again
+    world.work()
+    [invoice] = world.invoices(sub_id)
+    assert invoice.status == "paid"
+    assert world.gateway.payment_calls == [world.attempts(sub_id)[0].order_number]
+    assert len(world.gateway.deposited()) == 1
+
+
+def test_worker_killed_after_the_gateway_answered_is_reconciled_not_recharged(
+    world: World,
+) -> None:
+    sub_id = world.subscribe("approve-1")
+    world.scheduler.run_pass()
+    [attempt_id] = world.dispatcher.charges
+
+    class Killed(BaseException):
+        pass
+
+    def die(_order: str) -> None:
+        raise Killed
+
+    world.gateway.before_answer = die
+    with pytest.raises(Killed):
+        world.charger.charge(attempt_id)
+    world.gateway.before_answer = None
+    assert world.attempts(sub_id)[0].state == "sending"
+    # The redelivered message comes back at once: too early to call, nothing is sent.
+    assert world.charger.charge(attempt_id) == "in_flight"
+    world.tick(31)  # the scheduler's reconciliation pass settles it by status
+    [invoice] = world.invoices(sub_id)
+    assert invoice.status == "paid"
+    assert len(world.gateway.payment_calls) == 1
+    assert len(world.gateway.deposited()) == 1
+
+
+def test_a_send_that_never_reached_the_gateway_gets_a_new_order_number(world: World) -> None:
+    sub_id = world.subscribe("approve-1")
+    world.scheduler.run_pass()
+    [attempt_id] = world.dispatcher.charges
+    world.dispatcher.charges.clear()
+    # Simulate a worker killed after marking the attempt "sending" but before the call.
+    with world.db.transaction() as s:
+        attempt = s.get_one(ChargeAttempt, attempt_id)
+        attempt.state = "sending"
+        attempt.sent_at = world.clock()
+    world.tick(31)  # reconcile: the gateway has no such order → no charge happened
+    first = world.attempts(sub_id)[0]
+    assert first.state == "failed" and first.reason == "not_received"
+    world.tick(5)  # transient backoff, then a fresh attempt with a new orderNumber
+    attempts = world.attempts(sub_id)
+    assert attempts[-1].state == "paid"
+    assert attempts[-1].order_number != first.order_number
+    assert len(world.gateway.deposited()) == 1
+
+
+def test_insufficient_funds_walks_the_schedule_to_suspension(world: World) -> None:
+    sub_id = world.subscribe("insufficient-1")
+    world.tick()
+    assert world.sub(sub_id).status == "past_due"
+    for _ in range(len(world.charger.policy.soft_decline.retry_after)):
+        world.tick(1)
+    sub = world.sub(sub_id)
+    assert sub.status == "suspended"
+    [invoice] = world.invoices(sub_id)
+    assert invoice.status == "open" and invoice.next_attempt_at is None
+    soft = [a for a in world.attempts(sub_id) if a.category == "soft_decline"]
+    assert len(soft) == 1 + len(world.charger.policy.soft_decline.retry_after)
+    world.tick(4)
+    assert world.sub(sub_id).status == "suspended"  # no retries while suspended
+    assert len(world.attempts(sub_id)) == len(soft)
+    world.tick(2)  # cancel_after (5s) has passed
+    assert world.sub(sub_id).status == "canceled"
+    assert [i.status for i in world.invoices(sub_id)] == ["uncollectible"]
+    assert world.gateway.deposited() == []
+
+
+def test_binding_not_found_is_confirmed_then_waits_for_a_new_card(world: World) -> None:
+    sub_id = world.subscribe("notfound-1")
+    world.tick()
+    assert world.sub(sub_id).status == "active"  # confirming once before blaming the card
+    world.tick(2)
+    assert world.sub(sub_id).status == "needs_payment_method"
+    calls = len(world.gateway.payment_calls)
+    world.tick(5)
+    assert len(world.gateway.payment_calls) == calls  # no retries without a new binding
+    world.subscriptions.set_binding(sub_id, "approve-2")
+    world.tick()
+    assert world.sub(sub_id).status == "active"
+    assert [i.status for i in world.invoices(sub_id)] == ["paid"]
+
+
+def test_an_authentication_error_pauses_charging_and_touches_no_subscription(
+    world: World,
+) -> None:
+    ids = [world.subscribe(f"approve-{n}", customer_id=f"c{n}") for n in range(3)]
+    world.gateway.auth_ok = False
+    world.tick()
+    assert {world.sub(i).status for i in ids} == {"active"}
+    assert len(world.gateway.payment_calls) == 1  # the first error paused everyone
+    assert {i.status for s in ids for i in world.invoices(s)} == {"open"}
+    world.tick(1)
+    assert len(world.gateway.payment_calls) == 1
+    world.gateway.auth_ok = True
+    world.tick(3)  # the probe succeeds, charging resumes by itself
+    world.tick(0)
+    assert {i.status for s in ids for i in world.invoices(s)} == {"paid"}
+    assert {world.sub(i).status for i in ids} == {"active"}
+
+
+def test_manual_retry_is_refused_for_a_paid_invoice(world: World) -> None:
+    sub_id = world.subscribe("approve-1")
+    world.tick()
+    with pytest.raises(ConflictError, match="no open invoice"):
+        world.subscriptions.retry_now(sub_id, world.dispatcher)
+
+
+def test_manual_retry_does_not_use_up_a_dunning_step(world: World) -> None:
+    sub_id = world.subscribe("insufficient-1")
+    world.tick()
+    world.subscriptions.retry_now(sub_id, world.dispatcher, actor="alice")
+    world.work()
+    for _ in range(4):
+        world.tick(1)
+    attempts = world.attempts(sub_id)
+    automatic = [a for a in attempts if a.trigger != "manual"]
+    assert [a.trigger for a in attempts].count("manual") == 1
+    assert len(automatic) == 1 + len(world.charger.policy.soft_decline.retry_after)
+    assert world.sub(sub_id).status == "suspended"
+
+
+def test_lost_enqueue_is_sent_again_by_a_later_pass(world: World) -> None:
+    sub_id = world.subscribe("approve-1")
+    world.scheduler.run_pass()
+    world.dispatcher.charges.clear()  # Redis lost the message
+    world.tick(30)
+    assert world.invoices(sub_id)[0].status == "open"
+    world.tick(31)
+    assert world.invoices(sub_id)[0].status == "paid"
+    assert len(world.gateway.payment_calls) == 1
+
+
+def test_missed_periods_are_each_invoiced_once(world: World) -> None:
+    sub_id = world.subscribe("approve-1", schedule="0 * * * *")
+    world.clock.advance(hours=5)
+    world.scheduler.run_pass()
+    world.scheduler.run_pass()
+    world.work()
+    invoices = world.invoices(sub_id)
+    assert len(invoices) == 6
+    assert len({i.period_start for i in invoices}) == 6
+    assert {i.status for i in invoices} == {"paid"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"schedule": "61 * * * *"}, "invalid cron schedule"),
+        ({"schedule": "every day"}, "invalid cron schedule"),
+        ({"amount": 0}, "amount must be between"),
+        ({"amount": -5}, "amount must be between"),
+        ({"currency": "RUB"}, "currency must be a 3-digit"),
+        ({"currency": "64"}, "currency must be a 3-digit"),
+        ({"binding_id": "  "}, "binding id must not be empty"),
+        ({"timezone": "Mars/Olympus"}, "unknown timezone"),
+        ({"customer_id": ""}, "customer id"),
+    ],
+)
+def test_bad_input_is_refused_and_writes_nothing(
+    world: World, change: dict[str, object], message: str
+) -> None:
+    fields: dict[str, object] = {
+        "customer_id": "c1",
+        "binding_id": "approve-1",
+        "amount": 100,
+        "schedule": "0 3 1 * *",
+    }
+    fields.update(change)
+    with pytest.raises(ValidationError, match=message):
+        world.subscriptions.create(NewSubscription(**fields))  # type: ignore[arg-type]
+    with world.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Subscription)) == 0
+        assert s.scalar(select(func.count()).select_from(Event)) == 0

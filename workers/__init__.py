@@ -1,0 +1,1 @@
+"""Dramatiq side of billing: broker set-up, actors, worker and scheduler entry points."""

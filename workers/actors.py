@@ -1,0 +1,66 @@
+"""The project's actors. A message carries only an attempt id; the database is the truth.
+
+Actors are declared on an explicit broker by :func:`declare_actors` (nothing is bound
+at import time) and look their services up lazily, so a worker process connects to
+nothing until its first message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import redis
+
+from billing.errors import BrokerError
+from billing.services.charging import Charger
+
+log = logging.getLogger("billing.worker")
+
+#: Retries of a message whose handling raised (database down, bug): with backoff.
+RETRY_OPTIONS: dict[str, Any] = {"max_retries": 50, "min_backoff": 1_000, "max_backoff": 60_000}
+
+
+@dataclass(frozen=True)
+class Actors:
+    charge: dramatiq.Actor[[int], None]
+    reconcile: dramatiq.Actor[[int], None]
+
+
+def declare_actors(
+    broker: dramatiq.Broker, charger: Callable[[], Charger], *, queue_name: str = "billing"
+) -> Actors:
+    def charge_attempt(attempt_id: int) -> None:
+        result = charger().charge(attempt_id)
+        log.debug("charge_attempt(%s): %s", attempt_id, result)
+
+    def reconcile_attempt(attempt_id: int) -> None:
+        result = charger().reconcile(attempt_id)
+        log.debug("reconcile_attempt(%s): %s", attempt_id, result)
+
+    declare = dramatiq.actor(broker=broker, queue_name=queue_name, **RETRY_OPTIONS)
+    return Actors(charge=declare(charge_attempt), reconcile=declare(reconcile_attempt))
+
+
+class DramatiqDispatcher:
+    """The Dispatcher port over dramatiq actors; broker failures become BrokerError."""
+
+    def __init__(self, actors: Actors) -> None:
+        self.actors = actors
+
+    def charge(self, attempt_ids: Sequence[int]) -> None:
+        self._send(self.actors.charge, attempt_ids)
+
+    def reconcile(self, attempt_ids: Sequence[int]) -> None:
+        self._send(self.actors.reconcile, attempt_ids)
+
+    @staticmethod
+    def _send(actor: dramatiq.Actor[[int], None], attempt_ids: Sequence[int]) -> None:
+        try:
+            for attempt_id in attempt_ids:
+                actor.send(attempt_id)
+        except (redis.RedisError, dramatiq.errors.BrokerError, OSError) as exc:
+            raise BrokerError(f"cannot enqueue on the broker: {type(exc).__name__}") from exc
