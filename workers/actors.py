@@ -41,7 +41,12 @@ def declare_actors(
         result = charger().reconcile(attempt_id)
         log.debug("reconcile_attempt(%s): %s", attempt_id, result)
 
-    declare = dramatiq.actor(broker=broker, queue_name=queue_name, **RETRY_OPTIONS)
+    def declare(fn: Callable[[int], None]) -> dramatiq.Actor[[int], None]:
+        decorator = dramatiq.actor(
+            actor_name=fn.__name__, broker=broker, queue_name=queue_name, **RETRY_OPTIONS
+        )
+        return decorator(fn)
+
     return Actors(charge=declare(charge_attempt), reconcile=declare(reconcile_attempt))
 
 

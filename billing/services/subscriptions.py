@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, select
@@ -24,7 +24,8 @@ from billing.services.records import load_circuit, new_order_number, record_even
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 
-MAX_AMOUNT = 10**12 - 1  # N..12 in the gateway's terms
+MAX_AMOUNT = 10**12 - 1
+MAX_BACKDATE = timedelta(days=1)  # N..12 in the gateway's terms
 _CURRENCY = re.compile(r"^\d{3}$")
 _BINDING = re.compile(r"^[A-Za-z0-9_\-:.]{1,255}$")
 
@@ -93,6 +94,11 @@ class Subscriptions:
         clean = new.validated()
         now = self.clock()
         next_charge = first_due(clean.schedule, clean.timezone, now, clean.start_at)
+        if next_charge < now - MAX_BACKDATE:
+            raise ValidationError(
+                "--start-at is more than a day in the past; past periods are not billed "
+                "retroactively (omit it to start at the next scheduled time)"
+            )
         with self.db.transaction() as session:
             sub = Subscription(
                 customer_id=clean.customer_id,

@@ -11,8 +11,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -43,9 +44,11 @@ class Stack:
         self.sandbox_url = sandbox_url
         self.logs = logs
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._log_files: dict[str, IO[bytes]] = {}
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._log_files[name] = log
         self.processes[name] = subprocess.Popen(
             [*BILLING, *args],
             env={**self.env, **(env or {})},
@@ -57,17 +60,13 @@ class Stack:
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         process = self.processes.pop(name, None)
-        if process is None:
-            return
+        log = self._log_files.pop(name, None)
         try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+            if process is not None:
+                _terminate(process, sig)
+        finally:
+            if log is not None:
+                log.close()
 
     def cli(
         self, *args: str, check: bool = True, env: dict[str, str] | None = None
@@ -102,7 +101,7 @@ class Stack:
             "--timezone",
             "Europe/Moscow",
             "--start-at",
-            "2026-01-01T00:00:00+00:00",
+            datetime.now(UTC).isoformat(),
         )
         return int(created["id"])
 
@@ -155,6 +154,19 @@ def stack(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[Stack]:
     finally:
         for name in list(stack.processes):
             stack.stop(name)
+
+
+def _terminate(process: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        process.wait(timeout=5)
+        return
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
 
 
 def _healthy(root: str) -> bool:

@@ -32,9 +32,7 @@ def test_insufficient_funds_walks_the_whole_schedule_to_suspension(stack: Stack)
     stack.start("scheduler", "scheduler")
     sub_id = stack.subscribe("insufficient-e2e-0002")
     # The fast policy suspends after 1 + 3 declines and cancels 5 s later.
-    wait_until(
-        lambda: stack.show(sub_id)["status"] in ("suspended", "canceled"), 60, "suspension"
-    )
+    wait_until(lambda: stack.show(sub_id)["status"] in ("suspended", "canceled"), 60, "suspension")
     view = stack.show(sub_id)
     [invoice] = view["invoices"]
     assert invoice["status"] in ("open", "uncollectible")

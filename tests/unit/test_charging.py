@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -303,6 +303,8 @@ def test_missed_periods_are_each_invoiced_once(world: World) -> None:
         ({"binding_id": "  "}, "binding id must not be empty"),
         ({"timezone": "Mars/Olympus"}, "unknown timezone"),
         ({"customer_id": ""}, "customer id"),
+        ({"start_at": datetime(2026, 1, 1, tzinfo=UTC)}, "in the past"),
+        ({"start_at": datetime(2026, 12, 5)}, "UTC offset"),
     ],
 )
 def test_bad_input_is_refused_and_writes_nothing(
