@@ -29,7 +29,7 @@ from billing.domain import AttemptState, InvoiceStatus
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.services.subscriptions import NewSubscription
 from billing.settings import Settings
-from billing.storage.tables import ChargeAttempt, Invoice, Subscription
+from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 
 #: (binding behaviour, share of subscriptions, what an operator would call it)
 MIX: list[tuple[str, float]] = [
@@ -84,7 +84,7 @@ def run_demo(*, count: int = 100, periods: int = 3, as_json: bool = False) -> De
     if count < 1 or periods < 1:
         raise click.BadParameter("--subscriptions and --periods must be at least 1")
     console = Console(stderr=as_json)
-    configure_logging("WARNING")
+    configure_logging("ERROR")  # the summary tells the story; errors still show
     rng = random.Random(7)
     start = datetime(2026, 12, 31, 20, 0, tzinfo=UTC)
     clock = SimulatedClock(start)
@@ -175,6 +175,13 @@ def _summary(app: Any, gateway_server: SandboxServer) -> dict[str, Any]:
             .where(ChargeAttempt.state == AttemptState.PAID)
         )
         attempts = session.scalar(select(func.count()).select_from(ChargeAttempt))
+        went_through = dict(
+            session.execute(
+                select(Event.to_state, func.count(func.distinct(Event.subscription_id)))
+                .where(Event.kind == "subscription_status")
+                .group_by(Event.to_state)
+            ).all()
+        )
     deposited = gateway_server.ledger.deposited_count()
     return {
         "subscriptions": sum(statuses.values()),
@@ -188,6 +195,10 @@ def _summary(app: Any, gateway_server: SandboxServer) -> dict[str, Any]:
         "subscriptions_by_status": statuses,
         "suspended": statuses.get("suspended", 0),
         "waiting_for_new_card": statuses.get("needs_payment_method", 0),
+        "ever_past_due": went_through.get("past_due", 0),
+        "ever_suspended": went_through.get("suspended", 0),
+        "ever_waited_for_new_card": went_through.get("needs_payment_method", 0),
+        "canceled_by_dunning": went_through.get("canceled", 0),
         "revenue_minor_units": int(revenue or 0),
         "gateway_deposited_orders": deposited,
         "paid_attempts_recorded": paid_attempts or 0,
@@ -205,8 +216,13 @@ def _print(console: Console, s: dict[str, Any]) -> None:
         ("invoices recovered after a failure", s["invoices_recovered"]),
         ("invoices still open", s["invoices_open"]),
         ("invoices uncollectible (canceled)", s["invoices_uncollectible"]),
-        ("subscriptions suspended", s["suspended"]),
-        ("subscriptions waiting for a new card", s["waiting_for_new_card"]),
+        ("subscriptions that went past due", s["ever_past_due"]),
+        ("subscriptions suspended (ever / now)", f"{s['ever_suspended']} / {s['suspended']}"),
+        (
+            "waiting for a new card (ever / now)",
+            f"{s['ever_waited_for_new_card']} / {s['waiting_for_new_card']}",
+        ),
+        ("subscriptions canceled by dunning", s["canceled_by_dunning"]),
         ("revenue", f"{s['revenue_minor_units'] / 100:,.2f} RUB"),
         (
             "charges the gateway took / recorded paid",

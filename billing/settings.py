@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -69,6 +69,16 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {value}")
         return value
 
+    @model_validator(mode="after")
+    def _reconcile_after_timeouts(self) -> Settings:
+        # An unfinished send is settled by order status only once the HTTP call has
+        # certainly ended; otherwise "order not found" could be read too early.
+        if self.stale_sending_after <= self.gateway_connect_timeout + self.gateway_read_timeout:
+            raise ValueError(
+                "stale_sending_after must be longer than gateway connect + read timeouts"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -94,8 +104,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "settings"
-        name = f"BILLING_{field.upper()}"
+        field = ".".join(str(part) for part in first["loc"])
+        name = f"BILLING_{field.upper()}" if field else "settings"
         raise ConfigurationError(f"invalid setting {name}: {first['msg']}") from None
     except Exception as exc:  # TOML syntax errors and the like, from pydantic-settings
         raise ConfigurationError(f"cannot read settings: {exc}") from None
