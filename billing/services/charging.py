@@ -10,7 +10,7 @@ settled through getOrderStatusExtended.do by orderNumber.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -38,6 +38,8 @@ from billing.storage.tables import ChargeAttempt, GatewayCircuit, Invoice, Subsc
 
 log = logging.getLogger("billing.charging")
 
+#: Settled as "no money taken", yet re-checked when a callback or an audit says otherwise.
+RECHECKABLE_STATES = frozenset({AttemptState.FAILED, AttemptState.DECLINED})
 DECLINED_CATEGORIES = frozenset(
     {Category.SOFT_DECLINE, Category.HARD_DECLINE, Category.DO_NOT_RETRY}
 )
@@ -160,20 +162,31 @@ class Charger:
     # -- reconcile --------------------------------------------------------------------------
 
     def reconcile(self, attempt_id: int) -> str:
-        """Settle an attempt whose outcome is unknown by asking the gateway for its status."""
+        """Settle an attempt whose outcome is unknown by asking the gateway for its status.
+
+        Asked about an attempt already settled as not paid (a gateway callback, an audit),
+        it re-checks the order: money found taken after all is recorded, never hidden.
+        """
         now = self.clock()
         with self.db.transaction() as session:
             attempt = _lock_attempt(session, attempt_id)
             if attempt is None:
                 return "missing"
             state = AttemptState(attempt.state)
-            if state not in (AttemptState.SENDING, AttemptState.UNKNOWN):
+            if state in RECHECKABLE_STATES and attempt.sent_at is not None:
+                order_number = attempt.order_number
+                recheck = True
+            elif state not in (AttemptState.SENDING, AttemptState.UNKNOWN):
                 return "already_final" if state in FINAL_STATES else "not_sent"
-            sent_at = attempt.sent_at or attempt.created_at
-            if state is AttemptState.SENDING and now - sent_at < self.stale_sending_after:
-                return "in_flight"  # a worker may still be waiting for the gateway's answer
-            order_number = attempt.order_number
+            else:
+                recheck = False
+                sent_at = attempt.sent_at or attempt.created_at
+                if state is AttemptState.SENDING and now - sent_at < self.stale_sending_after:
+                    return "in_flight"  # a worker may still be waiting for the gateway's answer
+                order_number = attempt.order_number
         outcome = classify_status(self.gateway.order_status(order_number=order_number))
+        if recheck:
+            return self._recheck(attempt_id, outcome, now)
         if outcome.order_not_found and now - sent_at >= self.stale_sending_after:
             outcome = Outcome(
                 category=Category.TRANSIENT,
@@ -185,19 +198,43 @@ class Charger:
         elif not _settles(outcome):
             if outcome.category is not Category.UNKNOWN:
                 self._update_circuit(outcome, now)
-            outcome = Outcome(
-                category=Category.UNKNOWN,
-                reason=outcome.reason,
-                message=outcome.message,
-                error_code=outcome.error_code,
-                action_code=outcome.action_code,
-                order_id=outcome.order_id,
-                order_status=outcome.order_status,
-                http_status=outcome.http_status,
-            )
+            outcome = replace(outcome, category=Category.UNKNOWN)
         return self._finish(
             attempt_id, outcome, {AttemptState.SENDING, AttemptState.UNKNOWN}, status_check=True
         )
+
+    def _recheck(self, attempt_id: int, outcome: Outcome, now: datetime) -> str:
+        if not outcome.is_paid:
+            return "unchanged"
+        with self.db.transaction() as session:
+            attempt = _lock_attempt(session, attempt_id)
+            if attempt is None or AttemptState(attempt.state) not in RECHECKABLE_STATES:
+                return "settled_elsewhere"
+            previous = attempt.state
+            invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
+            subscription = session.get_one(
+                Subscription, attempt.subscription_id, with_for_update=True
+            )
+            attempt.state = AttemptState.PAID
+            attempt.category = Category.PAID.value
+            attempt.reason = "paid_on_recheck"
+            attempt.message = f"recorded as {previous}, but the order status says DEPOSITED"
+            attempt.gateway_order_id = outcome.order_id or attempt.gateway_order_id
+            attempt.updated_at = now
+            record_event(
+                session,
+                now,
+                "late_payment_found",
+                attempt.message,
+                subscription_id=subscription.id,
+                invoice_id=invoice.id,
+                attempt_id=attempt.id,
+                from_state=previous,
+                to_state="paid",
+            )
+            log.error("attempt %s: %s", attempt.id, attempt.message)
+            self._mark_paid(session, invoice, subscription, attempt, now)
+        return "paid_on_recheck"
 
     # -- settle -----------------------------------------------------------------------------
 

@@ -322,3 +322,55 @@ def test_bad_input_is_refused_and_writes_nothing(
     with world.db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Subscription)) == 0
         assert s.scalar(select(func.count()).select_from(Event)) == 0
+
+
+def _fail_first_attempt_as_never_received(world: World, sub_id: int) -> ChargeAttempt:
+    world.scheduler.run_pass()
+    [attempt_id] = world.dispatcher.charges
+    world.dispatcher.charges.clear()
+    with world.db.transaction() as s:
+        attempt = s.get_one(ChargeAttempt, attempt_id)
+        attempt.state = "sending"
+        attempt.sent_at = world.clock()
+    world.tick(31)  # reconciled: the gateway has no such order
+    first = world.attempts(sub_id)[0]
+    assert first.state == "failed" and first.reason == "not_received"
+    return first
+
+
+def test_a_charge_found_late_is_recorded_as_paid_on_recheck(world: World) -> None:
+    sub_id = world.subscribe("approve-1")
+    first = _fail_first_attempt_as_never_received(world, sub_id)
+    # The request did reach the bank after all (a callback tells us to look again).
+    world.gateway.orders[first.order_number] = {
+        "orderStatus": 2,
+        "orderId": "late-1",
+        "amount": first.amount,
+        "actionCode": 0,
+    }
+    assert world.charger.reconcile(first.id) == "paid_on_recheck"
+    [invoice] = world.invoices(sub_id)
+    assert invoice.status == "paid"
+    world.tick(10)  # the planned transient retry no longer charges anything
+    assert len(world.gateway.payment_calls) == 0
+    assert world.attempts(sub_id)[0].state == "paid"
+
+
+def test_a_second_deposited_attempt_is_flagged_for_refund_never_hidden(world: World) -> None:
+    sub_id = world.subscribe("approve-1")
+    first = _fail_first_attempt_as_never_received(world, sub_id)
+    world.tick(5)  # a new attempt with a new orderNumber pays the invoice
+    assert world.invoices(sub_id)[0].status == "paid"
+    world.gateway.orders[first.order_number] = {
+        "orderStatus": 2,
+        "orderId": "late-2",
+        "amount": first.amount,
+        "actionCode": 0,
+    }
+    world.charger.reconcile(first.id)
+    attempts = world.attempts(sub_id)
+    assert [a.state for a in attempts] == ["paid", "paid"]
+    assert [a.needs_refund for a in attempts] == [True, False]
+    with world.db.transaction() as s:
+        kinds = set(s.scalars(select(Event.kind).where(Event.subscription_id == sub_id)))
+    assert "double_charge" in kinds
