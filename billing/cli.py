@@ -258,6 +258,40 @@ def retry(subscription_id: int, as_json: bool) -> None:
     )
 
 
+@cli.command("reconcile")
+@json_option
+def reconcile(as_json: bool) -> None:
+    """Settle unknown outcomes by order status now; list what needs an operator or a refund."""
+    from billing.services.reconciliation import reconcile_now
+
+    report = reconcile_now(_app().charger).as_dict()
+
+    def render(r: dict[str, Any]) -> None:
+        results = ", ".join(f"{k}={v}" for k, v in sorted(r["results"].items())) or "nothing"
+        click.echo(f"checked {r['checked']} attempt(s): {results}")
+        for title, rows in (
+            ("needs an operator (too old to settle; never guessed)", r["needs_operator"]),
+            ("NEEDS A REFUND (second charge for a paid invoice)", r["needs_refund"]),
+        ):
+            if not rows:
+                continue
+            table = Table(
+                "attempt", "invoice", "subscription", "orderNumber", "amount", "state", title=title
+            )
+            for row in rows:
+                table.add_row(
+                    str(row["attempt_id"]),
+                    str(row["invoice_id"]),
+                    str(row["subscription_id"]),
+                    row["order_number"],
+                    f"{row['amount']} {row['currency']}",
+                    row["state"],
+                )
+            console.print(table)
+
+    _emit(report, as_json, render)
+
+
 @cli.command("status")
 @json_option
 def status(as_json: bool) -> None:

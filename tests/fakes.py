@@ -67,7 +67,8 @@ class FakeGateway:
     """Keeps orders like the bank does; behaviour per bindingId prefix, like the sandbox.
 
     ``approve``, ``insufficient``, ``notfound``, ``auth`` (access denied), ``timeout``
-    (charged, then the client times out), ``down`` (connection refused).
+    (charged, then the client times out), ``down`` (connection refused), ``pending``
+    (the order stays registered but unpaid).
     """
 
     def __init__(self) -> None:
@@ -104,7 +105,7 @@ class FakeGateway:
         if behaviour == "notfound":
             return JsonReply(200, error_body("2", "The binding is not found"))
         order_id = str(uuid.uuid4())
-        status = 6 if behaviour == "insufficient" else 2
+        status = {"insufficient": 6, "pending": 0}.get(behaviour, 2)
         self.orders[order_number] = {
             "orderStatus": status,
             "orderId": order_id,
@@ -115,6 +116,8 @@ class FakeGateway:
             self.before_answer(order_number)
         if behaviour == "timeout":
             return ReadTimedOut("read timeout")
+        if behaviour == "pending":
+            return JsonReply(200, {"success": True, "data": {"orderId": order_id}})
         if status == 6:
             return JsonReply(200, declined_body(order_number, amount, order_id, 116))
         return JsonReply(200, paid_body(order_number, amount, order_id))
@@ -128,7 +131,7 @@ class FakeGateway:
         order = self.orders.get(order_number or "")
         if order is None:
             return JsonReply(200, {"errorCode": "6", "errorMessage": "Unregistered orderId"})
-        state = "DEPOSITED" if order["orderStatus"] == 2 else "DECLINED"
+        state = {2: "DEPOSITED", 0: "CREATED"}.get(order["orderStatus"], "DECLINED")
         return JsonReply(
             200,
             {

@@ -374,3 +374,39 @@ def test_a_second_deposited_attempt_is_flagged_for_refund_never_hidden(world: Wo
     with world.db.transaction() as s:
         kinds = set(s.scalars(select(Event.kind).where(Event.subscription_id == sub_id)))
     assert "double_charge" in kinds
+
+
+def test_an_order_that_stays_pending_is_flagged_for_an_operator_never_guessed(
+    world: World,
+) -> None:
+    from billing.services.reconciliation import reconcile_now
+
+    sub_id = world.subscribe("pending-1")
+    world.tick()
+    assert world.attempts(sub_id)[0].state == "unknown"
+    for _ in range(40):  # the fast policy gives up after one minute of checks
+        world.tick(2)
+    [attempt] = world.attempts(sub_id)
+    assert attempt.state == "needs_operator"
+    assert world.invoices(sub_id)[0].status == "open"
+    assert len(world.gateway.payment_calls) == 1  # never sent again
+    report = reconcile_now(world.charger)
+    assert [row["attempt_id"] for row in report.needs_operator] == [attempt.id]
+    assert report.needs_refund == []
+
+
+def test_the_reconcile_pass_settles_unknown_outcomes_and_lists_refunds(world: World) -> None:
+    from billing.services.reconciliation import reconcile_now
+
+    sub_id = world.subscribe("approve-1")
+    first = _fail_first_attempt_as_never_received(world, sub_id)
+    world.tick(5)
+    world.gateway.orders[first.order_number] = {
+        "orderStatus": 2,
+        "orderId": "late-3",
+        "amount": first.amount,
+        "actionCode": 0,
+    }
+    world.charger.reconcile(first.id)
+    report = reconcile_now(world.charger)
+    assert [row["order_number"] for row in report.needs_refund] == [first.order_number]

@@ -1,0 +1,90 @@
+"""The on-demand reconciliation pass (``billing reconcile``) and what needs a person.
+
+The scheduler loop enqueues status checks as they fall due; this pass settles every
+unknown or stale attempt right now, in-line, and lists what no machine may decide:
+attempts too old to settle (``needs_operator``) and second charges to refund.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from billing.domain import AttemptState
+from billing.services.charging import Charger
+from billing.storage.tables import ChargeAttempt
+
+
+@dataclass
+class ReconcileReport:
+    checked: int = 0
+    results: Counter[str] = field(default_factory=Counter)
+    needs_operator: list[dict[str, Any]] = field(default_factory=list)
+    needs_refund: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "results": dict(self.results),
+            "needs_operator": self.needs_operator,
+            "needs_refund": self.needs_refund,
+        }
+
+
+def _row(attempt: ChargeAttempt) -> dict[str, Any]:
+    return {
+        "attempt_id": attempt.id,
+        "invoice_id": attempt.invoice_id,
+        "subscription_id": attempt.subscription_id,
+        "order_number": attempt.order_number,
+        "gateway_order_id": attempt.gateway_order_id,
+        "amount": attempt.amount,
+        "currency": attempt.currency,
+        "state": attempt.state,
+        "reason": attempt.reason,
+        "sent_at": attempt.sent_at.isoformat() if attempt.sent_at else None,
+    }
+
+
+def reconcile_now(charger: Charger, *, limit: int = 10_000) -> ReconcileReport:
+    """Settle unknown and stale in-flight attempts by order status, then list the rest."""
+    now = charger.clock()
+    stale_before = now - charger.stale_sending_after
+    report = ReconcileReport()
+    with charger.db.transaction() as session:
+        ids = list(
+            session.scalars(
+                select(ChargeAttempt.id)
+                .where(
+                    or_(
+                        ChargeAttempt.state == AttemptState.UNKNOWN,
+                        (ChargeAttempt.state == AttemptState.SENDING)
+                        & (ChargeAttempt.sent_at < stale_before),
+                    )
+                )
+                .order_by(ChargeAttempt.id)
+                .limit(limit)
+            )
+        )
+    for attempt_id in ids:
+        report.results[charger.reconcile(attempt_id)] += 1
+    report.checked = len(ids)
+    with charger.db.transaction() as session:
+        report.needs_operator = [
+            _row(a)
+            for a in session.scalars(
+                select(ChargeAttempt)
+                .where(ChargeAttempt.state == AttemptState.NEEDS_OPERATOR)
+                .order_by(ChargeAttempt.id)
+            )
+        ]
+        report.needs_refund = [
+            _row(a)
+            for a in session.scalars(
+                select(ChargeAttempt).where(ChargeAttempt.needs_refund).order_by(ChargeAttempt.id)
+            )
+        ]
+    return report
