@@ -96,7 +96,8 @@ class Scheduler:
                 circuit = load_circuit(session)
         if circuit.allows_charging(now):
             report.attempts_created = self.create_due_attempts(now, report)
-            report.requeued = self.requeue_lost(now, report)
+            if not report.enqueue_failures:  # the broker is down: the next pass will do it
+                report.requeued = self.requeue_lost(now, report)
         else:
             report.charging_paused = True
         report.reconciles = self.dispatch_reconciles(now, report)
