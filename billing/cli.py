@@ -360,6 +360,33 @@ def sandbox(host: str, port: int, latency: float, timeout_delay: float, fault_ra
     )
 
 
+@cli.group()
+def callbacks() -> None:
+    """The gateway's callback notifications."""
+
+
+@callbacks.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+def callbacks_serve(host: str, port: int) -> None:
+    """Receive gateway callbacks: verify the checksum, then reconcile by order status."""
+    import uvicorn
+
+    from billing.callbacks import CallbackConfig, create_callback_app
+
+    app = _app(need_broker=True)
+    settings = app.settings
+    secret = settings.callback_secret
+    config = CallbackConfig(
+        hmac_secret=secret.get_secret_value() if secret else None,
+        rsa_public_key_pem=settings.callback_public_key,
+        require_signature=not settings.callback_allow_unsigned,
+    )
+    asgi = create_callback_app(app.db, app.dispatcher, config, clock=app.clock)
+    # No access log: it would print query strings, checksums included.
+    uvicorn.run(asgi, host=host, port=port, access_log=False, log_config=None)
+
+
 @cli.command("demo")
 @click.option("--subscriptions", "count", default=100, show_default=True, type=int)
 @click.option("--periods", default=3, show_default=True, type=int)

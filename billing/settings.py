@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     circuit_outage_threshold: int = Field(default=20, ge=1)
     log_level: str = "INFO"
 
+    #: Gateway callbacks: HMAC-SHA256 shared secret and/or the RSA public key (PEM text or
+    #: a path to a PEM file). Unsigned callbacks are refused unless explicitly allowed.
+    callback_secret: SecretStr | None = None
+    callback_public_key: str | None = None
+    callback_allow_unsigned: bool = False
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -61,6 +67,21 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://"):
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
+
+    @field_validator("callback_secret", "callback_public_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("callback_public_key")
+    @classmethod
+    def _pem_or_path(cls, value: str | None) -> str | None:
+        if value is None or "-----BEGIN" in value:
+            return value
+        path = Path(value)
+        if not path.is_file():
+            raise ValueError("must be a PEM public key or the path to one")
+        return path.read_text()
 
     @field_validator("dunning_policy")
     @classmethod

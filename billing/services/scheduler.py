@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, exists, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,6 +41,7 @@ from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 
 log = logging.getLogger("billing.scheduler")
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 IN_FLIGHT = [AttemptState.PENDING.value, AttemptState.SENDING.value, AttemptState.UNKNOWN.value]
 
@@ -106,12 +107,24 @@ class Scheduler:
     # -- invoices ---------------------------------------------------------------------------
 
     def open_due_invoices(self, now: datetime) -> int:
-        """Open one invoice per due billing period and advance each subscription."""
+        """Open one invoice per due billing period and advance each subscription.
+
+        Works on plain rows (no ORM objects) and executemany statements: at month start
+        a million subscriptions can fall due in the same minute.
+        """
         opened = 0
         while True:
             with self.db.transaction() as session:
                 query = (
-                    select(Subscription)
+                    select(
+                        Subscription.id,
+                        Subscription.next_charge_at,
+                        Subscription.schedule,
+                        Subscription.timezone,
+                        Subscription.status,
+                        Subscription.amount,
+                        Subscription.currency,
+                    )
                     .where(
                         Subscription.status.in_([s.value for s in BILLABLE_STATUSES]),
                         Subscription.next_charge_at <= now,
@@ -119,20 +132,19 @@ class Scheduler:
                     .order_by(Subscription.next_charge_at)
                     .limit(self.batch_size)
                 )
-                subscriptions = session.scalars(self._skip_locked(query)).all()
-                if not subscriptions:
+                due: Sequence[Any] = session.execute(self._skip_locked(query)).all()
+                if not due:
                     return opened
-                rows = []
-                for sub in subscriptions:
-                    period = sub.next_charge_at
-                    assert period is not None
-                    chargeable = SubscriptionStatus(sub.status) in CHARGEABLE_STATUSES
-                    rows.append(
+                invoices = []
+                advances = []
+                for sub_id, period, schedule, timezone, status, amount, currency in due:
+                    chargeable = SubscriptionStatus(status) in CHARGEABLE_STATUSES
+                    invoices.append(
                         {
-                            "subscription_id": sub.id,
+                            "subscription_id": sub_id,
                             "period_start": period,
-                            "amount": sub.amount,
-                            "currency": sub.currency,
+                            "amount": amount,
+                            "currency": currency,
                             "status": InvoiceStatus.OPEN.value,
                             "next_attempt_at": period if chargeable else None,
                             "attempt_count": 0,
@@ -140,9 +152,15 @@ class Scheduler:
                             "updated_at": now,
                         }
                     )
-                    sub.next_charge_at = next_due(sub.schedule, sub.timezone, period)
-                    sub.updated_at = now
-                inserted = self._insert_invoices(session, rows)
+                    advances.append(
+                        {
+                            "id": sub_id,
+                            "next_charge_at": next_due(schedule, timezone, period),
+                            "updated_at": now,
+                        }
+                    )
+                session.execute(update(Subscription), advances)
+                inserted = self._insert_invoices(session, invoices)
                 if inserted:
                     session.execute(
                         insert(Event),
@@ -164,16 +182,16 @@ class Scheduler:
     def _insert_invoices(
         self, session: Session, rows: list[dict[str, Any]]
     ) -> Sequence[tuple[int, int, datetime]]:
+        """INSERT … ON CONFLICT DO NOTHING: a period already invoiced is skipped, not doubled."""
         dialect_insert: Callable[..., Any] = (
             postgresql.insert if self.db.is_postgres else sqlite.insert
         )
         statement = (
             dialect_insert(Invoice)
-            .values(rows)
             .on_conflict_do_nothing(index_elements=["subscription_id", "period_start"])
             .returning(Invoice.id, Invoice.subscription_id, Invoice.period_start)
         )
-        return [(r[0], r[1], r[2]) for r in session.execute(statement)]
+        return [(r[0], r[1], r[2]) for r in session.execute(statement, rows)]
 
     def cancel_due(self, now: datetime) -> int:
         """Cancel subscriptions whose grace period (suspended / waiting for a card) ran out."""
@@ -209,7 +227,14 @@ class Scheduler:
                     ChargeAttempt.invoice_id == Invoice.id, ChargeAttempt.state.in_(IN_FLIGHT)
                 )
                 query = (
-                    select(Invoice, Subscription.binding_version)
+                    select(
+                        Invoice.id,
+                        Invoice.subscription_id,
+                        Invoice.attempt_count,
+                        Invoice.amount,
+                        Invoice.currency,
+                        Subscription.binding_version,
+                    )
                     .join(Subscription, Subscription.id == Invoice.subscription_id)
                     .where(
                         Invoice.status == InvoiceStatus.OPEN,
@@ -225,25 +250,31 @@ class Scheduler:
                 claimed = session.execute(query).all()
                 if not claimed:
                     return created
-                rows = []
-                for invoice, binding_version in claimed:
-                    number = invoice.attempt_count + 1
-                    invoice.attempt_count = number
-                    invoice.next_attempt_at = None
-                    invoice.updated_at = now
-                    rows.append(
+                invoice_updates = []
+                attempts = []
+                for invoice_id, sub_id, count, amount, currency, binding_version in claimed:
+                    number = count + 1
+                    invoice_updates.append(
                         {
-                            "invoice_id": invoice.id,
-                            "subscription_id": invoice.subscription_id,
+                            "id": invoice_id,
+                            "attempt_count": number,
+                            "next_attempt_at": None,
+                            "updated_at": now,
+                        }
+                    )
+                    attempts.append(
+                        {
+                            "invoice_id": invoice_id,
+                            "subscription_id": sub_id,
                             "attempt_number": number,
-                            "order_number": new_order_number(invoice.id, number),
+                            "order_number": new_order_number(invoice_id, number),
                             "trigger": (
                                 AttemptTrigger.SCHEDULED if number == 1 else AttemptTrigger.RETRY
                             ).value,
                             "state": AttemptState.PENDING.value,
                             "binding_version": binding_version,
-                            "amount": invoice.amount,
-                            "currency": invoice.currency,
+                            "amount": amount,
+                            "currency": currency,
                             "status_checks": 0,
                             "needs_refund": False,
                             "created_at": now,
@@ -251,13 +282,12 @@ class Scheduler:
                             "updated_at": now,
                         }
                     )
-                ids = self._insert_attempts(session, rows)
+                session.execute(update(Invoice), invoice_updates)
+                ids = list(
+                    session.scalars(insert(ChargeAttempt).returning(ChargeAttempt.id), attempts)
+                )
             created += len(ids)
             self._send(ids, now, report)
-
-    def _insert_attempts(self, session: Session, rows: list[dict[str, Any]]) -> list[int]:
-        result = session.execute(insert(ChargeAttempt).values(rows).returning(ChargeAttempt.id))
-        return [row[0] for row in result]
 
     def requeue_lost(self, now: datetime, report: PassReport) -> int:
         """Enqueue again the attempts that were created but never picked up."""
@@ -377,7 +407,7 @@ class Scheduler:
                 log.error("charging stays paused until %s: %s", after.retry_at, after.reason)
         return "healthy" if healthy else outcome.reason
 
-    def _skip_locked(self, query: Select[Any]) -> Select[Any]:
+    def _skip_locked(self, query: _Query) -> _Query:
         if self.db.supports_skip_locked:
             return query.with_for_update(skip_locked=True)
         return query

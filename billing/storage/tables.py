@@ -135,6 +135,7 @@ class ChargeAttempt(Base):
             sqlite_where=text(IN_FLIGHT_SQL),
         ),
         Index("ix_charge_attempts_state", "state", "next_check_at"),
+        Index("ix_charge_attempts_gateway_order_id", "gateway_order_id"),
     )
 
 
