@@ -134,6 +134,11 @@ class ChaosConfig:
     timeout_delay: float = 3.0
     kill_every: tuple[float, float] = (1.0, 4.0)
     restart_after: tuple[float, float] = (0.5, 2.0)
+    #: Share of worker faults that are a pause (SIGSTOP, then SIGCONT after
+    #: ``pause_seconds``) instead of SIGKILL: a stalled process (VM pause, GC, CPU
+    #: starvation) that wakes up with a request still to send. Off by default.
+    pause_share: float = 0.0
+    pause_seconds: float = 6.0
     redis_restarts: int = 1
     redis_down: float = 3.0
     settle_timeout: float = 180.0
@@ -160,6 +165,8 @@ class ChaosConfig:
             low, high = getattr(self, name)
             if not 0 < low <= high:
                 raise ChaosError(f"{name} must be (low, high) with 0 < low <= high")
+        if not 0.0 <= self.pause_share <= 1.0 or self.pause_seconds < 0:
+            raise ChaosError("pause_share must be between 0 and 1, pause_seconds >= 0")
         if self.redis_restarts < 0 or self.redis_down < 0:
             raise ChaosError("redis_restarts and redis_down must not be negative")
 
@@ -393,6 +400,7 @@ class ChaosResult:
     audit: Audit
     workdir: Path
     workers_killed: int
+    workers_paused: int
     worker_restarts: int
     redis_restarts: int
     duration: float
@@ -438,6 +446,11 @@ class ChaosResult:
             ("double charges flagged for refund", str(a.double_charges_flagged)),
             ("workers killed (SIGKILL)", str(self.workers_killed)),
             ("worker restarts", str(self.worker_restarts)),
+            *(
+                [("workers paused (SIGSTOP)", str(self.workers_paused))]
+                if self.config.pause_share
+                else []
+            ),
             ("redis restarts", str(self.redis_restarts)),
             ("chaos phase", f"{self.config.seconds:.0f}s"),
             (
@@ -524,6 +537,15 @@ class Process:
         """Forget a process that exited by itself (reaped, log closed)."""
         self._signal_and_reap(signal.SIGKILL, 1.0)
 
+    def pause(self) -> None:
+        """SIGSTOP the whole process group: it stops mid-instruction, sockets stay open."""
+        if self._popen is not None:
+            _signal_group(self._popen, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._popen is not None:
+            _signal_group(self._popen, signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL the whole process group at once: no clean-up, no goodbye."""
         self._signal_and_reap(signal.SIGKILL, 10.0)
@@ -537,6 +559,7 @@ class Process:
         try:
             if popen is not None:
                 _signal_group(popen, sig)
+                _signal_group(popen, signal.SIGCONT)  # a paused process must see SIGTERM
                 try:
                     popen.wait(timeout=grace)
                 except subprocess.TimeoutExpired:
@@ -594,6 +617,7 @@ class ChaosRun:
         self.sandbox_root = f"http://127.0.0.1:{self.sandbox_port}"
         self.processes: dict[str, Process] = {}
         self.workers_killed = 0
+        self.workers_paused = 0
         self.worker_restarts = 0
         self.redis_restarts = 0
         self.faults: list[str] = []
@@ -673,6 +697,7 @@ class ChaosRun:
             audit=audit(orders, attempts, invoices, subscriptions),
             workdir=self.workdir,
             workers_killed=self.workers_killed,
+            workers_paused=self.workers_paused,
             worker_restarts=self.worker_restarts,
             redis_restarts=self.redis_restarts,
             duration=time.monotonic() - self._started,
@@ -775,20 +800,34 @@ class ChaosRun:
             start + c.seconds * (k + 1) / (c.redis_restarts + 1) for k in range(c.redis_restarts)
         ]
         restarts: dict[str, float] = {}
+        resumes: dict[str, float] = {}
         next_kill = start + self.rng.uniform(*c.kill_every)
         while (now := time.monotonic()) < end:
             for name, when in list(restarts.items()):
                 if now >= when:
                     del restarts[name]
                     self._restart_worker(name)
+            for name, when in list(resumes.items()):
+                if now >= when:
+                    del resumes[name]
+                    self.processes[name].resume()
+                    self.note(f"SIGCONT {name}")
             if redis_at and now >= redis_at[0]:
                 redis_at.pop(0)
                 self._restart_redis(env)
                 continue
             if now >= next_kill:
                 next_kill = now + self.rng.uniform(*c.kill_every)
-                alive = [n for n in self._worker_names() if self.processes[n].alive]
-                if alive:
+                alive = [
+                    n for n in self._worker_names() if self.processes[n].alive and n not in resumes
+                ]
+                if alive and self.rng.random() < c.pause_share:
+                    victim = self.rng.choice(alive)
+                    self.processes[victim].pause()
+                    self.workers_paused += 1
+                    resumes[victim] = time.monotonic() + c.pause_seconds
+                    self.note(f"SIGSTOP {victim} for {c.pause_seconds:.1f}s")
+                elif alive:
                     victim = self.rng.choice(alive)
                     self.processes[victim].kill()
                     self.workers_killed += 1
@@ -799,6 +838,8 @@ class ChaosRun:
             time.sleep(0.1)
         for name in restarts:
             self._restart_worker(name)
+        for name in resumes:
+            self.processes[name].resume()
         self.note("chaos phase over: no more kills")
 
     def _restart_worker(self, name: str) -> None:

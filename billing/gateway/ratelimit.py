@@ -28,6 +28,13 @@ Limiters (``acquire()`` never blocks, never raises):
   while that jitter stays below ``margin``, at the price of a top rate of
   ``limit / (1 + margin)`` (about 91% with the default). ``margin=0`` gives the exact
   sliding window.
+
+  ``spread`` (default 0.5 s): a sliding log alone grants a whole second's quota at once
+  (100 calls in a few ms at 100/s), and anti-DDoS rules often look at shorter intervals
+  too. So grants are also kept at least ``spread / calls_per_second`` apart: a full
+  quota takes at least ``spread`` seconds, the instantaneous rate stays under
+  ``limit / spread``, and the steady rate is unchanged. ``spread=0`` turns it off;
+  ``spread=1`` paces calls evenly at the limit.
 * :class:`LocalCallLimiter`: the same sliding log in memory, thread-safe, per process
   (for the demo and tests; it is *not* a global limit).
 
@@ -60,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_KEY",
     "DEFAULT_MARGIN",
+    "DEFAULT_SPREAD",
     "CallLimiter",
     "LocalCallLimiter",
     "RateLimitedGateway",
@@ -73,12 +81,15 @@ log = logging.getLogger("billing.gateway.ratelimit")
 DEFAULT_KEY: Final = "billing:gateway:ratelimit"
 #: Extra seconds in the window, absorbing the jitter between a grant and the arrival.
 DEFAULT_MARGIN: Final = 0.1
+#: A full window's quota is spread over at least this many seconds.
+DEFAULT_SPREAD: Final = 0.5
 #: Redis socket timeouts of a client made by :func:`build_limiter`: a hung Redis must not
 #: hold a worker thread long; a slow answer is a denial and the caller asks again.
 _REDIS_TIMEOUT: Final = 1.0
 
 # KEYS[1]: sorted set of grants (score = server time in µs, member = unique token).
-# ARGV[1]: the limit per window; ARGV[2]: the window in µs; ARGV[3]: this call's token.
+# ARGV[1]: the limit per window; ARGV[2]: the window in µs; ARGV[3]: this call's token;
+# ARGV[4]: the least µs between two grants (the latest grant has the highest score).
 # Returns {1, now_us} when granted, {0, now_us} when denied. Numbers are formatted with
 # %.0f: Lua 5.1 would print a 16-digit number in %.14g and lose the microseconds.
 _SLIDING_LOG_LUA: Final = """
@@ -87,6 +98,13 @@ local window = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now - window))
+local spacing = tonumber(ARGV[4])
+if spacing > 0 then
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if last[2] and now - tonumber(last[2]) < spacing then
+    return {0, now}
+  end
+end
 if redis.call('ZCARD', KEYS[1]) < limit then
   redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[3])
   redis.call('PEXPIRE', KEYS[1], math.floor(window / 1000) + 1000)
@@ -111,6 +129,12 @@ def _window(margin: float) -> float:
     return 1.0 + margin
 
 
+def _spacing(spread: float, calls_per_second: int) -> float:
+    if not 0 <= spread <= 1:
+        raise ConfigurationError("rate limit spread must be between 0 and 1 second")
+    return spread / calls_per_second
+
+
 def _check_limit(calls_per_second: int) -> int:
     if isinstance(calls_per_second, bool) or not isinstance(calls_per_second, int):
         raise ConfigurationError("gateway rate limit must be a whole number of calls per second")
@@ -121,17 +145,20 @@ def _check_limit(calls_per_second: int) -> int:
 
 class LocalCallLimiter:
     """An in-memory sliding log: at most ``calls_per_second`` grants in any closed
-    window of ``1 + margin`` seconds of ``clock``. Thread-safe; limits this process only."""
+    window of ``1 + margin`` seconds of ``clock``, at least ``spread / calls_per_second``
+    seconds apart. Thread-safe; limits this process only."""
 
     def __init__(
         self,
         calls_per_second: int,
         *,
         margin: float = DEFAULT_MARGIN,
+        spread: float = DEFAULT_SPREAD,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.calls_per_second = _check_limit(calls_per_second)
         self.window = _window(margin)
+        self.min_interval = _spacing(spread, self.calls_per_second)
         self._clock = clock
         self._grants: deque[float] = deque()
         self._lock = threading.Lock()
@@ -147,6 +174,8 @@ class LocalCallLimiter:
             while grants and grants[0] < horizon:
                 grants.popleft()
             if len(grants) >= self.calls_per_second:
+                return False
+            if grants and now - grants[-1] < self.min_interval:
                 return False
             grants.append(now)
             return True
@@ -171,6 +200,7 @@ class RedisCallLimiter:
         calls_per_second: int,
         *,
         margin: float = DEFAULT_MARGIN,
+        spread: float = DEFAULT_SPREAD,
         outage_cooldown: float = 1.0,
         owns_client: bool = False,
         clock: Callable[[], float] = time.monotonic,
@@ -181,6 +211,8 @@ class RedisCallLimiter:
         self.calls_per_second = _check_limit(calls_per_second)
         self.window = _window(margin)
         self._window_us = round(self.window * 1_000_000)
+        self.min_interval = _spacing(spread, self.calls_per_second)
+        self._min_interval_us = round(self.min_interval * 1_000_000)
         self._client = client
         self._owns_client = owns_client
         self._script = client.register_script(_SLIDING_LOG_LUA)
@@ -225,7 +257,8 @@ class RedisCallLimiter:
         token = f"{self._token_prefix}:{next(self._tokens)}"
         try:
             reply = self._script(
-                keys=[self.key], args=[self.calls_per_second, self._window_us, token]
+                keys=[self.key],
+                args=[self.calls_per_second, self._window_us, token, self._min_interval_us],
             )
             if not isinstance(reply, list | tuple) or len(reply) != 2:
                 raise TypeError(f"unexpected script reply {reply!r:.100}")
@@ -348,7 +381,11 @@ class RateLimitedGateway:
 
 
 def build_limiter(
-    redis_url: str | None, calls_per_second: int | None, *, margin: float = DEFAULT_MARGIN
+    redis_url: str | None,
+    calls_per_second: int | None,
+    *,
+    margin: float = DEFAULT_MARGIN,
+    spread: float = DEFAULT_SPREAD,
 ) -> CallLimiter | None:
     """The limiter for ``BILLING_GATEWAY_RATE_LIMIT``: ``None`` (no limit) for 0/None;
     a :class:`RedisCallLimiter` on :data:`DEFAULT_KEY` when there is a Redis URL; else a
@@ -362,5 +399,7 @@ def build_limiter(
             "gateway rate limit %d/s applies per process only: no Redis URL is set",
             calls_per_second,
         )
-        return LocalCallLimiter(calls_per_second, margin=margin)
-    return RedisCallLimiter.from_url(redis_url, DEFAULT_KEY, calls_per_second, margin=margin)
+        return LocalCallLimiter(calls_per_second, margin=margin, spread=spread)
+    return RedisCallLimiter.from_url(
+        redis_url, DEFAULT_KEY, calls_per_second, margin=margin, spread=spread
+    )

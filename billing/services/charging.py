@@ -28,7 +28,7 @@ from billing.domain import (
     Outcome,
     SubscriptionStatus,
 )
-from billing.dunning import Action, Decision, decide
+from billing.dunning import Action, Decision, decide, next_retry_after_new_binding
 from billing.policy import DunningPolicy
 from billing.schedule import next_due
 from billing.services.ports import Clock, Gateway, system_clock
@@ -303,6 +303,10 @@ class Charger:
             first_unknown_at=attempt.sent_at,
             checks_so_far=max(attempt.status_checks - 1, 0),
         )
+        card_refused = outcome.category in (Category.HARD_DECLINE, Category.DO_NOT_RETRY)
+        if card_refused and attempt.binding_version < subscription.binding_version:
+            # The card was replaced while this charge was in flight: try the new one now.
+            decision = next_retry_after_new_binding(now)
         _record_outcome(attempt, outcome, decision, now)
         action = decision.action
         if action is Action.RECONCILE:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, exists, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing import circuit as breaker
@@ -37,6 +36,7 @@ from billing.schedule import next_due
 from billing.services.charging import cancel_subscription
 from billing.services.ports import Clock, Dispatcher, Gateway, system_clock
 from billing.services.records import load_circuit, new_order_number, record_event, save_circuit
+from billing.storage.bulk import bulk_insert, bulk_update
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 
@@ -159,11 +159,18 @@ class Scheduler:
                             "updated_at": now,
                         }
                     )
-                session.execute(update(Subscription), advances)
-                inserted = self._insert_invoices(session, invoices)
+                bulk_update(session, Subscription, advances)
+                inserted = bulk_insert(
+                    session,
+                    Invoice,
+                    invoices,
+                    returning=("id", "subscription_id", "period_start"),
+                    conflict_columns=("subscription_id", "period_start"),
+                )
                 if inserted:
-                    session.execute(
-                        insert(Event),
+                    bulk_insert(
+                        session,
+                        Event,
                         [
                             {
                                 "at": now,
@@ -178,20 +185,6 @@ class Scheduler:
                         ],
                     )
                 opened += len(inserted)
-
-    def _insert_invoices(
-        self, session: Session, rows: list[dict[str, Any]]
-    ) -> Sequence[tuple[int, int, datetime]]:
-        """INSERT … ON CONFLICT DO NOTHING: a period already invoiced is skipped, not doubled."""
-        dialect_insert: Callable[..., Any] = (
-            postgresql.insert if self.db.is_postgres else sqlite.insert
-        )
-        statement = (
-            dialect_insert(Invoice)
-            .on_conflict_do_nothing(index_elements=["subscription_id", "period_start"])
-            .returning(Invoice.id, Invoice.subscription_id, Invoice.period_start)
-        )
-        return [(r[0], r[1], r[2]) for r in session.execute(statement, rows)]
 
     def cancel_due(self, now: datetime) -> int:
         """Cancel subscriptions whose grace period (suspended / waiting for a card) ran out."""
@@ -223,9 +216,6 @@ class Scheduler:
         created = 0
         while True:
             with self.db.transaction() as session:
-                in_flight = exists().where(
-                    ChargeAttempt.invoice_id == Invoice.id, ChargeAttempt.state.in_(IN_FLIGHT)
-                )
                 query = (
                     select(
                         Invoice.id,
@@ -240,7 +230,6 @@ class Scheduler:
                         Invoice.status == InvoiceStatus.OPEN,
                         Invoice.next_attempt_at <= now,
                         Subscription.status.in_([s.value for s in CHARGEABLE_STATUSES]),
-                        ~in_flight,
                     )
                     .order_by(Invoice.next_attempt_at)
                     .limit(self.batch_size)
@@ -250,9 +239,12 @@ class Scheduler:
                 claimed = session.execute(query).all()
                 if not claimed:
                     return created
+                busy = self._in_flight(session, [row[0] for row in claimed], now)
                 invoice_updates = []
                 attempts = []
                 for invoice_id, sub_id, count, amount, currency, binding_version in claimed:
+                    if invoice_id in busy:
+                        continue
                     number = count + 1
                     invoice_updates.append(
                         {
@@ -282,12 +274,35 @@ class Scheduler:
                             "updated_at": now,
                         }
                     )
-                session.execute(update(Invoice), invoice_updates)
-                ids = list(
-                    session.scalars(insert(ChargeAttempt).returning(ChargeAttempt.id), attempts)
-                )
+                bulk_update(session, Invoice, invoice_updates)
+                inserted = bulk_insert(session, ChargeAttempt, attempts, returning=("id",))
+                ids = [row[0] for row in inserted]
             created += len(ids)
             self._send(ids, now, report)
+
+    def _in_flight(self, session: Session, invoice_ids: list[int], now: datetime) -> set[int]:
+        """Invoices among ``invoice_ids`` that already have a charge in flight.
+
+        By construction an invoice with an attempt in flight has no ``next_attempt_at``
+        (the attempt's outcome decides the next step). Should that ever not hold, the
+        invoice is left to its attempt, its due time cleared, and the fact logged — the
+        one-in-flight unique index would refuse a second attempt anyway.
+        """
+        busy = set(
+            session.scalars(
+                select(ChargeAttempt.invoice_id).where(
+                    ChargeAttempt.invoice_id.in_(invoice_ids), ChargeAttempt.state.in_(IN_FLIGHT)
+                )
+            )
+        )
+        if busy:
+            log.warning("%d due invoice(s) already have a charge in flight; left to it", len(busy))
+            session.execute(
+                update(Invoice)
+                .where(Invoice.id.in_(busy))
+                .values(next_attempt_at=None, updated_at=now)
+            )
+        return busy
 
     def requeue_lost(self, now: datetime, report: PassReport) -> int:
         """Enqueue again the attempts that were created but never picked up."""

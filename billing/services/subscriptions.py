@@ -215,9 +215,17 @@ class Subscriptions:
                 )
                 sub.status = SubscriptionStatus.PAST_DUE.value
                 sub.cancel_at = None
+                in_flight = exists().where(
+                    ChargeAttempt.invoice_id == Invoice.id,
+                    ChargeAttempt.state.in_([s.value for s in IN_FLIGHT_STATES]),
+                )
                 for invoice in session.scalars(
                     select(Invoice)
-                    .where(Invoice.subscription_id == sub.id, Invoice.status == InvoiceStatus.OPEN)
+                    .where(
+                        Invoice.subscription_id == sub.id,
+                        Invoice.status == InvoiceStatus.OPEN,
+                        ~in_flight,  # a charge in flight decides for itself (see _settle)
+                    )
                     .with_for_update()
                 ):
                     invoice.next_attempt_at = now
@@ -265,6 +273,7 @@ class Subscriptions:
                 raise ConflictError(f"invoice {invoice.id} already has a charge in flight")
             number = invoice.attempt_count + 1
             invoice.attempt_count = number
+            invoice.next_attempt_at = None  # this attempt's outcome decides what comes next
             invoice.updated_at = now
             attempt = ChargeAttempt(
                 invoice_id=invoice.id,
