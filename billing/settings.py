@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     gateway_connect_timeout: float = Field(default=5.0, gt=0)
     gateway_read_timeout: float = Field(default=30.0, gt=0)
     gateway_max_connections: int = Field(default=50, ge=1)
+    #: Global limit on gateway calls per second across all workers (Redis-backed); 0 = none.
+    gateway_rate_limit: int = Field(default=0, ge=0)
+    #: How long a call waits for a slot before giving up (a transient, never-sent failure).
+    gateway_rate_limit_max_wait: float = Field(default=60.0, gt=0)
 
     dunning_policy: Path | None = None
 
@@ -94,9 +98,13 @@ class Settings(BaseSettings):
     def _reconcile_after_timeouts(self) -> Settings:
         # An unfinished send is settled by order status only once the HTTP call has
         # certainly ended; otherwise "order not found" could be read too early.
-        if self.stale_sending_after <= self.gateway_connect_timeout + self.gateway_read_timeout:
+        longest_call = self.gateway_connect_timeout + self.gateway_read_timeout
+        if self.gateway_rate_limit:
+            longest_call += self.gateway_rate_limit_max_wait  # waiting for a slot while "sending"
+        if self.stale_sending_after <= longest_call:
             raise ValueError(
-                "stale_sending_after must be longer than gateway connect + read timeouts"
+                "stale_sending_after must be longer than the longest gateway call "
+                f"({longest_call:g}s: connect + read timeouts + rate-limit wait)"
             )
         return self
 

@@ -7,7 +7,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from billing.gateway.results import ConnectionFailed, GatewayResult, JsonReply, ReadTimedOut
+from billing.gateway.results import (
+    ConnectionFailed,
+    GatewayResult,
+    HttpErrorReply,
+    JsonReply,
+    ReadTimedOut,
+)
 
 
 class ManualClock:
@@ -68,7 +74,8 @@ class FakeGateway:
 
     ``approve``, ``insufficient``, ``notfound``, ``auth`` (access denied), ``timeout``
     (charged, then the client times out), ``down`` (connection refused), ``pending``
-    (the order stays registered but unpaid).
+    (the order stays registered but unpaid), ``http500`` (refused before charging),
+    ``proxy502`` (charged, but a proxy answered 502).
     """
 
     def __init__(self) -> None:
@@ -102,6 +109,8 @@ class FakeGateway:
             return JsonReply(
                 200, error_body("10", "An order with this number has already been registered")
             )
+        if behaviour == "http500":
+            return HttpErrorReply(500, "<html>Internal Server Error</html>")
         if behaviour == "notfound":
             return JsonReply(200, error_body("2", "The binding is not found"))
         order_id = str(uuid.uuid4())
@@ -116,6 +125,8 @@ class FakeGateway:
             self.before_answer(order_number)
         if behaviour == "timeout":
             return ReadTimedOut("read timeout")
+        if behaviour == "proxy502":  # the gateway charged; the proxy in front gave up
+            return HttpErrorReply(502, "<html>Bad Gateway</html>")
         if behaviour == "pending":
             return JsonReply(200, {"success": True, "data": {"orderId": order_id}})
         if status == 6:

@@ -11,6 +11,7 @@ import pydantic
 
 from billing.errors import ConfigurationError
 from billing.gateway.client import GatewayClient, GatewayConfig
+from billing.gateway.ratelimit import RateLimitedGateway, build_limiter
 from billing.policy import DEFAULT_POLICY, DunningPolicy, load_policy
 from billing.services.charging import Charger
 from billing.services.ports import Clock, Gateway, system_clock
@@ -64,6 +65,11 @@ def build_app(
         policy = load_policy(settings.dunning_policy) if settings.dunning_policy else DEFAULT_POLICY
     if gateway is None:
         gateway = GatewayClient(gateway_config(settings))
+    limiter = build_limiter(settings.redis_url, settings.gateway_rate_limit)
+    if limiter is not None:
+        gateway = RateLimitedGateway(
+            gateway, limiter, max_wait=settings.gateway_rate_limit_max_wait
+        )
     if broker is None:
         broker = build_broker(settings.redis_url)
     stale = timedelta(seconds=settings.stale_sending_after)

@@ -114,6 +114,10 @@ return {0, now}
 """
 
 
+#: How a rate-limit give-up reads in results and outcomes (not a gateway outage).
+RATE_LIMIT_DETAIL = "rate limit:"
+
+
 @runtime_checkable
 class CallLimiter(Protocol):
     """Grants slots for gateway calls."""
@@ -374,7 +378,9 @@ class RateLimitedGateway:
                     order,
                     self.max_wait,
                 )
-                return ConnectionFailed(detail=f"rate limit: no slot within {self.max_wait:g}s")
+                return ConnectionFailed(
+                    detail=f"{RATE_LIMIT_DETAIL} no slot within {self.max_wait:g}s"
+                )
             # 0.5x..1.5x the interval, so waiting threads do not poll in lockstep.
             self._sleep(min(remaining, self.poll_interval * (0.5 + self._jitter())))
         return None

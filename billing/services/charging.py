@@ -29,6 +29,7 @@ from billing.domain import (
     SubscriptionStatus,
 )
 from billing.dunning import Action, Decision, decide, next_retry_after_new_binding
+from billing.gateway.ratelimit import RATE_LIMIT_DETAIL
 from billing.policy import DunningPolicy
 from billing.schedule import next_due
 from billing.services.ports import Clock, Gateway, system_clock
@@ -113,11 +114,16 @@ class Charger:
             language="en",  # codes 1, 5 and 10 are told apart by their (English) text
         )
         outcome = classify_payment(result)
-        if outcome.category is Category.UNKNOWN:
+        if outcome.category is Category.UNKNOWN or _may_have_been_processed(outcome):
             # The order may exist: its status, not the charge answer, decides.
             status = classify_status(self.gateway.order_status(order_number=request.order_number))
             if _settles(status):
                 outcome = status
+            elif outcome.category is Category.TRANSIENT:
+                # A 5xx or an HTML page from something in front of the gateway: the charge
+                # may still be processed behind it. A new orderNumber is used only once the
+                # gateway says, after the call has certainly ended, that it has no such order.
+                outcome = replace(outcome, category=Category.UNKNOWN)
         return self._finish(attempt_id, outcome, {AttemptState.SENDING}, status_check=False)
 
     def _claim_for_sending(
@@ -454,8 +460,8 @@ class Charger:
 
     def _update_circuit(self, outcome: Outcome, now: datetime) -> None:
         category = outcome.category
-        if category is Category.UNKNOWN:
-            return
+        if category is Category.UNKNOWN or outcome.message.startswith(RATE_LIMIT_DETAIL):
+            return  # our own throttling says nothing about the gateway's health
         with self.db.transaction() as session:
             if category not in (Category.TRANSIENT, Category.MERCHANT_CONFIG):
                 # Cheap path for the common case: reset a non-zero outage count, if any.
@@ -490,6 +496,16 @@ class Charger:
                     log.error(
                         "CHARGING PAUSED for everyone until %s: %s", after.retry_at, after.reason
                     )
+
+
+def _may_have_been_processed(outcome: Outcome) -> bool:
+    """A transient answer that came back over HTTP without the gateway's own JSON verdict
+    (5xx, an HTML page): the request reached *something*, which may have passed it on."""
+    return (
+        outcome.category is Category.TRANSIENT
+        and outcome.http_status is not None
+        and outcome.error_code is None
+    )
 
 
 def _settles(status: Outcome) -> bool:

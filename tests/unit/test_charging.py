@@ -410,3 +410,29 @@ def test_the_reconcile_pass_settles_unknown_outcomes_and_lists_refunds(world: Wo
     world.charger.reconcile(first.id)
     report = reconcile_now(world.charger)
     assert [row["order_number"] for row in report.needs_refund] == [first.order_number]
+
+
+def test_a_502_from_a_proxy_after_the_charge_is_settled_by_status_not_recharged(
+    world: World,
+) -> None:
+    sub_id = world.subscribe("proxy502-1")
+    world.tick()
+    [invoice] = world.invoices(sub_id)
+    assert invoice.status == "paid"
+    assert len(world.gateway.payment_calls) == 1
+    assert len(world.gateway.deposited()) == 1
+
+
+def test_a_500_before_charging_is_retried_with_a_new_order_number_once_confirmed(
+    world: World,
+) -> None:
+    sub_id = world.subscribe("http500-1")
+    world.tick()
+    [first] = world.attempts(sub_id)
+    assert first.state == "unknown"  # not yet known that nothing happened
+    world.tick(31)  # the call has certainly ended and the gateway has no such order
+    assert world.attempts(sub_id)[0].reason == "not_received"
+    assert world.sub(sub_id).status == "active"  # a gateway problem is not the customer's
+    with world.db.transaction() as s:
+        attempt = s.get_one(ChargeAttempt, first.id)
+        assert attempt.state == "failed"

@@ -3,6 +3,7 @@ wrapper with an injected sleep/clock, RedisCallLimiter's fail-closed path."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Iterator
@@ -99,7 +100,7 @@ def max_in_closed_window(times: list[float], window: float = 1.0) -> int:
 
 def test_local_limiter_grants_exactly_the_limit_per_window() -> None:
     clock = FakeClock(0.0)
-    limiter = LocalCallLimiter(5, margin=0, clock=clock)
+    limiter = LocalCallLimiter(5, margin=0, spread=0, clock=clock)
     assert [limiter.acquire() for _ in range(7)] == [True] * 5 + [False] * 2
     clock.now = 0.5
     assert not limiter.acquire()
@@ -112,7 +113,7 @@ def test_local_limiter_grants_exactly_the_limit_per_window() -> None:
 def test_local_limiter_has_no_burst_at_a_second_boundary() -> None:
     """A fixed 1-second bucket would allow 5 at 0.9 and 5 more at 1.0 (10 in 0.1 s)."""
     clock = FakeClock(0.9)
-    limiter = LocalCallLimiter(5, margin=0, clock=clock)
+    limiter = LocalCallLimiter(5, margin=0, spread=0, clock=clock)
     assert sum(limiter.acquire() for _ in range(5)) == 5
     for now in (1.0, 1.1, 1.5, 1.9):
         clock.now = now
@@ -123,7 +124,7 @@ def test_local_limiter_has_no_burst_at_a_second_boundary() -> None:
 
 def test_local_limiter_slots_free_one_by_one() -> None:
     clock = FakeClock(0.0)
-    limiter = LocalCallLimiter(3, margin=0, clock=clock)
+    limiter = LocalCallLimiter(3, margin=0, spread=0, clock=clock)
     granted = []
     for step in range(40):  # one request every 0.1 s for 4 s
         clock.now = step * 0.1
@@ -137,7 +138,7 @@ def test_local_limiter_margin_widens_the_window() -> None:
     """The default 0.1 s margin: the limit counts over 1.1 s, so a grant that reaches the
     gateway up to 0.1 s late still leaves at most the limit in any 1 s at the gateway."""
     clock = FakeClock(0.0)
-    limiter = LocalCallLimiter(5, clock=clock)
+    limiter = LocalCallLimiter(5, spread=0, clock=clock)
     assert limiter.window == pytest.approx(1.1)
     assert sum(limiter.acquire() for _ in range(10)) == 5
     clock.now = 1.05
@@ -148,28 +149,64 @@ def test_local_limiter_margin_widens_the_window() -> None:
     assert sum(limiter.acquire() for _ in range(10)) == 5
 
 
+def test_local_limiter_spreads_a_quota_over_time() -> None:
+    """spread=0.5 at 10/s: grants at least 0.05 s apart, so 10 take 0.45 s, not 0."""
+    clock = FakeClock(0.0)
+    limiter = LocalCallLimiter(10, margin=0, clock=clock)
+    assert limiter.min_interval == pytest.approx(0.05)
+    granted = []
+    for step in range(3000):  # a request every millisecond for 3 s
+        clock.now = step / 1000
+        if limiter.acquire():
+            granted.append(clock.now)
+    gaps = [b - a for a, b in itertools.pairwise(granted)]
+    assert min(gaps) >= 0.05 - 1e-9
+    assert 0.45 <= granted[9] <= 0.46  # the first 10 are spread over ~0.45 s
+    assert max_in_closed_window(granted) <= 10
+    assert max_in_closed_window(granted, 0.099) <= 2
+    assert len(granted) >= 10 * 3 * 0.9  # the steady rate is still the limit
+
+
+def test_full_spread_paces_evenly() -> None:
+    clock = FakeClock(0.0)
+    limiter = LocalCallLimiter(4, margin=0, spread=1.0, clock=clock)
+    answers = []
+    for step in range(10):
+        clock.now = step * 0.125
+        answers.append(limiter.acquire())
+    # One every 0.25 s; at 1.0 the closed window [0, 1] already holds 4, at 1.125 not.
+    assert answers == [True, False, True, False, True, False, True, False, False, True]
+
+
 @given(
     st.lists(st.integers(min_value=0, max_value=5_000_000), min_size=1, max_size=300),
     st.integers(min_value=1, max_value=20),
+    st.sampled_from([0.0, 0.5, 1.0]),
+    st.sampled_from([0.0, 0.1]),
 )
-def test_local_limiter_never_exceeds_the_limit_in_any_window(micros: list[int], limit: int) -> None:
+def test_local_limiter_never_exceeds_the_limit_in_any_window(
+    micros: list[int], limit: int, spread: float, margin: float
+) -> None:
     clock = FakeClock(0.0)
-    limiter = LocalCallLimiter(limit, margin=0, clock=clock)
+    limiter = LocalCallLimiter(limit, margin=margin, spread=spread, clock=clock)
     granted = []
     for t in sorted(micros):
         clock.now = t / 1_000_000
         if limiter.acquire():
             granted.append(clock.now)
         else:
-            # Denied only when the window ending now is really full.
-            recent = [g for g in granted if g >= clock.now - 1.0]
-            assert len(recent) >= limit
-    assert max_in_closed_window(granted) <= limit
+            # Denied only when the window ending now is full or the last grant is too near.
+            recent = [g for g in granted if g >= clock.now - 1.0 - margin]
+            too_soon = bool(granted) and clock.now - granted[-1] < spread / limit
+            assert len(recent) >= limit or too_soon
+    assert max_in_closed_window(granted, 1.0 + margin) <= limit
+    gaps = [b - a for a, b in itertools.pairwise(granted)]
+    assert all(gap >= spread / limit - 1e-9 for gap in gaps)
 
 
 def test_local_limiter_is_thread_safe() -> None:
     clock = FakeClock(0.0)  # time stands still: exactly the limit may be granted
-    limiter = LocalCallLimiter(100, clock=clock)
+    limiter = LocalCallLimiter(100, spread=0, clock=clock)
     granted = []
     lock = threading.Lock()
 
@@ -190,6 +227,14 @@ def test_local_limiter_is_thread_safe() -> None:
 def test_limiters_reject_a_bad_limit(bad: Any) -> None:
     with pytest.raises(ConfigurationError):
         LocalCallLimiter(bad)
+
+
+@pytest.mark.parametrize("spread", [-0.1, 1.5])
+def test_limiters_reject_a_bad_spread(spread: float) -> None:
+    with pytest.raises(ConfigurationError):
+        LocalCallLimiter(1, spread=spread)
+    with pytest.raises(ConfigurationError):
+        RedisCallLimiter(FakeRedis([]), "k", 1, spread=spread)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("margin", [-0.1, 11])
@@ -336,7 +381,9 @@ def test_close_tolerates_parts_without_close() -> None:
 
 def test_waits_with_the_real_clock_and_local_limiter() -> None:
     inner = RecordingGateway()
-    gateway = RateLimitedGateway(inner, LocalCallLimiter(2), poll_interval=0.01, max_wait=0.2)
+    gateway = RateLimitedGateway(
+        inner, LocalCallLimiter(2, spread=0), poll_interval=0.01, max_wait=0.2
+    )
     results = [gateway.order_status(order_id=str(i)) for i in range(3)]
     assert results[:2] == [inner.reply, inner.reply]
     assert isinstance(results[2], ConnectionFailed)

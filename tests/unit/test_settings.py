@@ -56,7 +56,7 @@ def test_a_toml_file_is_read_and_the_environment_wins(
         ("BILLING_DATABASE_URL", "mysql://x", "BILLING_DATABASE_URL"),
         ("BILLING_DUNNING_POLICY", "/no/such/policy.toml", "no such file"),
         ("BILLING_CONFIG_FILE", "/no/such/file.toml", "no such file"),
-        ("BILLING_STALE_SENDING_AFTER", "10", "longer than gateway"),
+        ("BILLING_STALE_SENDING_AFTER", "10", "longer than the longest gateway call"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it(
@@ -76,3 +76,12 @@ def test_the_gateway_password_never_prints(monkeypatch: pytest.MonkeyPatch) -> N
     assert "s3cr3t-pass" not in repr(settings)
     assert "s3cr3t-pass" not in str(settings)
     assert settings.gateway_password.get_secret_value() == "s3cr3t-pass"
+
+
+def test_with_a_rate_limit_the_stale_sweep_waits_for_the_slot_wait_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BILLING_GATEWAY_RATE_LIMIT", "50")
+    monkeypatch.setenv("BILLING_STALE_SENDING_AFTER", "90")  # > 5 + 30, but not > 60 + 5 + 30
+    with pytest.raises(ConfigurationError, match="95s"):
+        load_settings()

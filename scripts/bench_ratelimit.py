@@ -1,0 +1,191 @@
+"""Measure the global gateway rate limit: N processes x M threads call a no-op gateway
+through RateLimitedGateway + RedisCallLimiter at limit L for T seconds.
+
+Prints numbers, asserts nothing. "At the gateway" counts the local times the no-op gateway
+was entered; "grants" counts the Redis server times of the grants (same host: same clock).
+
+    .venv/bin/python scripts/bench_ratelimit.py --processes 4 --threads 8 --limit 100 --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import threading
+import time
+import uuid
+from typing import Any
+
+import redis
+
+from billing.gateway.ratelimit import (
+    DEFAULT_MARGIN,
+    DEFAULT_SPREAD,
+    RateLimitedGateway,
+    RedisCallLimiter,
+)
+from billing.gateway.results import GatewayResult, JsonReply
+
+
+class _Recording:
+    """Limiter wrapper (per-thread last grant time) and no-op gateway in one."""
+
+    def __init__(self, limiter: RedisCallLimiter) -> None:
+        self.limiter = limiter
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.pairs: list[tuple[float, float]] = []
+        self.attempts = 0
+        self.reply = JsonReply(200, {"errorCode": "0"})
+
+    def acquire(self) -> bool:
+        self.local.granted_at = self.limiter.try_acquire()
+        with self.lock:
+            self.attempts += 1
+        return self.local.granted_at is not None
+
+    def recurrent_payment(self, **kwargs: Any) -> GatewayResult:
+        return self.order_status()
+
+    def order_status(self, **kwargs: Any) -> GatewayResult:
+        now = time.time()
+        with self.lock:
+            self.pairs.append((self.local.granted_at, now))
+        return self.reply
+
+
+def _process(
+    queue: Any,
+    url: str,
+    key: str,
+    limit: int,
+    margin: float,
+    spread: float,
+    threads: int,
+    start_at: float,
+    stop_at: float,
+) -> None:
+    limiter = RedisCallLimiter.from_url(url, key, limit, margin=margin, spread=spread)
+    recording = _Recording(limiter)
+    gateway = RateLimitedGateway(recording, recording, max_wait=30)
+
+    def run() -> None:
+        time.sleep(max(0.0, start_at - time.time()))
+        while time.time() < stop_at:
+            gateway.order_status(order_id="bench")
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    limiter.close()
+    queue.put((os.getpid(), recording.pairs, recording.attempts))
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """The largest number of times in any closed window [t, t + window]."""
+    ordered = sorted(times)
+    best = 0
+    start = 0
+    for end, t in enumerate(ordered):
+        while ordered[start] < t - window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def row(label: str, value: object) -> None:
+    print(f"{label + ':':<48} {value}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--limit", type=int, default=100, help="calls per second")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
+    parser.add_argument("--spread", type=float, default=DEFAULT_SPREAD)
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BILLING_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    )
+    args = parser.parse_args()
+
+    key = f"billing:bench:ratelimit:{uuid.uuid4().hex}"
+    start_at = time.time() + 1.0 + 0.3 * args.processes  # let the interpreters start
+    stop_at = start_at + args.seconds
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    children = [
+        ctx.Process(
+            target=_process,
+            args=(
+                queue,
+                args.redis_url,
+                key,
+                args.limit,
+                args.margin,
+                args.spread,
+                args.threads,
+                start_at,
+                stop_at,
+            ),
+        )
+        for _ in range(args.processes)
+    ]
+    for child in children:
+        child.start()
+    results = [queue.get(timeout=args.seconds + 120) for _ in children]
+    elapsed = time.time() - start_at
+    for child in children:
+        child.join()
+    queue.close()
+    queue.join_thread()
+    client = redis.Redis.from_url(args.redis_url)
+    client.delete(key)
+    client.close()
+
+    pairs = [pair for _, got, _ in results for pair in got]
+    attempts = sum(n for _, _, n in results)
+    calls = sorted(called for _, called in pairs)
+    grants = sorted(granted for granted, _ in pairs)
+    in_run = [t for t in calls if start_at <= t < stop_at]
+    delays_ms = sorted((called - granted) * 1000 for granted, called in pairs)
+    per_second = [
+        sum(start_at + s <= t < start_at + s + 1 for t in calls) for s in range(int(args.seconds))
+    ]
+
+    print(
+        f"setup: {args.processes} processes x {args.threads} threads, limit {args.limit}/s, "
+        f"margin {args.margin:g}s, spread {args.spread:g}s, {args.seconds:g}s, {args.redis_url}"
+    )
+    row("limit (calls/s)", args.limit)
+    row("calls made in the run", len(in_run))
+    row("achieved calls/s overall", f"{len(in_run) / args.seconds:.1f}")
+    row("steady-state ceiling limit/(1+margin)", f"{args.limit / (1 + args.margin):.1f}")
+    row("max calls in any 1 s window, at the gateway", max_in_window(calls, 1.0))
+    row("max grants in any 1 s window, Redis time", max_in_window(grants, 1.0))
+    row(
+        f"max grants in any {1 + args.margin:g} s window, Redis time",
+        max_in_window(grants, 1 + args.margin),
+    )
+    row("max calls in any 100 ms window, at the gateway", max_in_window(calls, 0.1))
+    row("calls in each whole second of the run", per_second)
+    row(
+        "grant -> gateway delay (ms)",
+        f"median {statistics.median(delays_ms):.2f}, "
+        f"p99 {delays_ms[int(len(delays_ms) * 0.99)]:.2f}, "
+        f"max - min {delays_ms[-1] - delays_ms[0]:.2f}",
+    )
+    row(
+        "limiter script calls (EVALSHA)",
+        f"{attempts} ({attempts / elapsed:.0f}/s, {attempts / max(len(pairs), 1):.1f} per grant)",
+    )
+
+
+if __name__ == "__main__":
+    main()
