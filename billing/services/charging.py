@@ -153,6 +153,24 @@ class Charger:
             log.warning("charge: attempt %s held back: charging is paused", attempt.id)
             return "paused"
         subscription = session.get_one(Subscription, attempt.subscription_id)
+        stopped = {SubscriptionStatus.PAUSED.value, SubscriptionStatus.CANCELED.value}
+        if subscription.status in stopped and attempt.trigger != AttemptTrigger.MANUAL:
+            attempt.state = AttemptState.FAILED
+            attempt.reason = f"subscription_{subscription.status}"
+            attempt.message = f"subscription is {subscription.status}; not charged"
+            attempt.finished_at = attempt.updated_at = now
+            record_event(
+                session,
+                now,
+                "attempt_skipped",
+                attempt.message,
+                subscription_id=subscription.id,
+                invoice_id=invoice.id,
+                attempt_id=attempt.id,
+                from_state="pending",
+                to_state="failed",
+            )
+            return attempt.reason
         attempt.binding_version = subscription.binding_version
         attempt.state = AttemptState.SENDING
         attempt.sent_at = attempt.updated_at = now

@@ -18,7 +18,7 @@ from billing.domain import (
     mask_binding,
 )
 from billing.errors import ChargingPausedError, ConflictError, NotFoundError, ValidationError
-from billing.schedule import first_due, validate_cron, validate_timezone
+from billing.schedule import first_due, next_due, validate_cron, validate_timezone
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.services.records import load_circuit, new_order_number, record_event
 from billing.storage.database import Database
@@ -213,6 +213,11 @@ class Subscriptions:
                     to_state="past_due",
                     actor=actor,
                 )
+                if sub.status == SubscriptionStatus.SUSPENDED and (
+                    sub.next_charge_at is not None and sub.next_charge_at <= now
+                ):
+                    # Periods that passed while suspended are not billed retroactively.
+                    sub.next_charge_at = next_due(sub.schedule, sub.timezone, now)
                 sub.status = SubscriptionStatus.PAST_DUE.value
                 sub.cancel_at = None
                 in_flight = exists().where(

@@ -436,3 +436,33 @@ def test_a_500_before_charging_is_retried_with_a_new_order_number_once_confirmed
     with world.db.transaction() as s:
         attempt = s.get_one(ChargeAttempt, first.id)
         assert attempt.state == "failed"
+
+
+def test_a_suspended_subscription_with_a_new_card_is_charged_once_not_for_missed_months(
+    world: World,
+) -> None:
+    sub_id = world.subscribe("insufficient-1", schedule="0 * * * *")
+    world.tick()
+    for _ in range(3):
+        world.tick(1)
+    assert world.sub(sub_id).status == "suspended"
+    world.clock.advance(hours=2, seconds=3)  # two billing hours pass while suspended
+    with world.db.transaction() as s:
+        s.get_one(Subscription, sub_id).cancel_at = None  # an operator keeps it alive
+    world.subscriptions.set_binding(sub_id, "approve-2")
+    world.tick()
+    invoices = world.invoices(sub_id)
+    assert [i.status for i in invoices] == ["paid"]
+    assert world.sub(sub_id).status == "active"
+    sub = world.sub(sub_id)
+    assert sub.next_charge_at is not None and sub.next_charge_at > world.clock()
+
+
+def test_a_paused_subscription_is_not_charged_by_a_queued_attempt(world: World) -> None:
+    sub_id = world.subscribe("approve-1")
+    world.scheduler.run_pass()
+    with world.db.transaction() as s:
+        s.get_one(Subscription, sub_id).status = "paused"
+    world.work()
+    assert world.gateway.payment_calls == []
+    assert world.attempts(sub_id)[0].reason == "subscription_paused"
