@@ -1,0 +1,221 @@
+"""Console pages (Starlette + Jinja). Log in with an operator or viewer token; the session
+is a signed, HttpOnly, SameSite=strict cookie; every form carries a CSRF token."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from billing.errors import BillingError, NotFoundError
+from billing.services.dashboard import audit_log, dashboard, failing_subscriptions
+from billing.services.ports import Clock, Dispatcher
+from billing.services.subscriptions import Subscriptions
+from billing.storage.database import Database
+
+log = logging.getLogger("billing.console")
+TEMPLATES = Path(__file__).parent / "templates"
+CONSOLE_ROLES = frozenset({"viewer", "operator"})
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    role: str  # viewer | operator | backend
+
+    @property
+    def can_act(self) -> bool:
+        return self.role == "operator"
+
+
+@dataclass(frozen=True)
+class ConsoleDeps:
+    db: Database
+    subscriptions: Subscriptions
+    dispatcher: Dispatcher
+    clock: Clock
+    #: token → who it belongs to (constant-time comparison is the caller's job), or None.
+    authenticate: Callable[[str], Operator | None]
+    display_timezone: str = "Europe/Moscow"
+    #: subscription id → the dunning timeline in words (optional).
+    describe: Callable[[int], list[str]] | None = None
+
+
+def create_console_app(
+    deps: ConsoleDeps, *, session_secret: str, https_only: bool = False, root_path: str = ""
+) -> Starlette:
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    zone = ZoneInfo(deps.display_timezone)
+
+    def local(value: datetime | str | None) -> str:
+        if value is None:
+            return "—"
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.astimezone(zone).strftime("%d %b %Y %H:%M %Z")
+
+    def money(amount: int | None, currency: str = "643") -> str:
+        if amount is None:
+            return "—"
+        symbol = {"643": "RUB", "840": "USD", "978": "EUR"}.get(currency, currency)
+        return f"{amount / 100:,.2f} {symbol}"
+
+    templates.env.filters["local"] = local
+    templates.env.filters["money"] = money
+
+    def current(request: Request) -> Operator | None:
+        data = request.session.get("operator")
+        if not isinstance(data, dict):
+            return None
+        return Operator(name=str(data.get("name")), role=str(data.get("role")))
+
+    def csrf_token(request: Request) -> str:
+        token = request.session.get("csrf")
+        if not isinstance(token, str):
+            token = secrets.token_urlsafe(32)
+            request.session["csrf"] = token
+        return token
+
+    async def csrf_ok(request: Request) -> dict[str, Any] | None:
+        form = dict(await request.form())
+        sent = form.get("csrf")
+        expected = request.session.get("csrf")
+        if not isinstance(sent, str) or not isinstance(expected, str):
+            return None
+        if not hmac.compare_digest(sent.encode(), expected.encode()):
+            return None
+        return form
+
+    def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
+        context.update(
+            operator=current(request),
+            csrf=csrf_token(request),
+            flash=request.session.pop("flash", None),
+            base=root_path,
+        )
+        return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+    def to(path: str) -> RedirectResponse:
+        return RedirectResponse(f"{root_path}{path}", status_code=303)
+
+    def login_required(
+        handler: Callable[[Request, Operator], Any],
+    ) -> Callable[[Request], Any]:
+        async def wrapped(request: Request) -> Response:
+            operator = current(request)
+            if operator is None:
+                return to("/login")
+            result: Response = await handler(request, operator)
+            return result
+
+        return wrapped
+
+    async def login_form(request: Request) -> Response:
+        return page(request, "login.html")
+
+    async def login(request: Request) -> Response:
+        form = await csrf_ok(request)
+        if form is None:
+            return page(request, "login.html", 403, error="The form expired; try again.")
+        token = str(form.get("token", ""))
+        operator = deps.authenticate(token) if token else None
+        if operator is None or operator.role not in CONSOLE_ROLES:
+            log.warning(
+                "console: failed login from %s", request.client.host if request.client else "?"
+            )
+            return page(request, "login.html", 401, error="That token is not valid here.")
+        request.session.clear()
+        request.session["operator"] = {"name": operator.name, "role": operator.role}
+        request.session["csrf"] = secrets.token_urlsafe(32)
+        log.info("console: %s (%s) logged in", operator.name, operator.role)
+        return to("/")
+
+    async def logout(request: Request) -> Response:
+        if await csrf_ok(request) is not None:
+            request.session.clear()
+        return to("/login")
+
+    @login_required
+    async def home(request: Request, operator: Operator) -> Response:
+        data = await run_in_threadpool(
+            dashboard, deps.db, deps.clock(), timezone=deps.display_timezone
+        )
+        return page(request, "dashboard.html", data=data)
+
+    @login_required
+    async def failing(request: Request, operator: Operator) -> Response:
+        rows = await run_in_threadpool(failing_subscriptions, deps.db)
+        return page(request, "failing.html", rows=rows)
+
+    @login_required
+    async def subscription(request: Request, operator: Operator) -> Response:
+        sub_id = int(request.path_params["sub_id"])
+        try:
+            view = await run_in_threadpool(deps.subscriptions.show, sub_id)
+        except NotFoundError as exc:
+            return page(request, "error.html", 404, message=str(exc))
+        words = await run_in_threadpool(deps.describe, sub_id) if deps.describe else []
+        return page(request, "subscription.html", sub=view, timeline=words)
+
+    @login_required
+    async def retry(request: Request, operator: Operator) -> Response:
+        sub_id = int(request.path_params["sub_id"])
+        form = await csrf_ok(request)
+        if form is None:
+            return page(request, "error.html", 403, message="The form expired; reload the page.")
+        if not operator.can_act:
+            return page(request, "error.html", 403, message="Viewers cannot retry charges.")
+        try:
+            result = await run_in_threadpool(
+                deps.subscriptions.retry_now, sub_id, deps.dispatcher, actor=operator.name
+            )
+            request.session["flash"] = (
+                f"Retry of invoice {result['invoice_id']} sent (order {result['order_number']})."
+            )
+        except BillingError as exc:
+            request.session["flash"] = f"Not retried: {exc}"
+        back = str(form.get("back") or f"/subscriptions/{sub_id}")
+        return to(back if back.startswith("/") and not back.startswith("//") else "/")
+
+    @login_required
+    async def audit(request: Request, operator: Operator) -> Response:
+        people_only = request.query_params.get("all") != "1"
+        rows = await run_in_threadpool(audit_log, deps.db, people_only=people_only)
+        return page(request, "audit.html", rows=rows, people_only=people_only)
+
+    routes = [
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/", home),
+        Route("/failing", failing),
+        Route("/subscriptions/{sub_id:int}", subscription),
+        Route("/subscriptions/{sub_id:int}/retry", retry, methods=["POST"]),
+        Route("/audit", audit),
+    ]
+    middleware = [
+        Middleware(
+            SessionMiddleware,
+            secret_key=session_secret,
+            session_cookie="billing_console",
+            same_site="strict",
+            https_only=https_only,
+            max_age=8 * 3600,
+        )
+    ]
+    return Starlette(routes=routes, middleware=middleware)

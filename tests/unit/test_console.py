@@ -1,0 +1,162 @@
+"""The web console over ASGI: login, CSRF, roles, and the pages an operator reads."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from billing.console import ConsoleDeps, Operator, create_console_app
+from billing.services.ports import RecordingDispatcher
+from billing.services.subscriptions import NewSubscription, Subscriptions
+from billing.storage.database import Database
+from tests.fakes import ManualClock
+
+TOKENS = {
+    "op-token": Operator("alice", "operator"),
+    "view-token": Operator("bob", "viewer"),
+    "backend-token": Operator("saas", "backend"),
+}
+
+
+class Browser:
+    """A tiny synchronous client keeping cookies, like a person's browser would."""
+
+    def __init__(self, app: Any) -> None:
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://console.test"
+        )
+
+    def get(self, path: str) -> httpx.Response:
+        return asyncio.run(self.client.get(path))
+
+    def post(self, path: str, data: dict[str, str]) -> httpx.Response:
+        return asyncio.run(self.client.post(path, data=data))
+
+    def csrf(self, path: str) -> str:
+        match = re.search(r'name="csrf" value="([^"]+)"', self.get(path).text)
+        assert match, "no CSRF field on the page"
+        return match.group(1)
+
+    def login(self, token: str) -> httpx.Response:
+        return self.post("/login", {"csrf": self.csrf("/login"), "token": token})
+
+    def close(self) -> None:
+        asyncio.run(self.client.aclose())
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[Browser, Subscriptions, RecordingDispatcher]]:
+    db = Database(f"sqlite:///{tmp_path / 'console.db'}")
+    db.upgrade()
+    clock = ManualClock()
+    subscriptions = Subscriptions(db, clock=clock)
+    dispatcher = RecordingDispatcher()
+    deps = ConsoleDeps(
+        db=db,
+        subscriptions=subscriptions,
+        dispatcher=dispatcher,
+        clock=clock,
+        authenticate=TOKENS.get,
+    )
+    browser = Browser(create_console_app(deps, session_secret="test-secret"))
+    yield browser, subscriptions, dispatcher
+    browser.close()
+    db.dispose()
+
+
+def _subscribe(subscriptions: Subscriptions) -> int:
+    created = subscriptions.create(
+        NewSubscription(
+            customer_id="cust-42",
+            binding_id="approve-1",
+            amount=49900,
+            schedule="0 3 1 * *",
+            start_at=subscriptions.clock(),
+        )
+    )
+    return int(created["id"])
+
+
+def test_pages_need_a_login(setup: tuple[Browser, Subscriptions, RecordingDispatcher]) -> None:
+    browser, _, _ = setup
+    response = browser.get("/")
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+
+
+def test_a_wrong_token_is_refused_and_a_backend_token_cannot_log_in(
+    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+) -> None:
+    browser, _, _ = setup
+    assert browser.login("nope").status_code == 401
+    assert browser.login("backend-token").status_code == 401
+    assert browser.get("/").status_code == 303
+
+
+def test_login_without_the_csrf_token_is_refused(
+    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+) -> None:
+    browser, _, _ = setup
+    browser.get("/login")
+    assert browser.post("/login", {"token": "op-token"}).status_code == 403
+
+
+def test_the_session_cookie_is_httponly_and_samesite(
+    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+) -> None:
+    browser, _, _ = setup
+    response = browser.login("op-token")
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert "op-token" not in cookie
+
+
+def test_an_operator_sees_the_dashboard_and_retries_a_subscription(
+    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+) -> None:
+    browser, subscriptions, dispatcher = setup
+    sub_id = _subscribe(subscriptions)
+    browser.login("op-token")
+    dashboard = browser.get("/")
+    assert dashboard.status_code == 200 and "Dashboard" in dashboard.text
+    page = browser.get(f"/subscriptions/{sub_id}")
+    assert "cust-42" in page.text and "…ve-1" in page.text
+    assert "approve-1" not in page.text  # the full binding id is never shown
+    csrf = browser.csrf(f"/subscriptions/{sub_id}")
+    response = browser.post(f"/subscriptions/{sub_id}/retry", {"csrf": csrf})
+    assert response.status_code == 303
+    # Nothing is open yet (the period has not been invoiced): the refusal is shown.
+    assert "Not retried" in browser.get(response.headers["location"]).text
+    assert dispatcher.charges == []
+
+
+def test_a_retry_without_csrf_or_by_a_viewer_changes_nothing(
+    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+) -> None:
+    browser, subscriptions, dispatcher = setup
+    sub_id = _subscribe(subscriptions)
+    browser.login("op-token")
+    assert browser.post(f"/subscriptions/{sub_id}/retry", {"csrf": "forged"}).status_code == 403
+    viewer = browser
+    viewer.post("/logout", {"csrf": viewer.csrf("/")})
+    viewer.login("view-token")
+    page = viewer.get(f"/subscriptions/{sub_id}")
+    assert "Retry now" not in page.text
+    response = viewer.post(f"/subscriptions/{sub_id}/retry", {"csrf": viewer.csrf("/")})
+    assert response.status_code == 403
+    assert dispatcher.charges == []
+
+
+def test_the_audit_log_shows_who_did_what(
+    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+) -> None:
+    browser, subscriptions, _ = setup
+    _subscribe(subscriptions)
+    browser.login("view-token")
+    page = browser.get("/audit?all=1")
+    assert "subscription_created" in page.text
