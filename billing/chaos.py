@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -41,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,7 +50,9 @@ from typing import IO, Any
 
 import httpx
 import redis
-from sqlalchemy import func, insert, select
+from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import text as sql
+from sqlalchemy.engine import make_url
 
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice, Subscription
@@ -78,6 +81,8 @@ WAITING_STATUSES = frozenset({"suspended", "needs_payment_method"})
 RETRYING_STATUSES = frozenset({"active", "past_due"})
 BILLABLE = ("active", "past_due", "needs_payment_method")
 SCHEDULE = "0 3 1 * *"
+#: What a Dramatiq worker process logs once it consumes messages.
+WORKER_READY = "Worker process is ready for action"
 TIMEZONE = "Europe/Moscow"
 
 #: The fast dunning policy, with grace periods longer than any run so that invoices end
@@ -138,6 +143,9 @@ class ChaosConfig:
     #: ``pause_seconds``) instead of SIGKILL: a stalled process (VM pause, GC, CPU
     #: starvation) that wakes up with a request still to send. Off by default.
     pause_share: float = 0.0
+    #: Only workers that said they are ready at least this long ago are killed or paused
+    #: (a worker still booting does no work, so killing it tests little).
+    min_uptime: float = 1.0
     pause_seconds: float = 6.0
     redis_restarts: int = 1
     redis_down: float = 3.0
@@ -409,6 +417,9 @@ class ChaosResult:
     faults: list[str] = field(default_factory=list)
     #: Processes that exited without being killed by the run.
     unexpected_exits: list[str] = field(default_factory=list)
+    #: ERROR/CRITICAL log lines per process log (informational: crashes the chaos causes
+    #: on purpose log errors too; read them when the number grows).
+    log_errors: Counter[str] = field(default_factory=Counter)
 
     @property
     def settled(self) -> bool:
@@ -422,7 +433,8 @@ class ChaosResult:
                 f"[settle] the system did not settle within {self.config.settle_timeout:.0f}s "
                 "after the chaos phase"
             )
-        extra.extend(f"[process] {text}" for text in self.unexpected_exits)
+        for text, times in Counter(self.unexpected_exits).items():
+            extra.append(f"[process] {text}" + (f" ({times} times)" if times > 1 else ""))
         return extra + self.audit.violations
 
     @property
@@ -452,6 +464,8 @@ class ChaosResult:
                 else []
             ),
             ("redis restarts", str(self.redis_restarts)),
+            ("ERROR lines in process logs", str(sum(self.log_errors.values()))),
+            *((f"  {k}", str(v)) for k, v in sorted(self.log_errors.items()) if v),
             ("chaos phase", f"{self.config.seconds:.0f}s"),
             (
                 "settled after chaos",
@@ -508,10 +522,17 @@ class Process:
         self.log_path = log
         self._popen: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.started_at = 0.0
+        self._log_start = 0
+        self._ready_at: float | None = None
 
     @property
     def pid(self) -> int | None:
         return None if self._popen is None else self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._popen is None else self._popen.returncode
 
     @property
     def alive(self) -> bool:
@@ -523,6 +544,9 @@ class Process:
         self._log = self.log_path.open("ab")
         self._log.write(f"\n=== {_stamp()} start {' '.join(self.argv)}\n".encode())
         self._log.flush()
+        self.started_at = time.monotonic()
+        self._log_start = self._log.tell()
+        self._ready_at = None
         self._popen = subprocess.Popen(  # noqa: S603 - our own interpreter or redis-server
             self.argv,
             env=self.env,
@@ -536,6 +560,18 @@ class Process:
     def reset(self) -> None:
         """Forget a process that exited by itself (reaped, log closed)."""
         self._signal_and_reap(signal.SIGKILL, 1.0)
+
+    def ready_for(self, marker: str) -> float:
+        """Seconds since ``marker`` appeared in this run's log (0.0 until it has)."""
+        if self._popen is None:
+            return 0.0
+        if self._ready_at is None:
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_start)
+                if marker.encode() not in log.read():
+                    return 0.0
+            self._ready_at = time.monotonic()
+        return time.monotonic() - self._ready_at
 
     def pause(self) -> None:
         """SIGSTOP the whole process group: it stops mid-instruction, sockets stay open."""
@@ -577,6 +613,15 @@ def _signal_group(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         return  # reaped: its pid (our group id) may belong to someone else by now
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(popen.pid, sig)
+
+
+def _count_log_errors(workdir: Path) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for path in sorted(workdir.glob("*.log")):
+        name = path.stem.split("-")[0]  # worker-1, worker-2 -> worker
+        with path.open("rb") as log:
+            counts[name] += sum(1 for line in log if b" ERROR " in line or b" CRITICAL " in line)
+    return counts
 
 
 def _stamp() -> str:
@@ -704,6 +749,7 @@ class ChaosRun:
             settle_seconds=settle,
             faults=self.faults,
             unexpected_exits=self.unexpected_exits,
+            log_errors=_count_log_errors(self.workdir),
         )
 
     def _start_redis(self, env: Mapping[str, str]) -> None:
@@ -819,8 +865,15 @@ class ChaosRun:
             if now >= next_kill:
                 next_kill = now + self.rng.uniform(*c.kill_every)
                 alive = [
-                    n for n in self._worker_names() if self.processes[n].alive and n not in resumes
+                    n
+                    for n in self._worker_names()
+                    if self.processes[n].alive
+                    and n not in resumes
+                    and self.processes[n].ready_for(WORKER_READY) >= c.min_uptime
                 ]
+                if not alive:
+                    next_kill = now + 0.5  # everyone is down, paused or booting
+                    continue
                 if alive and self.rng.random() < c.pause_share:
                     victim = self.rng.choice(alive)
                     self.processes[victim].pause()
@@ -860,11 +913,16 @@ class ChaosRun:
         for name, process in list(self.processes.items()):
             if process.pid is None or process.alive:
                 continue  # not running because we killed it, or fine
-            text = f"{name} exited on its own; see {process.log_path}"
+            text = (
+                f"{name} exited on its own (exit code {process.returncode}); see {process.log_path}"
+            )
             self.unexpected_exits.append(text)
             self.note("UNEXPECTED: " + text)
             if name == "sandbox":
                 raise ChaosError(text + " (its ledger is gone: no audit possible)")
+            if sum(1 for t in self.unexpected_exits if t.startswith(f"{name} ")) > 5:
+                tail = process.log_path.read_text(errors="replace").splitlines()[-15:]
+                raise ChaosError(text + ", again and again:\n" + "\n".join(tail))
             process.reset()
             process.start()
 
@@ -966,6 +1024,26 @@ class ChaosRun:
                 self.processes[name].stop()
             except Exception as exc:  # keep stopping the others
                 self.echo(f"could not stop {name}: {exc}")
+
+
+@contextlib.contextmanager
+def temporary_database(admin_url: str, *, keep: bool = False) -> Iterator[str]:
+    """A new empty PostgreSQL database ``billing_chaos_<random>`` made through
+    ``admin_url`` (a superuser's connection to any database); its URL is yielded and it
+    is dropped afterwards unless ``keep``. The run migrates it (``billing db upgrade``)."""
+    name = f"billing_chaos_{secrets.token_hex(6)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sql(f"CREATE DATABASE {name}"))
+        try:
+            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            if not keep:
+                with admin.connect() as conn:
+                    conn.execute(sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    finally:
+        admin.dispose()
 
 
 def run_chaos(config: ChaosConfig, echo: Callable[[str], None] = print) -> ChaosResult:

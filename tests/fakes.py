@@ -84,6 +84,7 @@ class FakeGateway:
         self.status_calls: list[str] = []
         self.auth_ok = True
         self.before_answer: Callable[[str], None] | None = None
+        self.before_charge: Callable[[str], None] | None = None
 
     def deposited(self) -> list[str]:
         return [n for n, o in self.orders.items() if o["orderStatus"] == 2]
@@ -100,6 +101,8 @@ class FakeGateway:
         language: str | None = None,
     ) -> GatewayResult:
         self.payment_calls.append(order_number)
+        if self.before_charge is not None:
+            self.before_charge(order_number)
         behaviour = binding_id.split("-")[0]
         if not self.auth_ok or behaviour == "auth":
             return JsonReply(200, error_body("5", "Access denied"))

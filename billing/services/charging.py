@@ -58,6 +58,7 @@ class _ChargeRequest:
     currency: str
     description: str | None
     customer_id: str
+    sent_at: datetime
 
 
 class Charger:
@@ -104,6 +105,11 @@ class Charger:
             log.info("charge: attempt %s may have reached the gateway; reconciling", attempt_id)
             return self.reconcile(attempt_id)
 
+        if self.clock() - request.sent_at > self.stale_sending_after / 2:
+            # This worker stalled after claiming the attempt: the reconciliation may already
+            # have decided nothing was sent. Sending now could charge twice; let it decide.
+            log.warning("charge: attempt %s claimed too long ago; not sending", attempt_id)
+            return "stalled"
         result = self.gateway.recurrent_payment(
             order_number=request.order_number,
             binding_id=request.binding_id,
@@ -173,7 +179,7 @@ class Charger:
             return attempt.reason
         attempt.binding_version = subscription.binding_version
         attempt.state = AttemptState.SENDING
-        attempt.sent_at = attempt.updated_at = now
+        attempt.sent_at = attempt.updated_at = self.clock()
         return _ChargeRequest(
             order_number=attempt.order_number,
             binding_id=subscription.binding_id,
@@ -181,6 +187,7 @@ class Charger:
             currency=attempt.currency,
             description=subscription.description,
             customer_id=subscription.customer_id,
+            sent_at=attempt.sent_at,
         )
 
     # -- reconcile --------------------------------------------------------------------------
@@ -273,16 +280,23 @@ class Charger:
         now = self.clock()
         with self.db.transaction() as session:
             attempt = _lock_attempt(session, attempt_id)
-            if attempt is None or AttemptState(attempt.state) not in expected:
+            if attempt is None:
+                return "missing"
+            state = AttemptState(attempt.state)
+            late_payment = state not in expected and outcome.is_paid and state in RECHECKABLE_STATES
+            if state not in expected and not late_payment:
                 log.info("attempt %s was settled elsewhere; keeping that result", attempt_id)
                 return "settled_elsewhere"
-            if status_check:
-                attempt.status_checks += 1
-            decision = self._settle(session, attempt, outcome, now)
+            if not late_payment:
+                if status_check:
+                    attempt.status_checks += 1
+                decision = self._settle(session, attempt, outcome, now)
+        if late_payment:
+            # Settled as "no money taken" meanwhile (a stalled send looked lost), yet the
+            # gateway took the money: record it (and flag a second charge), never drop it.
+            return self._recheck(attempt_id, outcome, now)
         self._update_circuit(outcome, now)
-        level = logging.WARNING if outcome.category is Category.MERCHANT_CONFIG else logging.INFO
-        if outcome.category is Category.MERCHANT_CONFIG:
-            level = logging.ERROR
+        level = logging.ERROR if outcome.category is Category.MERCHANT_CONFIG else logging.INFO
         log.log(
             level,
             "attempt %s: %s (%s) -> %s",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from billing.circuit import Circuit, CircuitState
@@ -51,9 +53,21 @@ def new_order_number(invoice_id: int, attempt_number: int) -> str:
     return number
 
 
+def _ensure_circuit_row(session: Session) -> None:
+    """Create the single breaker row if missing; concurrent creators do not collide."""
+    dialect = session.get_bind().dialect.name
+    insert_: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert_(GatewayCircuit)
+        .values(id=CIRCUIT_ROW, state="closed", consecutive_failures=0, trips=0)
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
+
+
 def load_circuit(session: Session, *, for_update: bool = False) -> Circuit:
     query = select(GatewayCircuit).where(GatewayCircuit.id == CIRCUIT_ROW)
     if for_update:
+        _ensure_circuit_row(session)  # so that the lock below always has a row to hold
         query = query.with_for_update()
     row = session.scalars(query).one_or_none()
     if row is None:
@@ -69,10 +83,8 @@ def load_circuit(session: Session, *, for_update: bool = False) -> Circuit:
 
 
 def save_circuit(session: Session, circuit: Circuit, now: datetime) -> None:
-    row = session.get(GatewayCircuit, CIRCUIT_ROW, with_for_update=True)
-    if row is None:
-        row = GatewayCircuit(id=CIRCUIT_ROW)
-        session.add(row)
+    _ensure_circuit_row(session)
+    row = session.get_one(GatewayCircuit, CIRCUIT_ROW, with_for_update=True, populate_existing=True)
     row.state = circuit.state.value
     row.consecutive_failures = circuit.consecutive_failures
     row.trips = circuit.trips

@@ -110,3 +110,38 @@ def test_concurrent_deliveries_of_one_attempt_charge_once(pg_url: str) -> None:
         attempt = session.get_one(ChargeAttempt, attempt_ids[0])
         assert attempt.state == "paid"
     db.dispose()
+
+
+def test_concurrent_outages_on_a_fresh_database_are_all_counted_by_the_breaker(
+    pg_url: str,
+) -> None:
+    from billing.domain import Category, Outcome
+    from billing.services.records import load_circuit
+
+    clock = ManualClock(datetime(2026, 12, 1, 3, 0, tzinfo=UTC))
+    policy = load_policy(FAST_POLICY)
+    outage = Outcome(category=Category.TRANSIENT, reason="system_error")
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def report() -> None:
+        db = Database(pg_url)
+        try:
+            charger = Charger(db, FakeGateway(), policy, clock=clock, outage_threshold=100)
+            barrier.wait()
+            charger._update_circuit(outage, clock())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            db.dispose()
+
+    threads = [threading.Thread(target=report) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    db = Database(pg_url)
+    with db.transaction() as session:
+        assert load_circuit(session).consecutive_failures == 8
+    db.dispose()

@@ -466,3 +466,48 @@ def test_a_paused_subscription_is_not_charged_by_a_queued_attempt(world: World) 
     world.work()
     assert world.gateway.payment_calls == []
     assert world.attempts(sub_id)[0].reason == "subscription_paused"
+
+
+def test_a_send_that_stalled_past_reconciliation_is_still_recorded_when_it_charges(
+    world: World,
+) -> None:
+    sub_id = world.subscribe("approve-1")
+    world.scheduler.run_pass()
+    [attempt_id] = world.dispatcher.charges
+    world.dispatcher.charges.clear()
+
+    def stall(_order: str) -> None:
+        # The request is stuck on its way; meanwhile the sweep sees no order at the bank.
+        world.gateway.before_charge = None
+        world.clock.advance(seconds=31)
+        assert world.charger.reconcile(attempt_id) == "transient"
+
+    world.gateway.before_charge = stall
+    assert world.charger.charge(attempt_id) == "paid_on_recheck"
+    [invoice] = world.invoices(sub_id)
+    assert invoice.status == "paid"
+    world.tick(10)  # the retry planned by the sweep finds the invoice paid
+    assert len(world.gateway.deposited()) == 1
+    assert [a.state for a in world.attempts(sub_id)] == ["paid"]
+
+
+def test_a_worker_that_stalls_before_sending_does_not_send(world: World) -> None:
+    sub_id = world.subscribe("approve-1")
+    world.scheduler.run_pass()
+    [attempt_id] = world.dispatcher.charges
+    world.dispatcher.charges.clear()
+    real_clock = world.charger.clock
+    calls = iter([0, 0, 20])  # claimed, then 20 s pass before the call would go out
+
+    def slow_clock():  # type: ignore[no-untyped-def]
+        world.clock.advance(seconds=next(calls, 0))
+        return real_clock()
+
+    world.charger.clock = slow_clock
+    assert world.charger.charge(attempt_id) == "stalled"
+    world.charger.clock = real_clock
+    assert world.gateway.payment_calls == []
+    world.tick(31)
+    world.tick(5)
+    assert world.invoices(sub_id)[0].status == "paid"
+    assert len(world.gateway.deposited()) == 1
