@@ -14,6 +14,8 @@ from typing import Any
 
 import dramatiq
 import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
 
 from billing.errors import BrokerError
 from billing.services.charging import Charger
@@ -61,6 +63,19 @@ class DramatiqDispatcher:
 
     def reconcile(self, attempt_ids: Sequence[int]) -> None:
         self._send(self.actors.reconcile, attempt_ids)
+
+    def backlog(self) -> int | None:
+        """Messages still waiting in the queue (not counting those workers hold)."""
+        broker = self.actors.charge.broker
+        queue = self.actors.charge.queue_name
+        try:
+            if isinstance(broker, RedisBroker):
+                return int(broker.client.llen(f"{broker.namespace}:{queue}"))
+            if isinstance(broker, StubBroker):
+                return int(broker.queues[queue].qsize())
+        except (redis.RedisError, KeyError, OSError):
+            return None
+        return None
 
     @staticmethod
     def _send(actor: dramatiq.Actor[[int], None], attempt_ids: Sequence[int]) -> None:

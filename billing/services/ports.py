@@ -40,6 +40,10 @@ class Dispatcher(Protocol):
 
     def reconcile(self, attempt_ids: Sequence[int]) -> None: ...
 
+    def backlog(self) -> int | None:
+        """Messages waiting in the queue, or None when the broker cannot say."""
+        ...
+
 
 class RecordingDispatcher:
     """An in-memory dispatcher for tests and dry runs: it only records the ids."""
@@ -53,3 +57,6 @@ class RecordingDispatcher:
 
     def reconcile(self, attempt_ids: Sequence[int]) -> None:
         self.reconciles.extend(attempt_ids)
+
+    def backlog(self) -> int:
+        return len(self.charges) + len(self.reconciles)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from billing import circuit as breaker
 from billing.classification import classify_status
@@ -207,7 +208,23 @@ class Scheduler:
                     now,
                     f"canceled: still {sub.status} at the end of its grace period",
                 )
-            return len(due)
+            # Cancellations requested for the end of a period (billing.services.operations
+            # sets ``ends_at`` and clears ``next_charge_at``, so no further period opens).
+            ending = session.scalars(
+                self._skip_locked(
+                    select(Subscription)
+                    .where(
+                        Subscription.ends_at <= now,
+                        Subscription.status != SubscriptionStatus.CANCELED,
+                    )
+                    .limit(self.batch_size)
+                )
+            ).all()
+            for sub in ending:
+                cancel_subscription(
+                    session, sub, now, "canceled at the end of its billing period, as requested"
+                )
+            return len(due) + len(ending)
 
     # -- attempts ---------------------------------------------------------------------------
 
@@ -305,17 +322,20 @@ class Scheduler:
         return busy
 
     def requeue_lost(self, now: datetime, report: PassReport) -> int:
-        """Enqueue again the attempts that were created but never picked up."""
+        """Enqueue again the attempts that were created but never picked up.
+
+        Never enqueued (the broker refused) → at once. Enqueued long ago and still pending →
+        the message was lost (Redis restarted without persistence) — but only when the queue
+        has drained: while a month-start backlog is still waiting, an old message is late,
+        not lost, and sending it again would only double the backlog.
+        """
+        lost: list[ColumnElement[bool]] = [ChargeAttempt.enqueued_at.is_(None)]
+        if not self.dispatcher.backlog():
+            lost.append(ChargeAttempt.enqueued_at < now - self.requeue_after)
         with self.db.transaction() as session:
             query = (
                 select(ChargeAttempt.id)
-                .where(
-                    ChargeAttempt.state == AttemptState.PENDING,
-                    or_(
-                        ChargeAttempt.enqueued_at.is_(None),
-                        ChargeAttempt.enqueued_at < now - self.requeue_after,
-                    ),
-                )
+                .where(ChargeAttempt.state == AttemptState.PENDING, or_(*lost))
                 .order_by(ChargeAttempt.id)
                 .limit(self.batch_size)
             )

@@ -511,3 +511,14 @@ def test_a_worker_that_stalls_before_sending_does_not_send(world: World) -> None
     world.tick(5)
     assert world.invoices(sub_id)[0].status == "paid"
     assert len(world.gateway.deposited()) == 1
+
+
+def test_late_messages_in_a_backlog_are_not_sent_again(world: World) -> None:
+    world.subscribe("approve-1")
+    world.scheduler.run_pass()
+    assert len(world.dispatcher.charges) == 1
+    world.clock.advance(seconds=120)  # past requeue_after, but the message is still queued
+    assert world.scheduler.run_pass().requeued == 0
+    assert len(world.dispatcher.charges) == 1
+    world.dispatcher.charges.clear()  # now it is lost (Redis restarted)
+    assert world.scheduler.run_pass().requeued == 1
