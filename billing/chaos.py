@@ -688,6 +688,8 @@ class ChaosRun:
             "BILLING_GATEWAY_PASSWORD": "sandbox",
             "BILLING_GATEWAY_CONNECT_TIMEOUT": str(c.connect_timeout),
             "BILLING_GATEWAY_READ_TIMEOUT": str(c.read_timeout),
+            "BILLING_GATEWAY_WRITE_TIMEOUT": "0.3",
+            "BILLING_GATEWAY_POOL_TIMEOUT": "0.3",
             "BILLING_DUNNING_POLICY": str(policy),
             "BILLING_SCHEDULER_INTERVAL": str(c.scheduler_interval),
             "BILLING_REQUEUE_AFTER": str(c.requeue_after),

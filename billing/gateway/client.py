@@ -116,6 +116,8 @@ class GatewayConfig(BaseModel):
             token=settings.gateway_token,
             connect_timeout=settings.gateway_connect_timeout,
             read_timeout=settings.gateway_read_timeout,
+            write_timeout=settings.gateway_write_timeout,
+            pool_timeout=settings.gateway_pool_timeout,
             max_connections=settings.gateway_max_connections,
         )
 
