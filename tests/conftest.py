@@ -20,7 +20,8 @@ PG_ADMIN_URL = os.environ.get(
     "BILLING_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_TEST_URL = os.environ.get("BILLING_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
-TEMPLATE = "billing_test_template"
+# One template per test session, so that concurrent sessions never drop each other's.
+TEMPLATE = f"billing_test_template_{os.getpid()}"
 
 
 def _admin_engine():  # type: ignore[no-untyped-def]
