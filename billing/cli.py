@@ -5,7 +5,9 @@ Every failure the user can cause ends in one ``error: ...`` line and a non-zero 
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -19,6 +21,7 @@ from billing.errors import BillingError, ConfigurationError, ValidationError
 from billing.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from billing.services.operations import Operations
     from workers.app import App
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -243,19 +246,69 @@ def subscriptions_set_binding(subscription_id: int, binding_id: str, as_json: bo
 
 
 @cli.command("retry")
-@click.argument("subscription_id", type=int)
+@click.argument("subscription_id", type=int, required=False)
+@click.option(
+    "--all",
+    "retry_all",
+    is_flag=True,
+    help="Every past_due subscription whose open invoice last failed with --reason.",
+)
+@click.option(
+    "--reason",
+    "failure",
+    default=None,
+    help="With --all: the failure to match, a category (soft_decline) or a reason "
+    "(insufficient_funds).",
+)
+@click.option("--dry-run", is_flag=True, help="With --all: only count; change nothing.")
+@click.option("--note", default=None, help="Why, for the audit log.")
 @json_option
-def retry(subscription_id: int, as_json: bool) -> None:
-    """An operator's manual retry of the open invoice, now."""
-    app = _app(need_broker=True)
-    result = app.subscriptions.retry_now(subscription_id, app.dispatcher)
-    _emit(
-        result,
-        as_json,
-        lambda r: click.echo(
-            f"invoice {r['invoice_id']}: attempt {r['attempt_id']} ({r['order_number']}) enqueued"
-        ),
+def retry(
+    subscription_id: int | None,
+    retry_all: bool,
+    failure: str | None,
+    dry_run: bool,
+    note: str | None,
+    as_json: bool,
+) -> None:
+    """An operator's manual retry of the open invoice, now (ID), or of many (--all)."""
+    if retry_all == (subscription_id is not None):
+        raise click.UsageError("give a SUBSCRIPTION_ID or --all (not both)")
+    if not retry_all and (failure is not None or dry_run):
+        raise click.UsageError("--reason and --dry-run go with --all")
+    if retry_all and not failure:
+        raise click.UsageError("--all needs --reason (e.g. --reason insufficient_funds)")
+    app = _app(need_broker=not dry_run)
+    ops = _operations(app)
+    if subscription_id is not None:
+        result = ops.retry(
+            subscription_id, actor=_actor(), reason=note or "manual retry from the CLI"
+        )
+        _emit(
+            result,
+            as_json,
+            lambda r: click.echo(
+                f"invoice {r['invoice_id']}: attempt {r['attempt_id']} ({r['order_number']}) "
+                "enqueued"
+            ),
+        )
+        return
+    assert failure is not None
+    report = ops.bulk_retry(
+        failure,
+        actor=_actor(),
+        reason=note or f"bulk retry of {failure} from the CLI",
+        dry_run=dry_run,
     )
+
+    def render(r: dict[str, Any]) -> None:
+        ids = ", ".join(str(i) for i in r["subscription_ids"]) or "none"
+        verb = "would retry" if r["dry_run"] else "retried"
+        click.echo(f"{verb} {r['count']} subscription(s) failing with {r['failure']}: {ids}")
+        for skipped in r.get("skipped", []):
+            click.echo(f"  skipped {skipped['subscription_id']}: {skipped['error']}")
+
+    _emit(report, as_json, render)
 
 
 @cli.command("reconcile")
@@ -396,6 +449,295 @@ def demo(count: int, periods: int, as_json: bool) -> None:
     from billing.demo import run_demo
 
     run_demo(count=count, periods=periods, as_json=as_json)
+
+
+# -- operators and the SaaS backend (issue 4) ---------------------------------------------------
+
+
+def _actor() -> str:
+    """``cli:<login>``: who changed something from this shell, for the audit log."""
+    user = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not user:
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):
+            user = "unknown"
+    return f"cli:{user}"[:64]
+
+
+def _operations(app: App) -> Operations:
+    from billing.services.operations import Operations
+
+    return Operations(
+        app.db,
+        gateway=app.gateway,
+        policy=app.policy,
+        dispatcher=app.dispatcher,
+        clock=app.clock,
+    )
+
+
+def reason_option(function: F) -> F:
+    return click.option("--reason", required=True, help="Why (kept in the audit log).")(function)
+
+
+def _changed(view: dict[str, Any]) -> None:
+    line = f"subscription {view['id']}: {view['status']}"
+    if view.get("ends_at"):
+        line += f", cancels at {view['ends_at']}"
+    elif view.get("next_charge_at"):
+        line += f", next charge {view['next_charge_at']}"
+    click.echo(line)
+    if view.get("voided_invoices"):
+        click.echo(f"  voided invoice(s): {', '.join(map(str, view['voided_invoices']))}")
+    if view.get("held_attempts"):
+        click.echo(f"  withdrawn unsent attempt(s): {', '.join(map(str, view['held_attempts']))}")
+    if view.get("charges_in_flight"):
+        click.echo(
+            f"  {view['charges_in_flight']} charge(s) already sent will settle by themselves"
+        )
+
+
+@subscriptions.command("pause")
+@click.argument("subscription_id", type=int)
+@reason_option
+@json_option
+def subscriptions_pause(subscription_id: int, reason: str, as_json: bool) -> None:
+    """Pause: no new invoices and no charges until resumed."""
+    view = _operations(_app()).pause(subscription_id, actor=_actor(), reason=reason)
+    _emit(view, as_json, _changed)
+
+
+@subscriptions.command("resume")
+@click.argument("subscription_id", type=int)
+@reason_option
+@json_option
+def subscriptions_resume(subscription_id: int, reason: str, as_json: bool) -> None:
+    """Resume a paused subscription (paused periods are not billed), or undo a
+    cancellation at period end."""
+    view = _operations(_app()).resume(subscription_id, actor=_actor(), reason=reason)
+    _emit(view, as_json, _changed)
+
+
+@subscriptions.command("cancel")
+@click.argument("subscription_id", type=int)
+@click.option("--at-period-end", is_flag=True, help="Cancel when the current period ends, not now.")
+@reason_option
+@json_option
+def subscriptions_cancel(
+    subscription_id: int, at_period_end: bool, reason: str, as_json: bool
+) -> None:
+    """Cancel now (open invoices become void) or at the end of the current period."""
+    view = _operations(_app()).cancel(
+        subscription_id, actor=_actor(), reason=reason, at_period_end=at_period_end
+    )
+    _emit(view, as_json, _changed)
+
+
+@subscriptions.command("update")
+@click.argument("subscription_id", type=int)
+@click.option("--amount", default=None, help="Minor units, from the next invoice on.")
+@click.option("--schedule", default=None, help="Cron; the next charge is recomputed.")
+@click.option("--timezone", default=None, help="IANA zone; the next charge is recomputed.")
+@click.option("--description", default=None, help='"" clears it.')
+@reason_option
+@json_option
+def subscriptions_update(
+    subscription_id: int,
+    amount: str | None,
+    schedule: str | None,
+    timezone: str | None,
+    description: str | None,
+    reason: str,
+    as_json: bool,
+) -> None:
+    """Change the price, schedule, timezone or description."""
+    from billing.services.subscriptions import parse_amount
+
+    view = _operations(_app()).update_subscription(
+        subscription_id,
+        actor=_actor(),
+        reason=reason,
+        amount=None if amount is None else parse_amount(amount),
+        schedule=schedule,
+        timezone=timezone,
+        description=description,
+    )
+    _emit(view, as_json, _changed)
+
+
+@cli.group()
+def invoices() -> None:
+    """Inspect, void and write off invoices."""
+
+
+def _invoice_table(rows: list[dict[str, Any]]) -> None:
+    table = Table(
+        "id", "sub", "period (UTC)", "amount", "cur", "status", "tries", "last failure", "next try"
+    )
+    for i in rows:
+        table.add_row(
+            str(i["id"]),
+            str(i["subscription_id"]),
+            i["period_start"] or "-",
+            str(i["amount"]),
+            i["currency"],
+            i["status"],
+            str(i["attempt_count"]),
+            i["last_failure"] or "-",
+            i["next_attempt_at"] or "-",
+        )
+    console.print(table)
+
+
+@invoices.command("list")
+@click.option("--status", default=None, help="open, paid, void or uncollectible.")
+@click.option("--subscription-id", type=int, default=None)
+@click.option("--failure", default=None, help="Last failure: a category or a reason.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@json_option
+def invoices_list(
+    status: str | None,
+    subscription_id: int | None,
+    failure: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List invoices, newest first."""
+    rows = _operations(_app()).list_invoices(
+        status=status, subscription_id=subscription_id, failure=failure, limit=limit
+    )
+    _emit(rows, as_json, _invoice_table)
+
+
+def _render_invoice(i: dict[str, Any]) -> None:
+    _invoice_table([i])
+    table = Table("attempt", "#", "orderNumber", "trigger", "state", "reason", "finished")
+    for a in i["attempts"]:
+        table.add_row(
+            str(a["id"]),
+            str(a["number"]),
+            a["order_number"],
+            a["trigger"],
+            a["state"] + (" NEEDS REFUND" if a["needs_refund"] else ""),
+            a["reason"] or "-",
+            a["finished_at"] or "-",
+        )
+    console.print(table)
+    for r in i["refunds"]:
+        console.print(
+            f"  {r['kind']} {r['id']} of attempt {r['attempt_id']}: {r['amount']} "
+            f"{r['currency']} {r['state']} ({r['actor']}: {r['reason']})"
+        )
+
+
+@invoices.command("show")
+@click.argument("invoice_id", type=int)
+@json_option
+def invoices_show(invoice_id: int, as_json: bool) -> None:
+    """Show an invoice with its attempts, refunds and events."""
+    _emit(_operations(_app()).show_invoice(invoice_id), as_json, _render_invoice)
+
+
+@invoices.command("void")
+@click.argument("invoice_id", type=int)
+@reason_option
+@json_option
+def invoices_void(invoice_id: int, reason: str, as_json: bool) -> None:
+    """Void an open invoice (nobody owes it). Refused if paid or a charge is in flight."""
+    view = _operations(_app()).void_invoice(invoice_id, actor=_actor(), reason=reason)
+    _emit(view, as_json, lambda i: click.echo(f"invoice {i['id']}: {i['status']}"))
+
+
+@invoices.command("write-off")
+@click.argument("invoice_id", type=int)
+@reason_option
+@json_option
+def invoices_write_off(invoice_id: int, reason: str, as_json: bool) -> None:
+    """Write an open invoice off as uncollectible. Refused like void."""
+    view = _operations(_app()).write_off_invoice(invoice_id, actor=_actor(), reason=reason)
+    _emit(view, as_json, lambda i: click.echo(f"invoice {i['id']}: {i['status']}"))
+
+
+def _render_refund(r: dict[str, Any]) -> None:
+    line = f"{r['kind']} {r['id']} of attempt {r['attempt_id']}: {r['amount']} {r['currency']}"
+    click.echo(f"{line}: {r['state'].upper()}")
+    if r.get("message"):
+        click.echo(f"  gateway: {r['message']}")
+    if r["state"] == "unknown":
+        click.echo("  the outcome is NOT known: check the order at the gateway before retrying")
+    if r.get("refundable_left") is not None:
+        click.echo(f"  left to refund: {r['refundable_left']}")
+
+
+@cli.command("refund")
+@click.argument("attempt_id", type=int)
+@click.option("--amount", default=None, help="Minor units; default: all that is left.")
+@reason_option
+@click.option(
+    "--idempotency-key",
+    default=None,
+    help="Run the same command again with the same key: it refunds once.",
+)
+@json_option
+def refund(
+    attempt_id: int,
+    amount: str | None,
+    reason: str,
+    idempotency_key: str | None,
+    as_json: bool,
+) -> None:
+    """Refund (part of) a paid attempt through the gateway's refund.do."""
+    from billing.services.subscriptions import parse_amount
+
+    stored = _operations(_app()).refund(
+        attempt_id=attempt_id,
+        amount=None if amount is None else parse_amount(amount),
+        actor=_actor(),
+        reason=reason,
+        idempotency_key=idempotency_key,
+    )
+    _emit(stored.body, as_json, _render_refund)
+    if stored.body["state"] == "failed":
+        sys.exit(1)
+
+
+@cli.command("reverse")
+@click.argument("attempt_id", type=int)
+@reason_option
+@json_option
+def reverse(attempt_id: int, reason: str, as_json: bool) -> None:
+    """Cancel a payment made today (UTC) through the gateway's reverse.do."""
+    body = _operations(_app()).reverse(attempt_id, actor=_actor(), reason=reason)
+    _emit(body, as_json, _render_refund)
+    if body["state"] == "failed":
+        sys.exit(1)
+
+
+@cli.group()
+def admin() -> None:
+    """The admin HTTP API for operators and the SaaS backend."""
+
+
+@admin.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8091, show_default=True, type=int)
+def admin_serve(host: str, port: int) -> None:
+    """Serve the admin API (OpenAPI at /openapi.json, docs at /docs)."""
+    import uvicorn
+
+    from billing.admin.api import create_admin_app
+    from billing.admin.auth import TokenConfig
+
+    app = _app(need_broker=True)
+    tokens = app.settings.admin_tokens
+    if tokens is None:
+        raise ConfigurationError(
+            "BILLING_ADMIN_TOKENS is required: name:role:token entries separated by commas"
+        )
+    asgi = create_admin_app(app, TokenConfig.parse(tokens.get_secret_value()))
+    # No access log: request lines would be noise, and no header is ever printed.
+    uvicorn.run(asgi, host=host, port=port, access_log=False, log_config=None)
 
 
 def main() -> None:

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     gateway_token: SecretStr | None = None
     gateway_connect_timeout: float = Field(default=5.0, gt=0)
     gateway_read_timeout: float = Field(default=30.0, gt=0)
+    gateway_write_timeout: float = Field(default=10.0, gt=0)
+    #: Waiting for a free pooled connection (50 busy threads) before the call is "not sent".
+    gateway_pool_timeout: float = Field(default=5.0, gt=0)
     gateway_max_connections: int = Field(default=50, ge=1)
     #: Global limit on gateway calls per second across all workers (Redis-backed); 0 = none.
     gateway_rate_limit: int = Field(default=0, ge=0)
@@ -62,6 +65,28 @@ class Settings(BaseSettings):
     callback_secret: SecretStr | None = None
     callback_public_key: str | None = None
     callback_allow_unsigned: bool = False
+
+    #: The admin API's bearer tokens: ``name:role:token`` entries separated by commas, roles
+    #: viewer / operator / backend (see billing/admin/auth.py). Unset = the API refuses to start.
+    admin_tokens: SecretStr | None = None
+
+    @field_validator("admin_tokens", mode="before")
+    @classmethod
+    def _empty_tokens_are_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("admin_tokens")
+    @classmethod
+    def _tokens_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from billing.admin.auth import TokenConfig
+
+            try:
+                TokenConfig.parse(value.get_secret_value())
+            except ConfigurationError as exc:  # the message never echoes a token
+                message = str(exc).removeprefix("BILLING_ADMIN_TOKENS").strip(" :")
+                raise ValueError(message) from None
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -98,13 +123,18 @@ class Settings(BaseSettings):
     def _reconcile_after_timeouts(self) -> Settings:
         # An unfinished send is settled by order status only once the HTTP call has
         # certainly ended; otherwise "order not found" could be read too early.
-        longest_call = self.gateway_connect_timeout + self.gateway_read_timeout
+        longest_call = (
+            self.gateway_pool_timeout
+            + self.gateway_connect_timeout
+            + self.gateway_write_timeout
+            + self.gateway_read_timeout
+        )
         if self.gateway_rate_limit:
             longest_call += self.gateway_rate_limit_max_wait  # waiting for a slot while "sending"
         if self.stale_sending_after <= longest_call:
             raise ValueError(
                 "stale_sending_after must be longer than the longest gateway call "
-                f"({longest_call:g}s: connect + read timeouts + rate-limit wait)"
+                f"({longest_call:g}s: pool + connect + write + read timeouts + rate-limit wait)"
             )
         return self
 

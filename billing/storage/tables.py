@@ -59,6 +59,12 @@ class Subscription(Base):
     cancel_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The status a paused subscription returns to on resume, and when it was paused (0003).
+    paused_from: Mapped[str | None] = mapped_column(String(32))
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: A cancellation requested by an operator or the backend takes effect at this time
+    #: (the end of the current period). Dunning's ``cancel_at`` is separate on purpose (0003).
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_subscriptions_due", "status", "next_charge_at"),
@@ -169,3 +175,49 @@ class GatewayCircuit(Base):
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Refund(Base):
+    """One refund (``refund.do``) or reversal (``reverse.do``) asked for by a person.
+
+    The row and its ``external_refund_id`` are committed before the gateway is called, so
+    a repeated request finds it instead of refunding twice. ``unknown`` means the call may
+    have been processed (timeout): it is never reported as a success.
+    """
+
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("charge_attempts.id"), index=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    subscription_id: Mapped[int] = mapped_column(BigInteger)
+    #: ``refund`` or ``reverse``.
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    external_refund_id: Mapped[str] = mapped_column(String(64), unique=True)
+    #: requested / succeeded / failed / unknown
+    state: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    error_message: Mapped[str | None] = mapped_column(String(512))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IdempotencyKey(Base):
+    """A creating call's ``Idempotency-Key``: the same key and body get the stored answer."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    endpoint: Mapped[str] = mapped_column(String(64))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    #: NULL while the request is being processed.
+    response: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
