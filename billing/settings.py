@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -69,6 +70,13 @@ class Settings(BaseSettings):
     #: The admin API's bearer tokens: ``name:role:token`` entries separated by commas, roles
     #: viewer / operator / backend (see billing/admin/auth.py). Unset = the API refuses to start.
     admin_tokens: SecretStr | None = None
+    #: Signs the console's session cookie; unset = a random key per process (log in again
+    #: after a restart). Set it when several app processes serve the console.
+    console_session_secret: SecretStr | None = None
+    #: The timezone the console shows times in.
+    console_timezone: str = "Europe/Moscow"
+    #: Mark the session cookie Secure (serve the console over HTTPS).
+    console_https_only: bool = False
 
     @field_validator("admin_tokens", mode="before")
     @classmethod
@@ -111,6 +119,15 @@ class Settings(BaseSettings):
         if not path.is_file():
             raise ValueError("must be a PEM public key or the path to one")
         return path.read_text()
+
+    @field_validator("console_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown timezone; use an IANA name like Europe/Moscow") from None
+        return value
 
     @field_validator("dunning_policy")
     @classmethod

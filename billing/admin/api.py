@@ -17,12 +17,13 @@ OpenAPI is at ``/openapi.json``, the interactive docs at ``/docs``.
 """
 
 import logging
+import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime
 from starlette.exceptions import HTTPException
@@ -37,6 +38,7 @@ from billing.admin.auth import (
     Role,
     TokenConfig,
 )
+from billing.console import ConsoleDeps, Operator, create_console_app
 from billing.errors import (
     BillingError,
     BrokerError,
@@ -451,5 +453,34 @@ def create_admin_app(
     ) -> list[dict[str, Any]]:
         """Changes made by people and the backend, newest first (page with before_id)."""
         return ops.audit(limit=limit, before_id=before_id, subscription_id=subscription_id)
+
+    # -- the operators' web console, served by the same app ---------------------------------
+
+    def console_login(token: str) -> Operator | None:
+        principal = tokens.authenticate(token)
+        return None if principal is None else Operator(principal.name, principal.role.value)
+
+    secret = app.settings.console_session_secret
+    if secret is None:
+        log.info("console: no BILLING_CONSOLE_SESSION_SECRET; sessions end when the app restarts")
+    console = create_console_app(
+        ConsoleDeps(
+            db=app.db,
+            subscriptions=app.subscriptions,
+            dispatcher=app.dispatcher,
+            clock=app.clock,
+            authenticate=console_login,
+            display_timezone=app.settings.console_timezone,
+            describe=ops.timeline,
+        ),
+        session_secret=secret.get_secret_value() if secret else secrets.token_urlsafe(32),
+        https_only=app.settings.console_https_only,
+        root_path="/console",
+    )
+    api.mount("/console", console)
+
+    @api.get("/", include_in_schema=False)
+    def _home() -> RedirectResponse:
+        return RedirectResponse("/console/", status_code=307)
 
     return api
