@@ -788,6 +788,8 @@ class ChaosRun:
             str(c.fault_rate),
             "--timeout-delay",
             str(c.timeout_delay),
+            "--seed",
+            str(c.seed),
         ]
         self._process("sandbox", argv, env).start()
         wait_until(lambda: _http_ok(f"{self.sandbox_root}/sandbox/health"), 30, "the sandbox")

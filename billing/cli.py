@@ -401,15 +401,43 @@ def worker(processes: int | None, threads: int | None) -> None:
     type=float,
     help="How long 'timeout' bindings stall after charging.",
 )
-@click.option("--fault-rate", default=0.0, show_default=True, type=float)
-def sandbox(host: str, port: int, latency: float, timeout_delay: float, fault_rate: float) -> None:
-    """Serve the local gateway emulator."""
+@click.option(
+    "--slow-delay",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Extra delay of 'slow' bindings.",
+)
+@click.option(
+    "--fault-rate",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Share of charges answered with an injected fault (500, timeout, slow).",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault draw.")
+def sandbox(
+    host: str,
+    port: int,
+    latency: float,
+    timeout_delay: float,
+    slow_delay: float,
+    fault_rate: float,
+    seed: int,
+) -> None:
+    """Serve the local gateway emulator (behaviour chosen by the bindingId's first word)."""
     from billing.sandbox import SandboxConfig, serve
 
     serve(
         host,
         port,
-        SandboxConfig(latency=latency, timeout_delay=timeout_delay, fault_rate=fault_rate),
+        SandboxConfig(
+            latency=latency,
+            timeout_delay=timeout_delay,
+            slow_delay=slow_delay,
+            fault_rate=fault_rate,
+            seed=seed,
+        ),
     )
 
 

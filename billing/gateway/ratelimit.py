@@ -58,7 +58,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from billing.errors import ConfigurationError
+from billing.errors import ConfigurationError, GatewayError
 from billing.gateway.results import ConnectionFailed, GatewayResult
 
 if TYPE_CHECKING:
@@ -358,6 +358,28 @@ class RateLimitedGateway:
         if denied is not None:
             return denied
         return self.inner.order_status(order_number=order_number, order_id=order_id)
+
+    def refund(self, order_id: str, amount: int, external_refund_id: str) -> GatewayResult:
+        """refund.do through the same limit (the gateway counts every call)."""
+        denied = self._wait_for_slot("refund.do", order_id)
+        if denied is not None:
+            return denied
+        result: GatewayResult = self._inner_method("refund")(order_id, amount, external_refund_id)
+        return result
+
+    def reverse(self, order_id: str) -> GatewayResult:
+        """reverse.do through the same limit."""
+        denied = self._wait_for_slot("reverse.do", order_id)
+        if denied is not None:
+            return denied
+        result: GatewayResult = self._inner_method("reverse")(order_id)
+        return result
+
+    def _inner_method(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.inner, name, None)
+        if not callable(method):
+            raise GatewayError(f"the wrapped gateway has no {name}.do")
+        return method  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Close the inner gateway and the limiter, when they can be closed."""

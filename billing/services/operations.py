@@ -114,8 +114,8 @@ class RefundGateway(Protocol):
 
 
 def refund_gateway(gateway: object) -> RefundGateway | None:
-    """The gateway itself if it can refund, else the one it wraps (``.inner``: a rate
-    limiter only throttles charges and status queries)."""
+    """The gateway itself if it can refund (the rate limiter does, through its slots),
+    else the one it wraps (``.inner``)."""
     current: object = gateway
     for _ in range(5):
         if isinstance(current, RefundGateway):

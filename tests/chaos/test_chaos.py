@@ -115,7 +115,7 @@ def test_bad_settings_are_refused() -> None:
 # -- the short run ------------------------------------------------------------------------
 
 
-@pytest.mark.e2e
+@pytest.mark.chaos
 def test_short_chaos_run_never_charges_twice_and_loses_nothing(pg_url: str, tmp_path: Path) -> None:
     config = ChaosConfig(
         database_url=pg_url,

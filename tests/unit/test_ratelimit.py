@@ -530,3 +530,26 @@ def test_build_limiter_with_redis_is_global_and_lazy(closing: list[Any]) -> None
 def test_build_limiter_rejects_a_negative_limit() -> None:
     with pytest.raises(ConfigurationError):
         build_limiter(None, -5)
+
+
+def test_refunds_and_reversals_pass_through_the_limit_to_the_wrapped_gateway() -> None:
+    from billing.gateway.ratelimit import LocalCallLimiter, RateLimitedGateway
+    from billing.gateway.results import JsonReply
+
+    class Refunding:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, ...]] = []
+
+        def refund(self, order_id: str, amount: int, external_refund_id: str) -> JsonReply:
+            self.calls.append(("refund", order_id, str(amount), external_refund_id))
+            return JsonReply(200, {"errorCode": "0"})
+
+        def reverse(self, order_id: str) -> JsonReply:
+            self.calls.append(("reverse", order_id))
+            return JsonReply(200, {"errorCode": "0"})
+
+    inner = Refunding()
+    gateway = RateLimitedGateway(inner, LocalCallLimiter(100))  # type: ignore[arg-type]
+    assert gateway.refund("o-1", 500, "r-1") == JsonReply(200, {"errorCode": "0"})
+    assert gateway.reverse("o-1") == JsonReply(200, {"errorCode": "0"})
+    assert inner.calls == [("refund", "o-1", "500", "r-1"), ("reverse", "o-1")]
