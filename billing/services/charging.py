@@ -137,22 +137,7 @@ class Charger:
     ) -> _ChargeRequest | str:
         invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
         if invoice.status != InvoiceStatus.OPEN:
-            attempt.state = AttemptState.FAILED
-            attempt.reason = "invoice_closed"
-            attempt.message = f"invoice is {invoice.status}; not charged"
-            attempt.finished_at = attempt.updated_at = now
-            record_event(
-                session,
-                now,
-                "attempt_skipped",
-                attempt.message,
-                subscription_id=attempt.subscription_id,
-                invoice_id=invoice.id,
-                attempt_id=attempt.id,
-                from_state="pending",
-                to_state="failed",
-            )
-            return "invoice_closed"
+            return _skip(session, attempt, "invoice_closed", f"invoice is {invoice.status}", now)
         if not load_circuit(session).allows_charging(now):
             attempt.enqueued_at = None  # the scheduler sends it again once charging resumes
             attempt.updated_at = now
@@ -161,22 +146,10 @@ class Charger:
         subscription = session.get_one(Subscription, attempt.subscription_id)
         stopped = {SubscriptionStatus.PAUSED.value, SubscriptionStatus.CANCELED.value}
         if subscription.status in stopped and attempt.trigger != AttemptTrigger.MANUAL:
-            attempt.state = AttemptState.FAILED
-            attempt.reason = f"subscription_{subscription.status}"
-            attempt.message = f"subscription is {subscription.status}; not charged"
-            attempt.finished_at = attempt.updated_at = now
-            record_event(
-                session,
-                now,
-                "attempt_skipped",
-                attempt.message,
-                subscription_id=subscription.id,
-                invoice_id=invoice.id,
-                attempt_id=attempt.id,
-                from_state="pending",
-                to_state="failed",
+            status = subscription.status
+            return _skip(
+                session, attempt, f"subscription_{status}", f"subscription is {status}", now
             )
-            return attempt.reason
         attempt.binding_version = subscription.binding_version
         attempt.state = AttemptState.SENDING
         attempt.sent_at = attempt.updated_at = self.clock()
@@ -547,6 +520,26 @@ def _settles(status: Outcome) -> bool:
     if status.order_not_found:
         return False
     return status.category not in UNSETTLED_STATUS or status.order_status == DECLINED_ORDER
+
+
+def _skip(session: Session, attempt: ChargeAttempt, reason: str, why: str, now: datetime) -> str:
+    """Close a never-sent attempt that must not be sent: no money moved."""
+    attempt.state = AttemptState.FAILED
+    attempt.reason = reason
+    attempt.message = f"{why}; not charged"
+    attempt.finished_at = attempt.updated_at = now
+    record_event(
+        session,
+        now,
+        "attempt_skipped",
+        attempt.message,
+        subscription_id=attempt.subscription_id,
+        invoice_id=attempt.invoice_id,
+        attempt_id=attempt.id,
+        from_state="pending",
+        to_state="failed",
+    )
+    return reason
 
 
 def _lock_attempt(session: Session, attempt_id: int) -> ChargeAttempt | None:

@@ -61,14 +61,15 @@ from billing.gateway.results import (
     ReadTimedOut,
 )
 from billing.policy import DunningPolicy
-from billing.schedule import first_due, next_due
+from billing.schedule import next_due
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.services.records import load_circuit, record_event
 from billing.services.status import system_status
 from billing.services.subscriptions import (
-    MAX_BACKDATE,
     NewSubscription,
     Subscriptions,
+    first_charge_time,
+    insert_subscription,
     invoice_view,
     subscription_view,
 )
@@ -393,12 +394,7 @@ class Operations:
         actor, reason, key = clean_actor(actor), clean_reason(reason), _check_key(idempotency_key)
         clean = new.validated()
         now = self.clock()
-        next_charge = first_due(clean.schedule, clean.timezone, now, clean.start_at)
-        if next_charge < now - MAX_BACKDATE:
-            raise ValidationError(
-                "start_at is more than a day in the past; past periods are not billed "
-                "retroactively (omit it to start at the next scheduled time)"
-            )
+        next_charge = first_charge_time(clean, now)
         payload = {
             "customer_id": clean.customer_id,
             "binding_id": clean.binding_id,
@@ -423,32 +419,7 @@ class Operations:
                                     "processed; retry shortly"
                                 )
                             return Stored(json.loads(earlier.response), replayed=True)
-                    sub = Subscription(
-                        customer_id=clean.customer_id,
-                        binding_id=clean.binding_id,
-                        binding_version=1,
-                        amount=clean.amount,
-                        currency=clean.currency,
-                        description=clean.description,
-                        schedule=clean.schedule,
-                        timezone=clean.timezone,
-                        status=SubscriptionStatus.ACTIVE.value,
-                        next_charge_at=next_charge,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    session.add(sub)
-                    session.flush()
-                    record_event(
-                        session,
-                        now,
-                        "subscription_created",
-                        f"{reason} ({clean.amount} {clean.currency} on '{clean.schedule}' "
-                        f"{clean.timezone}; first charge {next_charge:%Y-%m-%d %H:%M} UTC)",
-                        subscription_id=sub.id,
-                        to_state="active",
-                        actor=actor,
-                    )
+                    sub = insert_subscription(session, clean, next_charge, now, actor, note=reason)
                     body = subscription_summary(sub)
                     if key is not None:
                         session.add(

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
 
 from billing.domain import (
     IN_FLIGHT_STATES,
@@ -75,6 +76,60 @@ class NewSubscription:
         )
 
 
+def first_charge_time(clean: NewSubscription, now: datetime) -> datetime:
+    """When a validated new subscription is first charged; a start far in the past is
+    refused (past periods are not billed retroactively)."""
+    next_charge = first_due(clean.schedule, clean.timezone, now, clean.start_at)
+    if next_charge < now - MAX_BACKDATE:
+        raise ValidationError(
+            "start_at (--start-at) is more than a day in the past; past periods are not billed "
+            "retroactively (omit it to start at the next scheduled time)"
+        )
+    return next_charge
+
+
+def insert_subscription(
+    session: Session,
+    clean: NewSubscription,
+    next_charge: datetime,
+    now: datetime,
+    actor: str,
+    *,
+    note: str | None = None,
+) -> Subscription:
+    """Add a validated subscription and its ``subscription_created`` event."""
+    sub = Subscription(
+        customer_id=clean.customer_id,
+        binding_id=clean.binding_id,
+        binding_version=1,
+        amount=clean.amount,
+        currency=clean.currency,
+        description=clean.description,
+        schedule=clean.schedule,
+        timezone=clean.timezone,
+        status=SubscriptionStatus.ACTIVE.value,
+        next_charge_at=next_charge,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(sub)
+    session.flush()
+    what = (
+        f"{clean.amount} ({clean.currency}) on '{clean.schedule}' {clean.timezone}; "
+        f"first charge {next_charge:%Y-%m-%d %H:%M} UTC"
+    )
+    record_event(
+        session,
+        now,
+        "subscription_created",
+        f"{note} ({what})" if note else what,
+        subscription_id=sub.id,
+        to_state="active",
+        actor=actor,
+    )
+    return sub
+
+
 def parse_amount(text: str) -> int:
     """An amount typed by a person: digits only, minor units."""
     cleaned = text.strip()
@@ -93,40 +148,9 @@ class Subscriptions:
     def create(self, new: NewSubscription, *, actor: str = "cli") -> dict[str, Any]:
         clean = new.validated()
         now = self.clock()
-        next_charge = first_due(clean.schedule, clean.timezone, now, clean.start_at)
-        if next_charge < now - MAX_BACKDATE:
-            raise ValidationError(
-                "--start-at is more than a day in the past; past periods are not billed "
-                "retroactively (omit it to start at the next scheduled time)"
-            )
+        next_charge = first_charge_time(clean, now)
         with self.db.transaction() as session:
-            sub = Subscription(
-                customer_id=clean.customer_id,
-                binding_id=clean.binding_id,
-                binding_version=1,
-                amount=clean.amount,
-                currency=clean.currency,
-                description=clean.description,
-                schedule=clean.schedule,
-                timezone=clean.timezone,
-                status=SubscriptionStatus.ACTIVE.value,
-                next_charge_at=next_charge,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(sub)
-            session.flush()
-            record_event(
-                session,
-                now,
-                "subscription_created",
-                f"{clean.amount} ({clean.currency}) on '{clean.schedule}' "
-                f"{clean.timezone}; first charge {next_charge:%Y-%m-%d %H:%M} UTC",
-                subscription_id=sub.id,
-                to_state="active",
-                actor=actor,
-            )
-            return subscription_view(sub)
+            return subscription_view(insert_subscription(session, clean, next_charge, now, actor))
 
     def list(self, status: str | None = None, *, limit: int = 1000) -> list[dict[str, Any]]:
         if status is not None and status not in {s.value for s in SubscriptionStatus}:
