@@ -466,12 +466,10 @@ def create_admin_app(
     console = create_console_app(
         ConsoleDeps(
             db=app.db,
-            subscriptions=app.subscriptions,
-            dispatcher=app.dispatcher,
+            operations=ops,
             clock=app.clock,
             authenticate=console_login,
             display_timezone=app.settings.console_timezone,
-            describe=ops.timeline,
         ),
         session_secret=secret.get_secret_value() if secret else secrets.token_urlsafe(32),
         https_only=app.settings.console_https_only,

@@ -24,8 +24,9 @@ from starlette.templating import Jinja2Templates
 
 from billing.errors import BillingError, NotFoundError
 from billing.services.dashboard import audit_log, dashboard, failing_subscriptions
-from billing.services.ports import Clock, Dispatcher
-from billing.services.subscriptions import Subscriptions
+from billing.services.operations import Operations
+from billing.services.ports import Clock
+from billing.services.subscriptions import parse_amount
 from billing.storage.database import Database
 
 log = logging.getLogger("billing.console")
@@ -46,14 +47,12 @@ class Operator:
 @dataclass(frozen=True)
 class ConsoleDeps:
     db: Database
-    subscriptions: Subscriptions
-    dispatcher: Dispatcher
+    #: The operators' use cases (retry, pause, cancel, void, refund…), each audited.
+    operations: Operations
     clock: Clock
     #: token → who it belongs to (constant-time comparison is the caller's job), or None.
     authenticate: Callable[[str], Operator | None]
     display_timezone: str = "Europe/Moscow"
-    #: subscription id → the dunning timeline in words (optional).
-    describe: Callable[[int], list[str]] | None = None
 
 
 def create_console_app(
@@ -166,31 +165,79 @@ def create_console_app(
     async def subscription(request: Request, operator: Operator) -> Response:
         sub_id = int(request.path_params["sub_id"])
         try:
-            view = await run_in_threadpool(deps.subscriptions.show, sub_id)
+            view = await run_in_threadpool(deps.operations.show_subscription, sub_id)
         except NotFoundError as exc:
             return page(request, "error.html", 404, message=str(exc))
-        words = await run_in_threadpool(deps.describe, sub_id) if deps.describe else []
-        return page(request, "subscription.html", sub=view, timeline=words)
+        return page(request, "subscription.html", sub=view, nonce=secrets.token_urlsafe(16))
 
-    @login_required
-    async def retry(request: Request, operator: Operator) -> Response:
-        sub_id = int(request.path_params["sub_id"])
-        form = await csrf_ok(request)
-        if form is None:
-            return page(request, "error.html", 403, message="The form expired; reload the page.")
-        if not operator.can_act:
-            return page(request, "error.html", 403, message="Viewers cannot retry charges.")
-        try:
-            result = await run_in_threadpool(
-                deps.subscriptions.retry_now, sub_id, deps.dispatcher, actor=operator.name
-            )
-            request.session["flash"] = (
-                f"Retry of invoice {result['invoice_id']} sent (order {result['order_number']})."
-            )
-        except BillingError as exc:
-            request.session["flash"] = f"Not retried: {exc}"
-        back = str(form.get("back") or f"/subscriptions/{sub_id}")
-        return to(back if back.startswith("/") and not back.startswith("//") else "/")
+    def action(
+        run: Callable[[Operator, dict[str, Any], int], str],
+    ) -> Callable[[Request], Any]:
+        """A POST from a form: CSRF checked, operators only, one line of feedback."""
+
+        @login_required
+        async def handler(request: Request, operator: Operator) -> Response:
+            target = int(request.path_params["target"])
+            form = await csrf_ok(request)
+            if form is None:
+                return page(request, "error.html", 403, message="The form expired; reload it.")
+            if not operator.can_act:
+                return page(request, "error.html", 403, message="Viewers cannot act.")
+            try:
+                request.session["flash"] = await run_in_threadpool(run, operator, form, target)
+            except BillingError as exc:
+                request.session["flash"] = f"Not done: {exc}"
+            back = str(form.get("back") or "/")
+            return to(back if back.startswith("/") and not back.startswith("//") else "/")
+
+        return handler
+
+    def reason(form: dict[str, Any], default: str) -> str:
+        return str(form.get("reason") or "").strip() or default
+
+    def retry(operator: Operator, form: dict[str, Any], sub_id: int) -> str:
+        why = reason(form, "retried from the console")
+        result = deps.operations.retry(sub_id, actor=operator.name, reason=why)
+        return f"Retry of invoice {result['invoice_id']} sent (order {result['order_number']})."
+
+    def pause(operator: Operator, form: dict[str, Any], sub_id: int) -> str:
+        deps.operations.pause(sub_id, actor=operator.name, reason=reason(form, ""))
+        return f"Subscription {sub_id} paused."
+
+    def resume(operator: Operator, form: dict[str, Any], sub_id: int) -> str:
+        deps.operations.resume(sub_id, actor=operator.name, reason=reason(form, ""))
+        return f"Subscription {sub_id} resumed."
+
+    def cancel(operator: Operator, form: dict[str, Any], sub_id: int) -> str:
+        at_end = form.get("when") == "period_end"
+        deps.operations.cancel(
+            sub_id, actor=operator.name, reason=reason(form, ""), at_period_end=at_end
+        )
+        return f"Subscription {sub_id} " + (
+            "will be canceled at the end of its period." if at_end else "canceled."
+        )
+
+    def void(operator: Operator, form: dict[str, Any], invoice_id: int) -> str:
+        deps.operations.void_invoice(invoice_id, actor=operator.name, reason=reason(form, ""))
+        return f"Invoice {invoice_id} voided."
+
+    def write_off(operator: Operator, form: dict[str, Any], invoice_id: int) -> str:
+        deps.operations.write_off_invoice(invoice_id, actor=operator.name, reason=reason(form, ""))
+        return f"Invoice {invoice_id} written off."
+
+    def refund(operator: Operator, form: dict[str, Any], attempt_id: int) -> str:
+        raw = str(form.get("amount") or "").strip()
+        amount = parse_amount(raw) if raw else None
+        stored = deps.operations.refund(
+            actor=operator.name,
+            reason=reason(form, ""),
+            attempt_id=attempt_id,
+            amount=amount,
+            # One key per rendered form: a double click refunds once.
+            idempotency_key=str(form.get("nonce") or "") or None,
+        )
+        state = stored.body.get("state", "requested")
+        return f"Refund of attempt {attempt_id}: {state}."
 
     @login_required
     async def audit(request: Request, operator: Operator) -> Response:
@@ -205,7 +252,13 @@ def create_console_app(
         Route("/", home),
         Route("/failing", failing),
         Route("/subscriptions/{sub_id:int}", subscription),
-        Route("/subscriptions/{sub_id:int}/retry", retry, methods=["POST"]),
+        Route("/subscriptions/{target:int}/retry", action(retry), methods=["POST"]),
+        Route("/subscriptions/{target:int}/pause", action(pause), methods=["POST"]),
+        Route("/subscriptions/{target:int}/resume", action(resume), methods=["POST"]),
+        Route("/subscriptions/{target:int}/cancel", action(cancel), methods=["POST"]),
+        Route("/invoices/{target:int}/void", action(void), methods=["POST"]),
+        Route("/invoices/{target:int}/write-off", action(write_off), methods=["POST"]),
+        Route("/attempts/{target:int}/refund", action(refund), methods=["POST"]),
         Route("/audit", audit),
     ]
     middleware = [

@@ -12,10 +12,12 @@ import httpx
 import pytest
 
 from billing.console import ConsoleDeps, Operator, create_console_app
+from billing.policy import DEFAULT_POLICY
+from billing.services.operations import Operations
 from billing.services.ports import RecordingDispatcher
 from billing.services.subscriptions import NewSubscription, Subscriptions
 from billing.storage.database import Database
-from tests.fakes import ManualClock
+from tests.fakes import FakeGateway, ManualClock
 
 TOKENS = {
     "op-token": Operator("alice", "operator"),
@@ -55,15 +57,12 @@ def setup(tmp_path: Path) -> Iterator[tuple[Browser, Subscriptions, RecordingDis
     db = Database(f"sqlite:///{tmp_path / 'console.db'}")
     db.upgrade()
     clock = ManualClock()
-    subscriptions = Subscriptions(db, clock=clock)
     dispatcher = RecordingDispatcher()
-    deps = ConsoleDeps(
-        db=db,
-        subscriptions=subscriptions,
-        dispatcher=dispatcher,
-        clock=clock,
-        authenticate=TOKENS.get,
+    operations = Operations(
+        db, gateway=FakeGateway(), policy=DEFAULT_POLICY, dispatcher=dispatcher, clock=clock
     )
+    subscriptions = operations.subscriptions
+    deps = ConsoleDeps(db=db, operations=operations, clock=clock, authenticate=TOKENS.get)
     browser = Browser(create_console_app(deps, session_secret="test-secret"))
     yield browser, subscriptions, dispatcher
     browser.close()
@@ -131,7 +130,7 @@ def test_an_operator_sees_the_dashboard_and_retries_a_subscription(
     response = browser.post(f"/subscriptions/{sub_id}/retry", {"csrf": csrf})
     assert response.status_code == 303
     # Nothing is open yet (the period has not been invoiced): the refusal is shown.
-    assert "Not retried" in browser.get(response.headers["location"]).text
+    assert "Not done" in browser.get(response.headers["location"]).text
     assert dispatcher.charges == []
 
 
@@ -160,3 +159,32 @@ def test_the_audit_log_shows_who_did_what(
     browser.login("view-token")
     page = browser.get("/audit?all=1")
     assert "subscription_created" in page.text
+
+
+def test_an_operator_pauses_and_resumes_with_a_reason_kept_in_the_audit_log(
+    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+) -> None:
+    browser, subscriptions, _ = setup
+    sub_id = _subscribe(subscriptions)
+    browser.login("op-token")
+    page = f"/subscriptions/{sub_id}"
+    csrf = browser.csrf(page)
+    browser.post(f"{page}/pause", {"csrf": csrf, "reason": "customer asked", "back": page})
+    shown = browser.get(page).text
+    assert "Subscription 1 paused." in shown and 'id="subscription-status">paused' in shown
+    browser.post(f"{page}/resume", {"csrf": csrf, "reason": "back from holiday", "back": page})
+    assert 'id="subscription-status">active' in browser.get(page).text
+    audit = browser.get("/audit").text
+    assert "customer asked" in audit and "back from holiday" in audit and "alice" in audit
+
+
+def test_an_action_without_a_reason_is_refused_and_changes_nothing(
+    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+) -> None:
+    browser, subscriptions, _ = setup
+    sub_id = _subscribe(subscriptions)
+    browser.login("op-token")
+    page = f"/subscriptions/{sub_id}"
+    browser.post(f"{page}/cancel", {"csrf": browser.csrf(page), "reason": "", "back": page})
+    shown = browser.get(page).text
+    assert "Not done" in shown and 'id="subscription-status">active' in shown
