@@ -453,17 +453,12 @@ def callbacks_serve(host: str, port: int) -> None:
     """Receive gateway callbacks: verify the checksum, then reconcile by order status."""
     import uvicorn
 
-    from billing.callbacks import CallbackConfig, create_callback_app
+    from billing.callbacks import callback_config, create_callback_app
 
     app = _app(need_broker=True)
-    settings = app.settings
-    secret = settings.callback_secret
-    config = CallbackConfig(
-        hmac_secret=secret.get_secret_value() if secret else None,
-        rsa_public_key_pem=settings.callback_public_key,
-        require_signature=not settings.callback_allow_unsigned,
+    asgi = create_callback_app(
+        app.db, app.dispatcher, callback_config(app.settings), clock=app.clock
     )
-    asgi = create_callback_app(app.db, app.dispatcher, config, clock=app.clock)
     # No access log: it would print query strings, checksums included.
     uvicorn.run(asgi, host=host, port=port, access_log=False, log_config=None)
 

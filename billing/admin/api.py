@@ -38,6 +38,7 @@ from billing.admin.auth import (
     Role,
     TokenConfig,
 )
+from billing.callbacks import callback_config, create_callback_app
 from billing.console import ConsoleDeps, Operator, create_console_app
 from billing.errors import (
     BillingError,
@@ -476,6 +477,18 @@ def create_admin_app(
         root_path="/console",
     )
     api.mount("/console", console)
+
+    # -- the gateway's callbacks, when a key (or unsigned callbacks) is configured ----------
+    settings = app.settings
+    if (
+        settings.callback_secret
+        or settings.callback_public_key
+        or (settings.callback_allow_unsigned)
+    ):
+        callbacks = create_callback_app(
+            app.db, app.dispatcher, callback_config(settings), clock=app.clock
+        )
+        api.router.routes.extend(callbacks.routes)  # /callbacks/gateway, /callbacks/health
 
     @api.get("/", include_in_schema=False)
     def _home() -> RedirectResponse:

@@ -4,7 +4,12 @@ A verified callback is only a hint: it enqueues a re-check of the order status; 
 marks anything paid or failed by itself.
 """
 
-from billing.callbacks.app import CallbackConfig, RepeatFilter, create_callback_app
+from billing.callbacks.app import (
+    CallbackConfig,
+    RepeatFilter,
+    callback_config,
+    create_callback_app,
+)
 from billing.callbacks.signature import (
     build_signed_string,
     sign_hmac,
@@ -17,6 +22,7 @@ __all__ = [
     "CallbackConfig",
     "RepeatFilter",
     "build_signed_string",
+    "callback_config",
     "create_callback_app",
     "sign_hmac",
     "sign_rsa",

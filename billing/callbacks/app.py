@@ -38,6 +38,7 @@ from billing.callbacks.signature import is_hex, load_rsa_public_key, verify_hmac
 from billing.errors import BrokerError, ConfigurationError, StorageError
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.services.records import record_event
+from billing.settings import Settings
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt
 
@@ -374,6 +375,16 @@ def _find_attempt(session: Session, note: Notification) -> ChargeAttempt | None:
 
 def _reply(status_code: int, status: str) -> JSONResponse:
     return JSONResponse({"status": status}, status_code=status_code)
+
+
+def callback_config(settings: Settings) -> CallbackConfig:
+    """The callback checks configured by ``BILLING_CALLBACK_*``."""
+    secret = settings.callback_secret
+    return CallbackConfig(
+        hmac_secret=secret.get_secret_value() if secret else None,
+        rsa_public_key_pem=settings.callback_public_key,
+        require_signature=not settings.callback_allow_unsigned,
+    )
 
 
 def create_callback_app(
