@@ -2,10 +2,23 @@
 
 ``create_app`` builds the ASGI app; :class:`SandboxConfig` holds every knob. Gateway
 endpoints live under ``config.base_path`` (``/payment/rest``):
-``recurrentPayment.do`` (JSON or form body) and ``getOrderStatusExtended.do`` (form,
-JSON or query string). Test controls live under ``/sandbox``: ``GET ledger``
-(``?state=DEPOSITED``, ``?bindingId=...``), ``POST reset``, ``GET health``.
+``recurrentPayment.do`` (JSON or form body), ``getOrderStatusExtended.do`` (form,
+JSON or query string), ``refund.do`` and ``reverse.do`` (form, JSON or query string).
+Test controls live under ``/sandbox``: ``GET ledger`` (``?state=REFUNDED``,
+``?bindingId=...``), ``POST reset``, ``GET health``.
 Nothing here opens a socket; see :mod:`billing.sandbox.server` for that.
+
+``refund.do`` (``orderId`` or else ``orderNumber``; ``amount`` optional, 0 or omitted =
+all that is left; ``externalRefundId`` optional) and ``reverse.do`` (``orderId`` or
+``orderNumber``) answer ``{"errorCode": "0", "errorMessage": "Success"}`` when done.
+Refusals follow the RBS codes of these methods (the all2pay page is silent on them):
+"5" bad credentials, no order id, or an amount that is not a whole number ≥ 0;
+"6" unknown order; "7" the order is in the wrong state, the amount is more than is left
+to refund, or a reversal after the day of the deposit. The rules themselves are in
+:mod:`billing.sandbox.ledger`. After a refund getOrderStatusExtended.do shows the
+order REFUNDED (orderStatus 4), ``paymentAmountInfo.refundedAmount`` and a ``refunds``
+list (with each ``externalRefundId``); after a reversal it is REVERSED (orderStatus 3)
+with ``depositedAmount`` 0.
 """
 
 from __future__ import annotations
@@ -41,11 +54,12 @@ from billing.sandbox.behaviours import (
     draw_fault,
     plan_for,
 )
-from billing.sandbox.ledger import Ledger, Order, OrderState
+from billing.sandbox.ledger import Ledger, Order, OrderState, Refusal
 
 DEFAULT_CURRENCY = "643"
 _MAX_ORDER_NUMBER = 32
 _AMOUNT = re.compile(r"[0-9]{1,12}")
+_MAX_REFUND_ID = 255
 _CURRENCY = re.compile(r"[0-9]{3}")
 _LANGUAGE = re.compile(r"[A-Za-z]{2}")
 _PAUSE_STEP = 0.05
@@ -160,6 +174,22 @@ def _amount(value: object) -> int | None:
     return amount if 0 < amount < 10**12 else None
 
 
+def _refund_amount(value: object) -> int | Refusal | None:
+    """refund.do's amount: ``None`` when omitted or 0 (everything left), else the amount;
+    a :class:`Refusal` when it is not a whole number of minor units."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        amount = value
+    elif isinstance(value, str) and _AMOUNT.fullmatch(value):
+        amount = int(value)
+    else:
+        return Refusal("Invalid amount")
+    if not 0 <= amount < 10**12:
+        return Refusal("Invalid amount")
+    return amount or None
+
+
 def _same(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
@@ -256,14 +286,13 @@ def _card_info(order: Order) -> dict[str, Any]:
         "pan": pan,
         "maskedPan": pan,
     }
-    if order.state is OrderState.DEPOSITED:
+    if order.charged:
         info["approvalCode"] = _digits(order.order_id, 6)
     return info
 
 
 def _order_block(order: Order) -> dict[str, Any]:
     """The order-status fields shared by both endpoints' answers."""
-    paid = order.amount if order.state is OrderState.DEPOSITED else 0
     block: dict[str, Any] = {
         "errorCode": "0",
         "orderNumber": order.order_number,
@@ -280,9 +309,9 @@ def _order_block(order: Order) -> dict[str, Any]:
         "terminalId": "11111111",
         "paymentAmountInfo": {
             "paymentState": order.state.value,
-            "approvedAmount": paid,
-            "depositedAmount": paid,
-            "refundedAmount": 0,
+            "approvedAmount": order.amount if order.charged else 0,
+            "depositedAmount": order.deposited_amount,
+            "refundedAmount": order.refunded_amount,
         },
         "bankInfo": {"bankCountryName": "<UNKNOWN>"},
         "chargeback": False,
@@ -290,7 +319,7 @@ def _order_block(order: Order) -> dict[str, Any]:
     if order.state is not OrderState.CREATED:
         block["authDateTime"] = order.deposited_ms or order.created_ms
         block["authRefNum"] = _digits(order.order_id + "ref", 12)
-    if order.state is OrderState.DEPOSITED:
+    if order.charged:
         block["depositedDate"] = order.deposited_ms
         block["operations"] = [
             {"amount": order.amount, "cardHolder": "SANDBOX CARDHOLDER", "authCode": "123456"}
@@ -317,6 +346,7 @@ def _status_body(order: Order) -> dict[str, Any]:
     body["attributes"] = [{"name": "mdOrder", "value": order.order_id}]
     body["bindingInfo"] = {"clientId": order.client_id, "bindingId": order.binding_id}
     body["paymentWay"] = "CARD_BINDING"
+    body["refunds"] = [r.to_json() for r in order.refunds]
     return body
 
 
@@ -441,6 +471,69 @@ async def order_status(request: Request) -> Response:
     return JSONResponse(_status_body(order))
 
 
+def _answer(code: str, message: str) -> JSONResponse:
+    """The errorCode/errorMessage answer of refund.do and reverse.do."""
+    return JSONResponse({"errorCode": code, "errorMessage": message})
+
+
+def _find_order(ledger: Ledger, params: dict[str, Any]) -> Order | JSONResponse:
+    """The order named by ``orderId`` (first) or ``orderNumber``, or the error answer."""
+    order_id = _text(params, "orderId")
+    order_number = _text(params, "orderNumber")
+    if order_id:
+        order = ledger.find_by_id(order_id)
+        missing = "Unregistered orderId"
+    elif order_number:
+        order = ledger.find_by_number(order_number)
+        missing = "Order not found"
+    else:
+        return _answer("5", "[orderId] is empty")
+    return _answer("6", missing) if order is None else order
+
+
+async def refund(request: Request) -> Response:
+    """``refund.do``: give back (part of) a deposited order; see the module docstring."""
+    rt = _runtime(request)
+    params = await _read_params(request)
+    await rt.pause(rt.config.latency)
+    if not _authorized(params, rt.config):
+        return _answer("5", "Access denied")
+    amount = _refund_amount(params.get("amount"))
+    if isinstance(amount, Refusal):
+        return _answer("5", amount.message)
+    external = _text(params, "externalRefundId") or None
+    if external is not None and len(external) > _MAX_REFUND_ID:
+        return _answer("5", "Incorrect value of [externalRefundId]")
+    with rt.ledger.atomic() as ledger:
+        order = _find_order(ledger, params)
+        if isinstance(order, JSONResponse):
+            return order
+        after = order.refund(amount, external, str(uuid.uuid4()), _now_ms())
+        if isinstance(after, Refusal):
+            return _answer("7", after.message)
+        if after is not order:
+            ledger.put(after)
+    return _answer("0", "Success")
+
+
+async def reverse(request: Request) -> Response:
+    """``reverse.do``: cancel a DEPOSITED order on the (UTC) day of its deposit."""
+    rt = _runtime(request)
+    params = await _read_params(request)
+    await rt.pause(rt.config.latency)
+    if not _authorized(params, rt.config):
+        return _answer("5", "Access denied")
+    with rt.ledger.atomic() as ledger:
+        order = _find_order(ledger, params)
+        if isinstance(order, JSONResponse):
+            return order
+        after = order.reverse(_now_ms())
+        if isinstance(after, Refusal):
+            return _answer("7", after.message)
+        ledger.put(after)
+    return _answer("0", "Success")
+
+
 async def ledger_view(request: Request) -> Response:
     """``GET /sandbox/ledger``: the bank's view of every order."""
     rt = _runtime(request)
@@ -486,6 +579,8 @@ def create_app(
         routes=[
             Route(f"{base}/recurrentPayment.do", recurrent_payment, methods=["POST"]),
             Route(f"{base}/getOrderStatusExtended.do", order_status, methods=["GET", "POST"]),
+            Route(f"{base}/refund.do", refund, methods=["POST"]),
+            Route(f"{base}/reverse.do", reverse, methods=["POST"]),
             Route("/sandbox/ledger", ledger_view, methods=["GET"]),
             Route("/sandbox/reset", reset, methods=["POST"]),
             Route("/sandbox/health", health, methods=["GET"]),

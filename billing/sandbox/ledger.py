@@ -3,6 +3,22 @@
 Thread-safe and safe to use from asyncio handlers (one re-entrant lock, never held
 across an ``await``). Orders are immutable snapshots; a change replaces the order.
 :meth:`Ledger.atomic` groups several calls into one critical section.
+
+What the bank does after a payment (:meth:`Order.refund`, :meth:`Order.reverse`), as the
+gateway documents it and where it is silent, as chosen here:
+
+* a refund needs a DEPOSITED order, or one already partially refunded (REFUNDED with
+  money left); amount ``None``/0 refunds what is left, any other amount must not exceed
+  what is left (deposited minus refunded). After it the order is REFUNDED (orderStatus 4),
+  even when partial;
+* an ``externalRefundId`` already used *on the same order* answers success at once and
+  refunds nothing more, whatever the amount of the repeat and the order's state now
+  (the scope, per order, is our choice: a repeat on another order is a new refund);
+* a reversal needs a DEPOSITED order (not partially refunded) deposited the same UTC
+  day; the order becomes REVERSED (orderStatus 3).
+
+An order refunded or reversed was still charged once: :meth:`Ledger.deposited_count`
+counts it.
 """
 
 from __future__ import annotations
@@ -11,6 +27,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -21,10 +38,51 @@ class OrderState(StrEnum):
     CREATED = "CREATED"
     DEPOSITED = "DEPOSITED"
     DECLINED = "DECLINED"
+    REVERSED = "REVERSED"
+    REFUNDED = "REFUNDED"
 
 
 #: orderStatus (getOrderStatusExtended.do) for each state.
-ORDER_STATUS = {OrderState.CREATED: 0, OrderState.DEPOSITED: 2, OrderState.DECLINED: 6}
+ORDER_STATUS = {
+    OrderState.CREATED: 0,
+    OrderState.DEPOSITED: 2,
+    OrderState.REVERSED: 3,
+    OrderState.REFUNDED: 4,
+    OrderState.DECLINED: 6,
+}
+
+#: States of an order that took the money (and may have given some or all of it back).
+CHARGED_STATES = frozenset({OrderState.DEPOSITED, OrderState.REFUNDED, OrderState.REVERSED})
+
+
+@dataclass(frozen=True)
+class RefundRecord:
+    """One refund the bank made on an order."""
+
+    refund_id: str
+    amount: int
+    date_ms: int
+    external_refund_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """An entry of the ``refunds`` block of getOrderStatusExtended.do."""
+        return {
+            "refundId": self.refund_id,
+            "externalRefundId": self.external_refund_id,
+            "amount": self.amount,
+            "date": self.date_ms,
+        }
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the bank refused a refund or a reversal (answered with errorCode "7")."""
+
+    message: str
+
+
+def _utc_day(ms: int) -> date:
+    return datetime.fromtimestamp(ms / 1000, UTC).date()
 
 
 @dataclass(frozen=True)
@@ -47,10 +105,70 @@ class Order:
     #: For ``pending`` orders: status queries still answered as pending before
     #: the order becomes DEPOSITED. ``None``: status queries do not change the order.
     pending_queries_left: int | None = None
+    #: Sum of the refunds made (``refunds``).
+    refunded_amount: int = 0
+    refunds: tuple[RefundRecord, ...] = ()
+    reversed_ms: int | None = None
 
     @property
     def order_status(self) -> int:
         return ORDER_STATUS[self.state]
+
+    @property
+    def charged(self) -> bool:
+        """Whether the order took the money (even if it was refunded or reversed since)."""
+        return self.state in CHARGED_STATES
+
+    @property
+    def deposited_amount(self) -> int:
+        """What was debited and not reversed (refunds do not change it)."""
+        return self.amount if self.state in (OrderState.DEPOSITED, OrderState.REFUNDED) else 0
+
+    @property
+    def refundable_amount(self) -> int:
+        """What a refund may still give back."""
+        return self.deposited_amount - self.refunded_amount
+
+    def refund(
+        self, amount: int | None, external_refund_id: str | None, refund_id: str, now_ms: int
+    ) -> Order | Refusal:
+        """This order after refund.do (itself for a repeated ``external_refund_id``).
+
+        ``amount`` None or 0 refunds what is left.
+        """
+        if external_refund_id and any(
+            r.external_refund_id == external_refund_id for r in self.refunds
+        ):
+            return self
+        if self.state not in (OrderState.DEPOSITED, OrderState.REFUNDED):
+            return Refusal(f"Payment must be in a correct state (the order is {self.state.value})")
+        left = self.refundable_amount
+        if left <= 0:
+            return Refusal("Payment must be in a correct state (the order is fully refunded)")
+        to_refund = amount or left
+        if to_refund > left:
+            return Refusal(
+                f"Invalid refund amount: {to_refund} is more than the {left} left to refund"
+            )
+        record = RefundRecord(refund_id, to_refund, now_ms, external_refund_id or None)
+        return replace(
+            self,
+            state=OrderState.REFUNDED,
+            refunded_amount=self.refunded_amount + to_refund,
+            refunds=(*self.refunds, record),
+        )
+
+    def reverse(self, now_ms: int) -> Order | Refusal:
+        """This order after reverse.do: only DEPOSITED, only on the (UTC) day of the deposit."""
+        if self.state is not OrderState.DEPOSITED:
+            return Refusal(f"Payment must be in a correct state (the order is {self.state.value})")
+        deposited_on = _utc_day(self.deposited_ms if self.deposited_ms is not None else now_ms)
+        if deposited_on != _utc_day(now_ms):
+            return Refusal(
+                f"Reversal is possible only on the day of payment (deposited {deposited_on}, "
+                "UTC): refund it instead"
+            )
+        return replace(self, state=OrderState.REVERSED, reversed_ms=now_ms)
 
     def deposited(self, now_ms: int) -> Order:
         """This order, paid."""
@@ -75,6 +193,11 @@ class Order:
             "orderStatus": self.order_status,
             "actionCode": self.action_code,
             "created": self.created_ms,
+            "deposited": self.deposited_ms,
+            "depositedAmount": self.deposited_amount,
+            "refundedAmount": self.refunded_amount,
+            "refunds": [r.to_json() for r in self.refunds],
+            "reversed": self.reversed_ms,
         }
 
 
@@ -144,8 +267,10 @@ class Ledger:
             return [o for o in self._by_id.values() if state is None or o.state is state]
 
     def deposited_count(self) -> int:
-        """How many orders took the money."""
-        return len(self.orders(OrderState.DEPOSITED))
+        """How many orders took the money, counting those refunded or reversed since
+        (each was charged once)."""
+        with self._lock:
+            return sum(1 for o in self._by_id.values() if o.charged)
 
     def count_for_binding(self, binding_id: str) -> int:
         """How many orders were registered with ``binding_id``."""

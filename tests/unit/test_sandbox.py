@@ -14,8 +14,10 @@ import pytest
 from starlette.types import ASGIApp
 
 from billing.errors import ConfigurationError
+from billing.gateway.client import GatewayClient, GatewayConfig
 from billing.sandbox import Ledger, Order, OrderState, SandboxConfig, SandboxServer, create_app
 from billing.sandbox.behaviours import Fault, Kind, behaviour_for, draw_fault
+from billing.services.operations import RefundState, classify_action
 
 AUTH = {"userName": "sandbox", "password": "sandbox"}
 BASE = "/payment/rest"
@@ -401,3 +403,227 @@ def test_config_rejects_nonsense() -> None:
         SandboxConfig(fault_rate=1.5)
     with pytest.raises(ConfigurationError):
         SandboxConfig(base_path="payment/rest/")
+
+
+# ---------------------------------------------------------------- refund.do and reverse.do
+
+REFUND = f"{BASE}/refund.do"
+REVERSE = f"{BASE}/reverse.do"
+OK = {"errorCode": "0", "errorMessage": "Success"}
+
+
+def _paid(client: AsgiClient, number: str = "INV-1", binding: str = "approve-1") -> str:
+    body = client.post(PAY, json=charge(number, binding)).json()
+    order_id: str = body["data"]["orderId"]
+    return order_id
+
+
+def _status(client: AsgiClient, order_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = client.post(STATUS, data={**AUTH, "orderId": order_id}).json()
+    return body
+
+
+def test_full_refund_without_amount_leaves_the_order_refunded(
+    asgi: tuple[AsgiClient, Ledger],
+) -> None:
+    client, ledger = asgi
+    order_id = _paid(client)
+    form = {**AUTH, "orderId": order_id, "externalRefundId": "rf-1"}
+
+    assert client.post(REFUND, data=form).json() == OK
+    status = _status(client, order_id)
+    assert (status["orderStatus"], status["errorCode"]) == (4, "0")
+    assert status["paymentAmountInfo"] == {
+        "paymentState": "REFUNDED",
+        "approvedAmount": 12300,
+        "depositedAmount": 12300,
+        "refundedAmount": 12300,
+    }
+    assert [(r["externalRefundId"], r["amount"]) for r in status["refunds"]] == [("rf-1", 12300)]
+    [shown] = client.get("/sandbox/ledger", params={"state": "refunded"}).json()["orders"]
+    assert (shown["state"], shown["orderStatus"], shown["refundedAmount"]) == ("REFUNDED", 4, 12300)
+    assert ledger.deposited_count() == 1  # refunded, but charged once
+    again = client.post(REFUND, data={**form, "externalRefundId": "rf-2"}).json()
+    assert again["errorCode"] == "7" and "fully refunded" in again["errorMessage"]
+
+
+def test_partial_refunds_then_the_rest_and_never_more_than_paid(
+    asgi: tuple[AsgiClient, Ledger],
+) -> None:
+    client, _ = asgi
+    order_id = _paid(client)
+    first = {**AUTH, "orderId": order_id, "amount": 10000, "externalRefundId": "a"}
+
+    assert client.post(REFUND, json=first).json() == OK
+    status = _status(client, order_id)
+    assert (status["orderStatus"], status["paymentAmountInfo"]["refundedAmount"]) == (4, 10000)
+    too_much = client.post(REFUND, json={**first, "amount": 2301, "externalRefundId": "b"}).json()
+    assert too_much["errorCode"] == "7"
+    assert "2301" in too_much["errorMessage"] and "2300" in too_much["errorMessage"]
+    assert _status(client, order_id)["paymentAmountInfo"]["refundedAmount"] == 10000
+    # The whole order amount is "everything" only while nothing was refunded.
+    whole = client.post(REFUND, json={**first, "amount": 12300, "externalRefundId": "c"}).json()
+    assert whole["errorCode"] == "7"
+    rest = {**AUTH, "orderNumber": "INV-1", "amount": "0", "externalRefundId": "d"}
+    assert client.post(REFUND, data=rest).json() == OK
+    status = _status(client, order_id)
+    assert status["paymentAmountInfo"]["refundedAmount"] == 12300
+    assert [(r["externalRefundId"], r["amount"]) for r in status["refunds"]] == [
+        ("a", 10000),
+        ("d", 2300),
+    ]
+
+
+def test_a_repeated_external_refund_id_answers_success_and_refunds_once(
+    asgi: tuple[AsgiClient, Ledger],
+) -> None:
+    client, ledger = asgi
+    order_id = _paid(client)
+    form = {**AUTH, "orderId": order_id, "amount": "5000", "externalRefundId": "rf-same"}
+
+    replies = [client.post(REFUND, data=form).json() for _ in range(3)]
+    replies.append(client.post(REFUND, data={**form, "amount": "99999999"}).json())
+
+    assert replies == [OK] * 4
+    order = ledger.find_by_id(order_id)
+    assert order is not None
+    assert (order.refunded_amount, len(order.refunds)) == (5000, 1)
+    # Without an externalRefundId every call is a new refund.
+    bare = {**AUTH, "orderId": order_id, "amount": "1000"}
+    assert [client.post(REFUND, data=bare).json() for _ in range(2)] == [OK, OK]
+    assert _status(client, order_id)["paymentAmountInfo"]["refundedAmount"] == 7000
+
+
+def test_concurrent_refunds_with_one_external_id_refund_once() -> None:
+    ledger = Ledger()
+    app = create_app(SandboxConfig(latency=0.02), ledger=ledger)
+
+    async def race(order_id: str) -> list[Any]:
+        form = {**AUTH, "orderId": order_id, "amount": "100", "externalRefundId": "x"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+            replies = await asyncio.gather(*(client.post(REFUND, data=form) for _ in range(5)))
+        return [r.json() for r in replies]
+
+    with AsgiClient(app) as client:
+        order_id = _paid(client)
+    assert asyncio.run(race(order_id)) == [OK] * 5
+    order = ledger.find_by_id(order_id)
+    assert order is not None and order.refunded_amount == 100
+
+
+@pytest.mark.parametrize(
+    ("form", "code", "text"),
+    [
+        ({"orderId": "00000000-0000-0000-0000-000000000000"}, "6", "Unregistered orderId"),
+        ({"orderNumber": "NOPE"}, "6", "Order not found"),
+        ({}, "5", "[orderId] is empty"),
+        ({"orderNumber": "INV-1", "amount": "-5"}, "5", "Invalid amount"),
+        ({"orderNumber": "INV-1", "amount": "12.5"}, "5", "Invalid amount"),
+        ({"orderNumber": "INV-1", "password": "nope"}, "5", "Access denied"),
+    ],
+)
+def test_refund_and_reverse_refusals_change_nothing(
+    asgi: tuple[AsgiClient, Ledger], form: dict[str, str], code: str, text: str
+) -> None:
+    client, ledger = asgi
+    _paid(client)
+    expected = {"errorCode": code, "errorMessage": text}
+    assert client.post(REFUND, data={**AUTH, **form}).json() == expected
+    if "amount" not in form:
+        assert client.post(REVERSE, data={**AUTH, **form}).json() == expected
+    [order] = ledger.orders()
+    assert (order.state, order.refunded_amount) == (OrderState.DEPOSITED, 0)
+
+
+@pytest.mark.parametrize("binding", ["insufficient-1", "pending-1"])
+def test_an_order_that_took_no_money_cannot_be_refunded_or_reversed(
+    asgi: tuple[AsgiClient, Ledger], binding: str
+) -> None:
+    client, ledger = asgi
+    order_id = _paid(client, binding=binding)
+    for url in (REFUND, REVERSE):
+        body = client.post(url, data={**AUTH, "orderId": order_id}).json()
+        assert body["errorCode"] == "7"
+        assert body["errorMessage"].startswith("Payment must be in a correct state")
+    assert ledger.deposited_count() == 0
+
+
+def test_reverse_cancels_a_payment_of_today_once(asgi: tuple[AsgiClient, Ledger]) -> None:
+    client, ledger = asgi
+    order_id = _paid(client)
+    form = {**AUTH, "orderId": order_id}
+
+    assert client.post(REVERSE, json=form).json() == OK
+    status = _status(client, order_id)
+    assert status["orderStatus"] == 3
+    assert status["paymentAmountInfo"]["paymentState"] == "REVERSED"
+    assert status["paymentAmountInfo"]["depositedAmount"] == 0
+    twice = client.post(REVERSE, json=form).json()
+    assert twice == {
+        "errorCode": "7",
+        "errorMessage": "Payment must be in a correct state (the order is REVERSED)",
+    }
+    assert client.post(REFUND, json=form).json()["errorCode"] == "7"
+    [shown] = client.get("/sandbox/ledger", params={"state": "REVERSED"}).json()["orders"]
+    assert (shown["orderStatus"], shown["depositedAmount"], shown["refundedAmount"]) == (3, 0, 0)
+    assert ledger.deposited_count() == 1
+
+
+def test_a_refunded_order_cannot_be_reversed(asgi: tuple[AsgiClient, Ledger]) -> None:
+    client, ledger = asgi
+    order_id = _paid(client)
+    client.post(REFUND, data={**AUTH, "orderId": order_id, "amount": "100"})
+
+    body = client.post(REVERSE, data={**AUTH, "orderId": order_id}).json()
+    assert body == {
+        "errorCode": "7",
+        "errorMessage": "Payment must be in a correct state (the order is REFUNDED)",
+    }
+    order = ledger.find_by_id(order_id)
+    assert order is not None and (order.state, order.refunded_amount) == (OrderState.REFUNDED, 100)
+
+
+def test_reverse_is_refused_after_the_day_of_the_deposit(asgi: tuple[AsgiClient, Ledger]) -> None:
+    client, ledger = asgi
+    yesterday = int(time.time() * 1000) - 86_400_000
+    ledger.add(
+        Order(
+            "old-1", "OLD-1", "approve-1", 500, "643", OrderState.DEPOSITED, 0, yesterday
+        ).deposited(yesterday)
+    )
+
+    body = client.post(REVERSE, data={**AUTH, "orderId": "old-1"}).json()
+    assert body["errorCode"] == "7"
+    assert body["errorMessage"].startswith("Reversal is possible only on the day of payment")
+    assert client.post(REFUND, data={**AUTH, "orderId": "old-1"}).json() == OK
+
+
+def test_the_gateway_client_and_the_operations_classification_agree_with_the_sandbox(
+    gateway: tuple[SandboxServer, httpx.Client],
+) -> None:
+    server, client = gateway
+    order_id = client.post(f"{server.url}/recurrentPayment.do", json=charge()).json()["data"][
+        "orderId"
+    ]
+    config = GatewayConfig(base_url=server.url, username="sandbox", password="sandbox")
+    with GatewayClient(config) as rbs:
+        outcomes = [
+            classify_action(rbs.refund(order_id, 300, "rf-7")),
+            classify_action(rbs.refund(order_id, 300, "rf-7")),
+            classify_action(rbs.refund(order_id, 99999, "rf-8")),
+            classify_action(rbs.reverse(order_id)),
+            classify_action(rbs.refund(order_id, 0, "rf-9")),
+        ]
+    assert [o.state for o in outcomes] == [
+        RefundState.SUCCEEDED,
+        RefundState.SUCCEEDED,
+        RefundState.FAILED,
+        RefundState.FAILED,
+        RefundState.SUCCEEDED,
+    ]
+    assert (outcomes[2].error_code, outcomes[3].error_code) == ("7", "7")
+    assert "99999" in outcomes[2].message
+    [order] = client.get(f"{server.root_url}/sandbox/ledger").json()["orders"]
+    assert (order["state"], order["refundedAmount"]) == ("REFUNDED", 12300)
+    assert [r["amount"] for r in order["refunds"]] == [300, 12000]
