@@ -31,7 +31,7 @@ from billing.domain import (
 from billing.dunning import Action, Decision, decide, next_retry_after_new_binding
 from billing.gateway.ratelimit import RATE_LIMIT_DETAIL
 from billing.policy import DunningPolicy
-from billing.schedule import next_due
+from billing.services.lifecycle import change_status, recover
 from billing.services.ports import Clock, Gateway, system_clock
 from billing.services.records import load_circuit, record_event, save_circuit
 from billing.storage.database import Database
@@ -46,6 +46,12 @@ DECLINED_CATEGORIES = frozenset(
 )
 #: Answers to a status query that cannot settle an attempt: ask again later.
 UNSETTLED_STATUS = frozenset({Category.UNKNOWN, Category.TRANSIENT, Category.MERCHANT_CONFIG})
+#: Statuses a paid invoice brings back to active (a payment proves the card works).
+RECOVERING = (
+    SubscriptionStatus.PAST_DUE,
+    SubscriptionStatus.NEEDS_PAYMENT_METHOD,
+    SubscriptionStatus.SUSPENDED,
+)
 CONFIRM_REASON = "binding_not_found"
 DECLINED_ORDER = 6  # orderStatus: authorization declined
 
@@ -368,17 +374,9 @@ class Charger:
         new_status = decision.subscription_status
         if new_status is not None and subscription.status not in frozen:
             if new_status.value != subscription.status:
-                record_event(
-                    session,
-                    now,
-                    "subscription_status",
-                    decision.reason,
-                    subscription_id=subscription.id,
-                    invoice_id=invoice.id,
-                    from_state=subscription.status,
-                    to_state=new_status.value,
+                change_status(
+                    session, subscription, new_status, now, decision.reason, invoice_id=invoice.id
                 )
-                subscription.status = new_status.value
             subscription.cancel_at = decision.cancel_at
             subscription.updated_at = now
         return decision
@@ -422,44 +420,14 @@ class Charger:
         invoice.status = InvoiceStatus.PAID
         invoice.paid_at = invoice.closed_at = invoice.updated_at = now
         invoice.next_attempt_at = None
-        recovering = {
-            SubscriptionStatus.PAST_DUE.value,
-            SubscriptionStatus.NEEDS_PAYMENT_METHOD.value,
-            SubscriptionStatus.SUSPENDED.value,
-        }
-        if subscription.status not in recovering:
-            return
-        still_failing = session.scalar(
-            select(Invoice.id)
-            .where(
-                Invoice.subscription_id == subscription.id,
-                Invoice.id != invoice.id,
-                Invoice.status == InvoiceStatus.OPEN,
-                Invoice.failing_since.is_not(None),
-            )
-            .limit(1)
-        )
-        if still_failing is not None:
-            return
-        record_event(
+        recover(
             session,
+            subscription,
             now,
-            "subscription_status",
             "open invoice paid; dunning reset",
-            subscription_id=subscription.id,
+            statuses=RECOVERING,
             invoice_id=invoice.id,
-            from_state=subscription.status,
-            to_state="active",
         )
-        if subscription.status == SubscriptionStatus.SUSPENDED and (
-            subscription.next_charge_at is None or subscription.next_charge_at <= now
-        ):
-            subscription.next_charge_at = next_due(
-                subscription.schedule, subscription.timezone, now
-            )
-        subscription.status = SubscriptionStatus.ACTIVE
-        subscription.cancel_at = None
-        subscription.updated_at = now
 
     # -- breaker ----------------------------------------------------------------------------
 
@@ -595,16 +563,7 @@ def cancel_subscription(
             from_state="open",
             to_state="uncollectible",
         )
-    record_event(
-        session,
-        now,
-        "subscription_status",
-        reason,
-        subscription_id=subscription.id,
-        from_state=subscription.status,
-        to_state="canceled",
-    )
-    subscription.status = SubscriptionStatus.CANCELED
+    change_status(session, subscription, SubscriptionStatus.CANCELED, now, reason)
     subscription.next_charge_at = None
     subscription.cancel_at = None
     subscription.updated_at = now

@@ -62,6 +62,7 @@ from billing.gateway.results import (
 )
 from billing.policy import DunningPolicy
 from billing.schedule import next_due
+from billing.services.lifecycle import change_status, recover
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.services.records import load_circuit, record_event
 from billing.services.status import system_status
@@ -577,18 +578,7 @@ class Operations:
             held = _hold_pending(session, sub.id, None, now, "subscription_paused", actor)
             sent = _sent_attempts(session, sub.id)
             sub.paused_from, sub.paused_at = previous, now
-            sub.status = SubscriptionStatus.PAUSED.value
-            sub.updated_at = now
-            record_event(
-                session,
-                now,
-                "subscription_status",
-                reason,
-                subscription_id=sub.id,
-                from_state=previous,
-                to_state=sub.status,
-                actor=actor,
-            )
+            change_status(session, sub, SubscriptionStatus.PAUSED, now, reason, actor=actor)
             return subscription_summary(sub) | {
                 "held_attempts": held,
                 "charges_in_flight": sent,
@@ -630,19 +620,9 @@ class Operations:
                 _rearm_withheld(session, sub.id, now)
             if sub.next_charge_at is not None and sub.next_charge_at <= now:
                 sub.next_charge_at = next_due(sub.schedule, sub.timezone, now)
-            sub.status = target.value
             sub.paused_from = sub.paused_at = None
-            sub.updated_at = now
-            record_event(
-                session,
-                now,
-                "subscription_status",
-                reason + (" (a new card was set while paused)" if new_card else ""),
-                subscription_id=sub.id,
-                from_state=SubscriptionStatus.PAUSED.value,
-                to_state=target.value,
-                actor=actor,
-            )
+            why = reason + (" (a new card was set while paused)" if new_card else "")
+            change_status(session, sub, target, now, why, actor=actor)
             return subscription_summary(sub)
 
     def _unschedule_cancel(
@@ -687,21 +667,9 @@ class Operations:
             ):
                 _close_invoice(session, invoice, InvoiceStatus.VOID, now, actor, reason)
                 voided.append(invoice.id)
-            previous = sub.status
-            sub.status = SubscriptionStatus.CANCELED.value
+            change_status(session, sub, SubscriptionStatus.CANCELED, now, reason, actor=actor)
             sub.next_charge_at = sub.cancel_at = sub.ends_at = None
             sub.paused_from = sub.paused_at = None
-            sub.updated_at = now
-            record_event(
-                session,
-                now,
-                "subscription_status",
-                reason,
-                subscription_id=sub.id,
-                from_state=previous,
-                to_state=sub.status,
-                actor=actor,
-            )
             return subscription_summary(sub) | {
                 "voided_invoices": voided,
                 "held_attempts": held,
@@ -1326,26 +1294,14 @@ def _recover_if_nothing_fails(
 ) -> None:
     """After an invoice is closed by hand: a subscription in dunning only for it is active
     again (a card known to be bad keeps ``needs_payment_method``)."""
-    if sub.status not in (SubscriptionStatus.PAST_DUE, SubscriptionStatus.SUSPENDED):
-        return
-    if _failing_invoices(session, sub.id):
-        return
-    suspended = sub.status == SubscriptionStatus.SUSPENDED
-    if suspended and sub.ends_at is None and (sub.next_charge_at or now) <= now:
-        sub.next_charge_at = next_due(sub.schedule, sub.timezone, now)
-    record_event(
+    recover(
         session,
+        sub,
         now,
-        "subscription_status",
         f"{why}: nothing is failing any more; dunning reset",
-        subscription_id=sub.id,
-        from_state=sub.status,
-        to_state=SubscriptionStatus.ACTIVE.value,
+        statuses=(SubscriptionStatus.PAST_DUE, SubscriptionStatus.SUSPENDED),
         actor=actor,
     )
-    sub.status = SubscriptionStatus.ACTIVE.value
-    sub.cancel_at = None
-    sub.updated_at = now
 
 
 def _refundable_attempt(

@@ -20,6 +20,7 @@ from billing.domain import (
 )
 from billing.errors import ChargingPausedError, ConflictError, NotFoundError, ValidationError
 from billing.schedule import first_due, next_due, validate_cron, validate_timezone
+from billing.services.lifecycle import change_status
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.services.records import load_circuit, new_order_number, record_event
 from billing.storage.database import Database
@@ -227,22 +228,19 @@ class Subscriptions:
                 SubscriptionStatus.SUSPENDED.value,
             }
             if sub.status in waiting:
-                record_event(
-                    session,
-                    now,
-                    "subscription_status",
-                    "new binding set: retrying the open invoice now",
-                    subscription_id=sub.id,
-                    from_state=sub.status,
-                    to_state="past_due",
-                    actor=actor,
-                )
                 if sub.status == SubscriptionStatus.SUSPENDED and (
                     sub.next_charge_at is not None and sub.next_charge_at <= now
                 ):
                     # Periods that passed while suspended are not billed retroactively.
                     sub.next_charge_at = next_due(sub.schedule, sub.timezone, now)
-                sub.status = SubscriptionStatus.PAST_DUE.value
+                change_status(
+                    session,
+                    sub,
+                    SubscriptionStatus.PAST_DUE,
+                    now,
+                    "new binding set: retrying the open invoice now",
+                    actor=actor,
+                )
                 sub.cancel_at = None
                 in_flight = exists().where(
                     ChargeAttempt.invoice_id == Invoice.id,

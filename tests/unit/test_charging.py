@@ -522,3 +522,33 @@ def test_late_messages_in_a_backlog_are_not_sent_again(world: World) -> None:
     assert len(world.dispatcher.charges) == 1
     world.dispatcher.charges.clear()  # now it is lost (Redis restarted)
     assert world.scheduler.run_pass().requeued == 1
+
+
+def test_paying_a_suspended_subscription_keeps_its_requested_cancellation(world: World) -> None:
+    from billing.services.operations import Operations
+
+    ops = Operations(
+        world.db,
+        gateway=world.gateway,
+        policy=world.charger.policy,
+        dispatcher=world.dispatcher,
+        clock=world.clock,
+    )
+    sub_id = world.subscribe("insufficient-1", schedule="0 * * * *")
+    world.tick()
+    assert world.sub(sub_id).status == "past_due"
+    ops.cancel(sub_id, actor="alice", reason="customer leaves", at_period_end=True)
+    for _ in range(3):
+        world.tick(1)
+    assert world.sub(sub_id).status == "suspended"
+    with world.db.transaction() as s:  # the customer topped up the card
+        s.get_one(Subscription, sub_id).binding_id = "approve-1"
+    world.subscriptions.retry_now(sub_id, world.dispatcher)
+    world.work()
+    sub = world.sub(sub_id)
+    assert sub.status == "active"
+    assert sub.next_charge_at is None  # no new period: the cancellation stands
+    world.clock.advance(hours=2)
+    world.tick()
+    assert world.sub(sub_id).status == "canceled"
+    assert [i.status for i in world.invoices(sub_id)] == ["paid"]
