@@ -21,20 +21,15 @@ from billing.services.ports import RecordingDispatcher
 from billing.services.scheduler import Scheduler
 from billing.services.subscriptions import NewSubscription, Subscriptions
 from billing.storage.database import Database
-from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
+from billing.storage.tables import ChargeAttempt, Event, Subscription
 from tests.fakes import FakeGateway, ManualClock
+from tests.world import ServiceWorld
 
 FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
 
 
 @dataclass
-class World:
-    db: Database
-    clock: ManualClock
-    gateway: FakeGateway
-    dispatcher: RecordingDispatcher
-    charger: Charger
-    scheduler: Scheduler
+class World(ServiceWorld):
     subscriptions: Subscriptions
 
     def subscribe(self, binding: str = "approve-1", **kw: object) -> int:
@@ -46,39 +41,6 @@ class World:
             start_at=self.clock(),
         )
         return int(self.subscriptions.create(new)["id"])
-
-    def work(self) -> None:
-        """Run what the queue holds, like a worker would, until it is empty."""
-        while self.dispatcher.charges or self.dispatcher.reconciles:
-            charges, self.dispatcher.charges = self.dispatcher.charges, []
-            reconciles, self.dispatcher.reconciles = self.dispatcher.reconciles, []
-            for attempt_id in charges:
-                self.charger.charge(attempt_id)
-            for attempt_id in reconciles:
-                self.charger.reconcile(attempt_id)
-
-    def tick(self, seconds: float = 0) -> None:
-        self.clock.advance(seconds=seconds)
-        self.scheduler.run_pass()
-        self.work()
-
-    def sub(self, sub_id: int) -> Subscription:
-        with self.db.transaction() as s:
-            return s.get_one(Subscription, sub_id)
-
-    def invoices(self, sub_id: int) -> list[Invoice]:
-        with self.db.transaction() as s:
-            return list(s.scalars(select(Invoice).where(Invoice.subscription_id == sub_id)))
-
-    def attempts(self, sub_id: int) -> list[ChargeAttempt]:
-        with self.db.transaction() as s:
-            return list(
-                s.scalars(
-                    select(ChargeAttempt)
-                    .where(ChargeAttempt.subscription_id == sub_id)
-                    .order_by(ChargeAttempt.id)
-                )
-            )
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ from billing.storage.tables import (
     Subscription,
 )
 from tests.fakes import FakeGateway, ManualClock
+from tests.world import ServiceWorld
 
 FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
 OK = {"errorCode": "0", "errorMessage": "Success"}
@@ -93,13 +94,8 @@ class MoneyGateway(FakeGateway):
 
 
 @dataclass
-class World:
-    db: Database
-    clock: ManualClock
+class World(ServiceWorld):
     gateway: MoneyGateway
-    dispatcher: RecordingDispatcher
-    charger: Charger
-    scheduler: Scheduler
     ops: Operations
     actor: str = "ops-anna"
     notes: list[str] = field(default_factory=list)
@@ -113,42 +109,6 @@ class World:
             start_at=self.clock(),
         )
         return int(self.ops.create_subscription(new, actor="crm", reason="signup").body["id"])
-
-    def work(self) -> None:
-        while self.dispatcher.charges or self.dispatcher.reconciles:
-            charges, self.dispatcher.charges = self.dispatcher.charges, []
-            reconciles, self.dispatcher.reconciles = self.dispatcher.reconciles, []
-            for attempt_id in charges:
-                self.charger.charge(attempt_id)
-            for attempt_id in reconciles:
-                self.charger.reconcile(attempt_id)
-
-    def tick(self, seconds: float = 0) -> None:
-        self.clock.advance(seconds=seconds)
-        self.scheduler.run_pass()
-        self.work()
-
-    def sub(self, sub_id: int) -> Subscription:
-        with self.db.transaction() as s:
-            return s.get_one(Subscription, sub_id)
-
-    def invoices(self, sub_id: int) -> list[Invoice]:
-        with self.db.transaction() as s:
-            return list(
-                s.scalars(
-                    select(Invoice).where(Invoice.subscription_id == sub_id).order_by(Invoice.id)
-                )
-            )
-
-    def attempts(self, sub_id: int) -> list[ChargeAttempt]:
-        with self.db.transaction() as s:
-            return list(
-                s.scalars(
-                    select(ChargeAttempt)
-                    .where(ChargeAttempt.subscription_id == sub_id)
-                    .order_by(ChargeAttempt.id)
-                )
-            )
 
     def events(self, **where: Any) -> list[Event]:
         with self.db.transaction() as s:
