@@ -367,7 +367,7 @@ def scheduler(once: bool, as_json: bool) -> None:
         _emit(
             report.as_dict(),
             as_json,
-            lambda r: click.echo(", ".join(f"{k}={v}" for k, v in r.items() if k != "notes")),
+            lambda r: click.echo(", ".join(f"{k}={v}" for k, v in r.items())),
         )
         return
     run_forever(app, interval=app.settings.scheduler_interval)

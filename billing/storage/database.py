@@ -9,8 +9,6 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -101,9 +99,3 @@ class Database:
                 command.upgrade(config, revision)
         except OperationalError as exc:
             raise StorageError(f"database unavailable: {type(exc.orig).__name__}") from exc
-
-    def is_up_to_date(self) -> bool:
-        script = ScriptDirectory.from_config(self._alembic_config())
-        with self.engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_heads()
-        return set(current) == set(script.get_heads())
