@@ -21,8 +21,8 @@ from billing.errors import BillingError, ConfigurationError, ValidationError
 from billing.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from billing.bootstrap import App
     from billing.services.operations import Operations
-    from workers.app import App
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
@@ -38,7 +38,7 @@ def _settings() -> Settings:
 
 
 def _app(*, need_broker: bool = False) -> App:
-    from workers.app import build_app, configure_logging
+    from billing.bootstrap import build_app, configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level)
@@ -315,7 +315,7 @@ def retry(
 @json_option
 def reconcile(as_json: bool) -> None:
     """Settle unknown outcomes by order status now; list what needs an operator or a refund."""
-    from billing.services.reconciliation import reconcile_now
+    from billing.services.pipeline.reconciliation import reconcile_now
 
     report = reconcile_now(_app().charger).as_dict()
 
@@ -349,7 +349,7 @@ def reconcile(as_json: bool) -> None:
 @json_option
 def status(as_json: bool) -> None:
     """Charging state (circuit breaker) and counts by status."""
-    from billing.services.status import system_status
+    from billing.services.read.status import system_status
 
     _emit(system_status(_app().db), as_json, lambda d: console.print_json(json.dumps(d)))
 
@@ -359,18 +359,8 @@ def status(as_json: bool) -> None:
 @json_option
 def scheduler(once: bool, as_json: bool) -> None:
     """Find what is due and enqueue charges (a loop, or one pass)."""
-    from workers.scheduler import run_forever, run_once
-
-    app = _app(need_broker=True)
-    if once:
-        report = run_once(app)
-        _emit(
-            report.as_dict(),
-            as_json,
-            lambda r: click.echo(", ".join(f"{k}={v}" for k, v in r.items())),
-        )
-        return
-    run_forever(app, interval=app.settings.scheduler_interval)
+    args = ["--once"] if once else []
+    _exec([sys.executable, "-m", "workers.scheduler", *args, *(["--json"] if as_json else [])])
 
 
 @cli.command("worker")
@@ -378,16 +368,39 @@ def scheduler(once: bool, as_json: bool) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 def worker(processes: int | None, threads: int | None) -> None:
     """Start Dramatiq worker processes for the project's actors."""
-    from workers.worker import run
-
     settings = _settings()
     if not settings.redis_url:
         raise ConfigurationError("BILLING_REDIS_URL is required to run workers")
-    run(
-        processes or settings.worker_processes,
-        threads or settings.worker_threads,
-        settings.queue_name,
+    _exec(
+        worker_command(
+            processes or settings.worker_processes,
+            threads or settings.worker_threads,
+            settings.queue_name,
+        )
     )
+
+
+def worker_command(processes: int, threads: int, queue_name: str) -> list[str]:
+    """The dramatiq command line that runs the project's workers (``workers.worker``)."""
+    return [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.worker:setup",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--queues",
+        queue_name,
+        "--skip-logging",
+    ]
+
+
+def _exec(argv: list[str]) -> NoReturn:
+    """Replace this process with a long-running one of ``workers/`` (named, not imported)."""
+    sys.stdout.flush()
+    os.execv(argv[0], argv)  # noqa: S606 - our own interpreter and fixed arguments
 
 
 @cli.command("sandbox")

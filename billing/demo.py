@@ -25,7 +25,7 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import func, select
 
-from billing.domain import AttemptState, InvoiceStatus
+from billing.domain.model import AttemptState, InvoiceStatus
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.services.subscriptions import NewSubscription
 from billing.settings import Settings
@@ -79,7 +79,7 @@ def _behaviours(count: int, rng: random.Random) -> list[str]:
 def run_demo(*, count: int = 100, periods: int = 3, as_json: bool = False) -> DemoResult:
     import dramatiq
 
-    from workers.app import build_app, configure_logging
+    from billing.bootstrap import build_app, configure_logging
 
     if count < 1 or periods < 1:
         raise click.BadParameter("--subscriptions and --periods must be at least 1")

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from billing.gateway.ratelimit import (
+from billing.gateway.rate_limit import (
     DEFAULT_MARGIN,
     DEFAULT_SPREAD,
     RateLimitedGateway,
@@ -46,7 +46,7 @@ class _Recording:
             self.attempts += 1
         return self.local.granted_at is not None
 
-    def recurrent_payment(self, **kwargs: Any) -> GatewayResult:
+    def charge(self, request: Any) -> GatewayResult:
         return self.order_status()
 
     def order_status(self, **kwargs: Any) -> GatewayResult:

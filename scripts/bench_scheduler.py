@@ -15,13 +15,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import create_engine, func, insert, select, text
 
-from billing.policy import DEFAULT_POLICY
-from billing.services.ports import RecordingDispatcher
-from billing.services.scheduler import Scheduler
+from billing.domain.dunning_policy import DEFAULT_POLICY
+from billing.queue.dramatiq import DramatiqDispatcher, build_broker, declare_actors
+from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice, Subscription
-from workers.actors import DramatiqDispatcher, declare_actors
-from workers.broker import build_broker
+from tests.support.fakes import RecordingDispatcher
 
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from billing.chaos import ChaosConfig, ChaosError, run_chaos, temporary_database
+from tests.chaos.run import ChaosConfig, ChaosError, run_chaos, temporary_database
 
 DEFAULT_ADMIN_URL = os.environ.get(
     "BILLING_CHAOS_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

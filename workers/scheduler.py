@@ -1,16 +1,26 @@
-"""Scheduler entry point: one pass, or a loop that survives database and broker outages."""
+"""The scheduler process: ``python -m workers.scheduler [--once] [--json]`` (what
+``billing scheduler`` runs).
+
+One pass, or a loop of passes that survives database and broker outages. What a pass does
+is decided in :mod:`billing.services.pipeline.scheduler_pass`; this module only repeats it
+and must never decide anything about money.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import signal
+import sys
 import threading
 import time
 from types import FrameType
 
-from billing.errors import BillingError
-from billing.services.scheduler import PassReport
-from workers.app import App
+from billing.bootstrap import App, build_app, configure_logging
+from billing.errors import BillingError, ConfigurationError
+from billing.services.pipeline.scheduler_pass import PassReport
+from billing.settings import load_settings
 
 log = logging.getLogger("billing.scheduler")
 
@@ -47,3 +57,36 @@ def run_forever(app: App, *, interval: float, stop: threading.Event | None = Non
             log.warning("scheduler pass failed (%s); retrying", exc)
         delay = interval if failures == 0 else min(60.0, interval * 2 ** min(failures, 6))
         stop.wait(max(0.0, delay - (time.monotonic() - started)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="billing scheduler")
+    parser.add_argument("--once", action="store_true", help="Make one pass and exit.")
+    parser.add_argument("--json", action="store_true", help="Machine-readable output.")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        if not settings.redis_url:
+            raise ConfigurationError(
+                "BILLING_REDIS_URL is required here (e.g. redis://127.0.0.1:6379/0)"
+            )
+        app = build_app(settings)
+        if not args.once:
+            run_forever(app, interval=settings.scheduler_interval)
+            return
+        report = run_once(app).as_dict()
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except BillingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(", ".join(f"{k}={v}" for k, v in report.items()))
+
+
+if __name__ == "__main__":
+    main()

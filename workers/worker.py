@@ -1,4 +1,4 @@
-"""Worker entry point: ``dramatiq workers.worker:setup`` (what ``billing worker`` runs).
+"""The worker process: ``dramatiq workers.worker:setup`` (what ``billing worker`` runs).
 
 dramatiq's CLI calls :func:`setup` once in every worker process; it reads the
 settings, builds the Redis broker and declares the actors on it.
@@ -6,15 +6,12 @@ settings, builds the Redis broker and declares the actors on it.
 
 from __future__ import annotations
 
-import os
-import sys
-
 import dramatiq
 
+from billing.bootstrap import build_app, configure_logging
 from billing.errors import ConfigurationError
+from billing.queue.dramatiq import build_broker
 from billing.settings import load_settings
-from workers.app import build_app, configure_logging
-from workers.broker import build_broker
 
 
 def setup() -> None:
@@ -25,26 +22,3 @@ def setup() -> None:
     broker = build_broker(settings.redis_url)
     dramatiq.set_broker(broker)
     build_app(settings, broker=broker)
-
-
-def command(processes: int, threads: int, queue_name: str) -> list[str]:
-    """The dramatiq command line that runs the project's workers."""
-    return [
-        sys.executable,
-        "-m",
-        "dramatiq",
-        "workers.worker:setup",
-        "--processes",
-        str(processes),
-        "--threads",
-        str(threads),
-        "--queues",
-        queue_name,
-        "--skip-logging",
-    ]
-
-
-def run(processes: int, threads: int, queue_name: str) -> None:
-    """Replace this process with dramatiq's worker supervisor."""
-    argv = command(processes, threads, queue_name)
-    os.execv(argv[0], argv)  # noqa: S606 - our own interpreter and fixed arguments

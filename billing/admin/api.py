@@ -1,7 +1,7 @@
 """The admin HTTP API (FastAPI) for operators and the SaaS backend.
 
 ``create_admin_app(app, tokens)`` builds it from the composition root's
-:class:`workers.app.App`; ``billing admin serve`` runs it under uvicorn (no access log).
+:class:`billing.bootstrap.App`; ``billing admin serve`` runs it under uvicorn (no access log).
 OpenAPI is at ``/openapi.json``, the interactive docs at ``/docs``.
 
 * Auth: ``Authorization: Bearer <token>`` (see :mod:`billing.admin.auth`): no or unknown
@@ -54,7 +54,7 @@ from billing.services.operations import Operations
 from billing.services.subscriptions import NewSubscription
 
 if TYPE_CHECKING:
-    from workers.app import App
+    from billing.bootstrap import App
 
 log = logging.getLogger("billing.admin")
 

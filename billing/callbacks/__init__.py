@@ -10,7 +10,7 @@ from billing.callbacks.app import (
     callback_config,
     create_callback_app,
 )
-from billing.callbacks.signature import (
+from billing.gateway.callback_signature import (
     build_signed_string,
     sign_hmac,
     sign_rsa,

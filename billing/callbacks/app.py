@@ -34,10 +34,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from billing.callbacks.signature import is_hex, load_rsa_public_key, verify_hmac, verify_rsa
 from billing.errors import BrokerError, ConfigurationError, StorageError
+from billing.gateway.callback_signature import is_hex, load_rsa_public_key, verify_hmac, verify_rsa
+from billing.services.audit import record_event
 from billing.services.ports import Clock, Dispatcher, system_clock
-from billing.services.records import record_event
 from billing.settings import Settings
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt

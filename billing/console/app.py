@@ -23,9 +23,9 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from billing.errors import BillingError, NotFoundError
-from billing.services.dashboard import audit_log, dashboard, failing_subscriptions
 from billing.services.operations import Operations
 from billing.services.ports import Clock
+from billing.services.read.dashboard import audit_log, dashboard, failing_subscriptions
 from billing.services.subscriptions import parse_amount
 from billing.storage.database import Database
 

@@ -29,15 +29,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import Any, Final, Self
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from billing import __version__
-from billing.domain import mask_binding
+from billing.domain.model import mask_binding
 from billing.errors import GatewayError
 from billing.gateway.models import ActionResponse, OrderStatusResponse, RecurrentPaymentResponse
+from billing.gateway.port import ChargeRequest, RefundRequest, ReverseRequest
 from billing.gateway.results import (
     ConnectionFailed,
     ConnectionLost,
@@ -47,9 +48,6 @@ from billing.gateway.results import (
     NotJsonReply,
     ReadTimedOut,
 )
-
-if TYPE_CHECKING:
-    from billing.settings import Settings
 
 __all__ = ["GatewayClient", "GatewayConfig"]
 
@@ -106,21 +104,6 @@ class GatewayConfig(BaseModel):
             raise ValueError("base_url must not have a query or fragment")
         return str(url).rstrip("/")
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> GatewayConfig:
-        """Build from :class:`billing.settings.Settings` (``gateway_*`` fields)."""
-        return cls(
-            base_url=settings.gateway_url,
-            username=settings.gateway_username,
-            password=settings.gateway_password,
-            token=settings.gateway_token,
-            connect_timeout=settings.gateway_connect_timeout,
-            read_timeout=settings.gateway_read_timeout,
-            write_timeout=settings.gateway_write_timeout,
-            pool_timeout=settings.gateway_pool_timeout,
-            max_connections=settings.gateway_max_connections,
-        )
-
 
 class GatewayClient:
     """One pooled :class:`httpx.Client` for all calls; share one per process, close it at exit."""
@@ -162,23 +145,16 @@ class GatewayClient:
 
     # -- methods --------------------------------------------------------------------------------
 
-    def recurrent_payment(
-        self,
-        *,
-        order_number: str,
-        binding_id: str,
-        amount: int,
-        currency: str,
-        description: str | None = None,
-        client_id: str | None = None,
-        language: str | None = None,
-    ) -> GatewayResult:
+    def charge(self, request: ChargeRequest) -> GatewayResult:
         """Charge a binding: POST JSON to ``recurrentPayment.do``.
 
         Raises :class:`GatewayError` (nothing sent) when the request breaks the
         gateway's rules: orderNumber 1..32 chars, amount a positive int of at most
         12 digits, currency 3 digits, language 2 letters.
         """
+        order_number, binding_id, amount = request.order_number, request.binding_id, request.amount
+        currency, description = request.currency, request.description
+        client_id, language = request.client_id, request.language
         _check_order_number(order_number)
         _check_text("bindingId", binding_id, _MAX_BINDING_ID)
         _check_amount(amount, minimum=1)
@@ -241,12 +217,14 @@ class GatewayClient:
             log_fields={"orderNumber": order_number, "orderId": order_id},
         )
 
-    def refund(self, order_id: str, amount: int, external_refund_id: str) -> GatewayResult:
+    def refund(self, request: RefundRequest) -> GatewayResult:
         """Refund (part of) a deposited order: POST form to ``refund.do``.
 
         ``amount`` 0 means the whole order. ``external_refund_id`` makes the refund
         idempotent at gateways that support it (a repeat returns the first result).
         """
+        order_id, amount = request.order_id, request.amount
+        external_refund_id = request.external_refund_id
         _check_text("orderId", order_id, _MAX_ORDER_ID)
         _check_amount(amount, minimum=0)
         _check_text("externalRefundId", external_refund_id, _MAX_REFUND_ID)
@@ -263,8 +241,9 @@ class GatewayClient:
             log_fields={"orderId": order_id, "amount": amount},
         )
 
-    def reverse(self, order_id: str) -> GatewayResult:
+    def reverse(self, request: ReverseRequest) -> GatewayResult:
         """Cancel a deposited or held order: POST form to ``reverse.do``."""
+        order_id = request.order_id
         _check_text("orderId", order_id, _MAX_ORDER_ID)
         return self._call(
             "reverse.do",

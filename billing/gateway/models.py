@@ -8,7 +8,7 @@
 
 A value that cannot be read (a list where a code belongs, a float status, a
 non-ASCII state) reads as absent. Absent data is never read as "paid" by
-:mod:`billing.classification`, so tolerance here cannot invent a payment.
+:mod:`billing.gateway.classify`, so tolerance here cannot invent a payment.
 For any ``dict`` input, validation does not fail; callers still guard against
 :class:`pydantic.ValidationError` for anything else.
 """

@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+#: ``ConnectionFailed.reason`` (and the classified outcome's reason) when the call was held
+#: back by our own rate limiter: it says nothing about the gateway's health or the card.
+RATE_LIMITED = "rate_limited"
+
 
 @dataclass(frozen=True)
 class JsonReply:
@@ -41,10 +45,12 @@ class NotJsonReply:
 
 @dataclass(frozen=True)
 class ConnectionFailed:
-    """The request never left: connection refused, DNS failure, connect or pool timeout."""
+    """The request never left: connection refused, DNS failure, connect or pool timeout,
+    or our own rate limiter gave no slot in time (``reason`` :data:`RATE_LIMITED`)."""
 
     detail: str
     request_sent: bool = False
+    reason: str = "connect_failed"
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.domain import InvoiceStatus, SubscriptionStatus
-from billing.schedule import next_due
-from billing.services.records import record_event
+from billing.domain.model import InvoiceStatus, SubscriptionStatus
+from billing.domain.periods import next_due
+from billing.services.audit import record_event
 from billing.storage.tables import Invoice, Subscription
 
 

@@ -29,19 +29,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from billing.domain import (
+from billing.domain.dunning_policy import DunningPolicy
+from billing.domain.model import (
     IN_FLIGHT_STATES,
     AttemptState,
     InvoiceStatus,
     SubscriptionStatus,
 )
+from billing.domain.periods import next_due
 from billing.errors import (
     BrokerError,
     ChargingPausedError,
@@ -50,22 +51,18 @@ from billing.errors import (
     NotFoundError,
     ValidationError,
 )
-from billing.gateway.models import ActionResponse
-from billing.gateway.results import (
-    ConnectionFailed,
-    ConnectionLost,
-    GatewayResult,
-    HttpErrorReply,
-    JsonReply,
-    NotJsonReply,
-    ReadTimedOut,
+from billing.gateway.classify import (
+    TAKEN_STATES,
+    ActionOutcome,
+    RefundState,
+    classify_action,
 )
-from billing.policy import DunningPolicy
-from billing.schedule import next_due
+from billing.gateway.port import Gateway, RefundRequest, ReverseRequest
+from billing.services.audit import record_event
 from billing.services.lifecycle import change_status, recover
 from billing.services.ports import Clock, Dispatcher, system_clock
-from billing.services.records import load_circuit, record_event
-from billing.services.status import system_status
+from billing.services.read.status import system_status
+from billing.services.read.timeline import describe_timeline
 from billing.services.subscriptions import (
     NewSubscription,
     Subscriptions,
@@ -74,7 +71,7 @@ from billing.services.subscriptions import (
     invoice_view,
     subscription_view,
 )
-from billing.services.timeline import describe_timeline
+from billing.storage.circuit_row import load_circuit
 from billing.storage.database import Database
 from billing.storage.tables import (
     ChargeAttempt,
@@ -95,109 +92,12 @@ _FAILURE = re.compile(r"^[a-z0-9_]{1,64}$")
 SENT_STATES = frozenset({AttemptState.SENDING.value, AttemptState.UNKNOWN.value})
 
 
-class RefundState(StrEnum):
-    REQUESTED = "requested"  # stored; the gateway call has not come back (yet)
-    SUCCEEDED = "succeeded"  # the gateway answered errorCode 0
-    FAILED = "failed"  # the gateway refused, or the request certainly never left
-    UNKNOWN = "unknown"  # sent, no answer: may have been processed; never assumed either way
-
-
-#: Refund states whose money may have left (or will): they count against the paid amount.
-TAKEN_STATES = (RefundState.REQUESTED.value, RefundState.SUCCEEDED.value, RefundState.UNKNOWN.value)
-
-
-@runtime_checkable
-class RefundGateway(Protocol):
-    """The part of the gateway client that gives money back."""
-
-    def refund(self, order_id: str, amount: int, external_refund_id: str) -> GatewayResult: ...
-
-    def reverse(self, order_id: str) -> GatewayResult: ...
-
-
-def refund_gateway(gateway: object) -> RefundGateway | None:
-    """The gateway itself if it can refund (the rate limiter does, through its slots),
-    else the one it wraps (``.inner``)."""
-    current: object = gateway
-    for _ in range(5):
-        if isinstance(current, RefundGateway):
-            return current
-        current = getattr(current, "inner", None)
-        if current is None:
-            return None
-    return None
-
-
 @dataclass(frozen=True)
 class Stored:
     """A creating call's answer, and whether it was replayed for a repeated Idempotency-Key."""
 
     body: dict[str, Any]
     replayed: bool = False
-
-
-@dataclass(frozen=True)
-class ActionOutcome:
-    """What the answer of refund.do / reverse.do means."""
-
-    state: RefundState
-    message: str
-    error_code: str | None = None
-    http_status: int | None = None
-
-
-def classify_action(result: GatewayResult) -> ActionOutcome:
-    """errorCode "0" is accepted; an explicit other code is a refusal; a request that may
-    have been processed without a clear answer (timeout, lost connection, 5xx, an HTML page,
-    a JSON body without errorCode) is UNKNOWN — never a success."""
-    if isinstance(result, JsonReply):
-        status = result.http_status
-        parsed = ActionResponse.model_validate(result.body)
-        code = parsed.error_code
-        message = (parsed.error_message or "").strip()[:300]
-        if code is None:
-            error = result.body.get("error")
-            if isinstance(error, dict):
-                raw = error.get("code")
-                code = None if raw is None else str(raw).strip() or None
-                text = error.get("message") or error.get("description") or ""
-                message = message or (text if isinstance(text, str) else "")[:300]
-        if code is None:
-            return ActionOutcome(
-                RefundState.UNKNOWN, "the gateway's answer has no errorCode", None, status
-            )
-        if code == "0":
-            if not 200 <= status <= 299:
-                return ActionOutcome(
-                    RefundState.UNKNOWN, f"errorCode 0 with HTTP {status}", code, status
-                )
-            return ActionOutcome(RefundState.SUCCEEDED, message or "accepted", code, status)
-        return ActionOutcome(RefundState.FAILED, message or f"errorCode {code}", code, status)
-    if isinstance(result, ConnectionFailed | ReadTimedOut | ConnectionLost):
-        if result.request_sent is False:  # the request certainly never left
-            return ActionOutcome(RefundState.FAILED, f"not sent: {result.detail}"[:300])
-        return ActionOutcome(
-            RefundState.UNKNOWN, f"no answer (may have been processed): {result.detail}"[:300]
-        )
-    if isinstance(result, HttpErrorReply):
-        if result.http_status >= 500:
-            return ActionOutcome(
-                RefundState.UNKNOWN,
-                f"HTTP {result.http_status} (may have been processed behind it)",
-                None,
-                result.http_status,
-            )
-        return ActionOutcome(
-            RefundState.FAILED, f"refused with HTTP {result.http_status}", None, result.http_status
-        )
-    if isinstance(result, NotJsonReply):
-        return ActionOutcome(
-            RefundState.UNKNOWN,
-            f"not a JSON answer (HTTP {result.http_status}); may have been processed",
-            None,
-            result.http_status,
-        )
-    return ActionOutcome(RefundState.UNKNOWN, "unrecognised result")
 
 
 # -- small helpers ------------------------------------------------------------------------------
@@ -366,7 +266,7 @@ class Operations:
         self,
         db: Database,
         *,
-        gateway: object,
+        gateway: Gateway,
         policy: DunningPolicy,
         dispatcher: Dispatcher,
         clock: Clock = system_clock,
@@ -909,12 +809,6 @@ class Operations:
 
     # -- refunds and reversals ------------------------------------------------------------------
 
-    def _money_gateway(self) -> RefundGateway:
-        gateway = refund_gateway(self.gateway)
-        if gateway is None:
-            raise GatewayError("the configured gateway client cannot refund or reverse")
-        return gateway
-
     def refund(
         self,
         *,
@@ -935,7 +829,7 @@ class Operations:
             raise ValidationError("give either an attempt id or an invoice id")
         if amount is not None and (isinstance(amount, bool) or amount <= 0):
             raise ValidationError("amount must be a positive whole number of minor units")
-        gateway = self._money_gateway()
+        gateway = self.gateway
         payload = {
             "attempt_id": attempt_id,
             "invoice_id": invoice_id,
@@ -993,7 +887,7 @@ class Operations:
                 if round_ or key is None:
                     raise
         try:
-            result = gateway.refund(order_id, to_refund, external)
+            result = gateway.refund(RefundRequest(order_id, to_refund, external))
             outcome = classify_action(result)
         except GatewayError as exc:
             outcome = ActionOutcome(RefundState.FAILED, f"not sent: {exc}")
@@ -1003,7 +897,7 @@ class Operations:
     def reverse(self, attempt_id: int, *, actor: str, reason: str) -> dict[str, Any]:
         """Cancel a payment made today (UTC) through ``reverse.do``: the whole amount."""
         actor, reason = clean_actor(actor), clean_reason(reason)
-        gateway = self._money_gateway()
+        gateway = self.gateway
         now = self.clock()
         with self.db.transaction() as session:
             attempt = _refundable_attempt(session, attempt_id, None)
@@ -1033,7 +927,7 @@ class Operations:
             session.flush()
             refund_id, order_id = refund.id, str(attempt.gateway_order_id)
         try:
-            outcome = classify_action(gateway.reverse(order_id))
+            outcome = classify_action(gateway.reverse(ReverseRequest(order_id)))
         except GatewayError as exc:
             outcome = ActionOutcome(RefundState.FAILED, f"not sent: {exc}")
         return self._settle_refund(refund_id, outcome, actor, None)
@@ -1436,10 +1330,8 @@ __all__ = [
     "SYSTEM_ACTORS",
     "ActionOutcome",
     "Operations",
-    "RefundGateway",
     "RefundState",
     "Stored",
     "classify_action",
     "clean_reason",
-    "refund_gateway",
 ]

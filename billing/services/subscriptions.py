@@ -10,19 +10,21 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from billing.domain import (
+from billing.domain.model import (
     IN_FLIGHT_STATES,
     AttemptState,
     AttemptTrigger,
     InvoiceStatus,
     SubscriptionStatus,
     mask_binding,
+    new_order_number,
 )
+from billing.domain.periods import first_due, next_due, validate_cron, validate_timezone
 from billing.errors import ChargingPausedError, ConflictError, NotFoundError, ValidationError
-from billing.schedule import first_due, next_due, validate_cron, validate_timezone
+from billing.services.audit import record_event
 from billing.services.lifecycle import change_status
 from billing.services.ports import Clock, Dispatcher, system_clock
-from billing.services.records import load_circuit, new_order_number, record_event
+from billing.storage.circuit_row import load_circuit
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 

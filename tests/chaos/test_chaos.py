@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from billing.chaos import (
+from tests.chaos.run import (
     AttemptRow,
     ChaosConfig,
     ChaosError,

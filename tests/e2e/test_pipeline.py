@@ -72,8 +72,7 @@ def test_an_authentication_error_leaves_every_subscription_untouched(stack: Stac
 
 
 def test_the_same_message_twice_after_a_timeout_charges_once(stack: Stack) -> None:
-    from workers.actors import declare_actors
-    from workers.broker import build_broker
+    from billing.queue.dramatiq import build_broker, declare_actors
 
     stack.start("worker", "worker")
     sub_id = stack.subscribe("timeout-e2e-0005")

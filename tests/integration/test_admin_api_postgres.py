@@ -14,14 +14,13 @@ from sqlalchemy import func, select
 
 from billing.admin.api import create_admin_app
 from billing.admin.auth import TokenConfig
+from billing.bootstrap import App, build_app
+from billing.domain.dunning_policy import DEFAULT_POLICY
+from billing.gateway.port import RefundRequest
 from billing.gateway.results import GatewayResult
-from billing.policy import DEFAULT_POLICY
-from billing.services.ports import RecordingDispatcher
 from billing.settings import Settings
 from billing.storage.tables import ChargeAttempt, Event, Refund, Subscription
-from tests.fakes import ManualClock
-from tests.unit.test_operations import MoneyGateway
-from workers.app import App, build_app
+from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
 
 pytestmark = pytest.mark.integration
 
@@ -29,12 +28,12 @@ TOKEN = "operator-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-class SlowRefunds(MoneyGateway):
+class SlowRefunds(FakeGateway):
     """refund.do takes a while, so that a second click arrives while the first is under way."""
 
-    def refund(self, order_id: str, amount: int, external_refund_id: str) -> GatewayResult:
+    def refund(self, request: RefundRequest) -> GatewayResult:
         time.sleep(0.3)
-        return super().refund(order_id, amount, external_refund_id)
+        return super().refund(request)
 
 
 @pytest.fixture

@@ -8,16 +8,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from billing.domain.dunning_policy import load_policy
 from billing.errors import StorageError
-from billing.policy import load_policy
-from billing.services.scheduler import Scheduler
+from billing.queue.dramatiq import DramatiqDispatcher, build_broker, declare_actors
+from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.services.subscriptions import NewSubscription, Subscriptions
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt
 from tests.e2e.conftest import free_port
-from tests.fakes import ManualClock
-from workers.actors import DramatiqDispatcher, declare_actors
-from workers.broker import build_broker
+from tests.support.fakes import ManualClock
 
 pytestmark = pytest.mark.integration
 FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from billing.gateway.ratelimit import (
+from billing.gateway.rate_limit import (
     DEFAULT_MARGIN,
     DEFAULT_SPREAD,
     RateLimitedGateway,
@@ -117,7 +117,7 @@ def test_fails_closed_on_a_redis_error_and_recovers(
     client = redis.Redis.from_url(redis_url)
     limiter = RedisCallLimiter(client, KEY, 3, spread=0, outage_cooldown=0.05)
     try:
-        caplog.set_level(logging.WARNING, logger="billing.gateway.ratelimit")
+        caplog.set_level(logging.WARNING, logger="billing.gateway.rate_limit")
         client.set(KEY, "not a sorted set")  # every script call now fails with WRONGTYPE
         assert not any(limiter.acquire() for _ in range(20))
         time.sleep(0.06)
@@ -158,7 +158,7 @@ class _NoopGateway:
         self._lock = threading.Lock()
         self.reply = JsonReply(200, {"errorCode": "0"})
 
-    def recurrent_payment(self, **kwargs: Any) -> GatewayResult:
+    def charge(self, request: Any) -> GatewayResult:
         return self.order_status()
 
     def order_status(self, **kwargs: Any) -> GatewayResult:

@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from billing.policy import load_policy
-from billing.services.charging import Charger
-from billing.services.ports import RecordingDispatcher
-from billing.services.scheduler import Scheduler
+from billing.domain.dunning_policy import load_policy
+from billing.services.pipeline.charging import Charger
+from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.services.subscriptions import NewSubscription, Subscriptions
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice
-from tests.fakes import FakeGateway, ManualClock
+from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
 
 pytestmark = pytest.mark.integration
 FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
@@ -115,8 +114,8 @@ def test_concurrent_deliveries_of_one_attempt_charge_once(pg_url: str) -> None:
 def test_concurrent_outages_on_a_fresh_database_are_all_counted_by_the_breaker(
     pg_url: str,
 ) -> None:
-    from billing.domain import Category, Outcome
-    from billing.services.records import load_circuit
+    from billing.domain.model import Category, Outcome
+    from billing.storage.circuit_row import load_circuit
 
     clock = ManualClock(datetime(2026, 12, 1, 3, 0, tzinfo=UTC))
     policy = load_policy(FAST_POLICY)

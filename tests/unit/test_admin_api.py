@@ -1,6 +1,6 @@
 """The admin API over httpx.ASGITransport (no starlette/fastapi TestClient: it warns).
 
-The app is built from the real composition root (workers.app.build_app) on SQLite, with
+The app is built from the real composition root (billing.bootstrap.build_app) on SQLite, with
 the fake gateway, a manual clock and a recording dispatcher.
 """
 
@@ -20,16 +20,14 @@ from sqlalchemy import func, select
 
 from billing.admin.api import create_admin_app
 from billing.admin.auth import Role, TokenConfig
-from billing.circuit import Circuit, CircuitState
+from billing.bootstrap import App, build_app
+from billing.domain.circuit_breaker import Circuit, CircuitState
+from billing.domain.dunning_policy import load_policy
 from billing.errors import BrokerError, ConfigurationError
-from billing.policy import load_policy
-from billing.services.ports import RecordingDispatcher
-from billing.services.records import save_circuit
 from billing.settings import Settings, load_settings
+from billing.storage.circuit_row import save_circuit
 from billing.storage.tables import ChargeAttempt, Event, Refund, Subscription
-from tests.fakes import ManualClock
-from tests.unit.test_operations import MoneyGateway
-from workers.app import App, build_app
+from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
 
 FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
 TOKENS = {
@@ -63,7 +61,7 @@ class Api:
     app: App
     asgi: FastAPI
     clock: ManualClock
-    gateway: MoneyGateway
+    gateway: FakeGateway
     dispatcher: FlakyDispatcher
 
     def call(
@@ -127,7 +125,7 @@ class Api:
 def api(tmp_path: Path) -> Iterator[Api]:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'billing.db'}")
     clock = ManualClock()
-    gateway = MoneyGateway()
+    gateway = FakeGateway()
     app = build_app(settings, gateway=gateway, clock=clock, policy=load_policy(FAST_POLICY))
     dispatcher = FlakyDispatcher()
     app.dispatcher = dispatcher  # type: ignore[assignment]

@@ -28,14 +28,13 @@ from billing.callbacks import (
     sign_hmac,
     sign_rsa,
 )
+from billing.domain.dunning_policy import load_policy
 from billing.errors import BrokerError, ConfigurationError
-from billing.policy import load_policy
-from billing.services.ports import RecordingDispatcher
-from billing.services.scheduler import Scheduler
+from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.services.subscriptions import NewSubscription, Subscriptions
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event
-from tests.fakes import ManualClock
+from tests.support.fakes import ManualClock, RecordingDispatcher
 
 FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
 SECRET = "callback-secret-0123456789"

@@ -8,7 +8,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from billing.callbacks.signature import (
+from billing.errors import ConfigurationError
+from billing.gateway.callback_signature import (
     build_signed_string,
     is_hex,
     load_rsa_public_key,
@@ -17,7 +18,6 @@ from billing.callbacks.signature import (
     verify_hmac,
     verify_rsa,
 )
-from billing.errors import ConfigurationError
 
 SECRET = "shared-secret-1234"
 PARAMS = {

@@ -14,16 +14,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from billing.domain.dunning_policy import load_policy
 from billing.errors import ConflictError, ValidationError
-from billing.policy import load_policy
-from billing.services.charging import Charger
-from billing.services.ports import RecordingDispatcher
-from billing.services.scheduler import Scheduler
+from billing.services.pipeline.charging import Charger
+from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.services.subscriptions import NewSubscription, Subscriptions
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event, Subscription
-from tests.fakes import FakeGateway, ManualClock
-from tests.world import ServiceWorld
+from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
+from tests.support.world import ServiceWorld
 
 FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
 
@@ -341,7 +340,7 @@ def test_a_second_deposited_attempt_is_flagged_for_refund_never_hidden(world: Wo
 def test_an_order_that_stays_pending_is_flagged_for_an_operator_never_guessed(
     world: World,
 ) -> None:
-    from billing.services.reconciliation import reconcile_now
+    from billing.services.pipeline.reconciliation import reconcile_now
 
     sub_id = world.subscribe("pending-1")
     world.tick()
@@ -358,7 +357,7 @@ def test_an_order_that_stays_pending_is_flagged_for_an_operator_never_guessed(
 
 
 def test_the_reconcile_pass_settles_unknown_outcomes_and_lists_refunds(world: World) -> None:
-    from billing.services.reconciliation import reconcile_now
+    from billing.services.pipeline.reconciliation import reconcile_now
 
     sub_id = world.subscribe("approve-1")
     first = _fail_first_attempt_as_never_received(world, sub_id)

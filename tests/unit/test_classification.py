@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from billing import codes
-from billing.classification import MESSAGE_LIMIT, classify_payment, classify_status
-from billing.domain import Category, Outcome
+from billing.domain.model import Category, Outcome
+from billing.gateway import codes
+from billing.gateway.classify import MESSAGE_LIMIT, classify_payment, classify_status
 from billing.gateway.results import (
     ConnectionFailed,
     ConnectionLost,

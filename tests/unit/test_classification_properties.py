@@ -14,8 +14,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing.classification import MESSAGE_LIMIT, classify_payment, classify_status
-from billing.domain import Category, Outcome
+from billing.domain.model import Category, Outcome
+from billing.gateway.classify import MESSAGE_LIMIT, classify_payment, classify_status
 from billing.gateway.results import (
     ConnectionFailed,
     ConnectionLost,
@@ -358,7 +358,7 @@ def test_a_sent_charge_without_an_answer_is_unknown(result: GatewayResult) -> No
     text=st.text(max_size=60),
 )
 def test_unknown_texts_of_ambiguous_codes_are_never_a_decline(code: object, text: str) -> None:
-    from billing.codes import ERROR_TEXT_RULES
+    from billing.gateway.codes import ERROR_TEXT_RULES
 
     outcome = classify_payment(
         JsonReply(200, {"success": False, "error": {"code": code, "description": text}})

@@ -12,12 +12,11 @@ import httpx
 import pytest
 
 from billing.console import ConsoleDeps, Operator, create_console_app
-from billing.policy import DEFAULT_POLICY
+from billing.domain.dunning_policy import DEFAULT_POLICY
 from billing.services.operations import Operations
-from billing.services.ports import RecordingDispatcher
 from billing.services.subscriptions import NewSubscription, Subscriptions
 from billing.storage.database import Database
-from tests.fakes import FakeGateway, ManualClock
+from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
 
 TOKENS = {
     "op-token": Operator("alice", "operator"),

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from billing.domain import AttemptSummary, AttemptTrigger, Category, Outcome, SubscriptionStatus
-from billing.dunning import (
+from billing.domain.dunning import (
     Action,
     Decision,
     decide,
@@ -17,13 +16,20 @@ from billing.dunning import (
     format_time,
     next_retry_after_new_binding,
 )
-from billing.policy import (
+from billing.domain.dunning_policy import (
     DEFAULT_POLICY,
     DoNotRetryAction,
     DoNotRetryPolicy,
     DunningPolicy,
     ExhaustedAction,
     SoftDeclinePolicy,
+)
+from billing.domain.model import (
+    AttemptSummary,
+    AttemptTrigger,
+    Category,
+    Outcome,
+    SubscriptionStatus,
 )
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -8,9 +8,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.domain import AttemptSummary, AttemptTrigger, Category, Outcome
-from billing.dunning import Action, decide
-from billing.policy import DEFAULT_POLICY, load_policy
+from billing.domain.dunning import Action, decide
+from billing.domain.dunning_policy import DEFAULT_POLICY, load_policy
+from billing.domain.model import AttemptSummary, AttemptTrigger, Category, Outcome
 
 FAST = load_policy(Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml")
 

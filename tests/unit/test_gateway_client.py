@@ -14,10 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing.domain import mask_binding
+from billing.bootstrap import gateway_config
+from billing.domain.model import mask_binding
 from billing.errors import GatewayError
 from billing.gateway import client as client_module
 from billing.gateway.client import GatewayClient, GatewayConfig
+from billing.gateway.port import ChargeRequest, RefundRequest, ReverseRequest
 from billing.gateway.results import (
     ConnectionFailed,
     ConnectionLost,
@@ -81,7 +83,7 @@ def pay(client: GatewayClient, **overrides: Any) -> GatewayResult:
         "description": "Test description",
     }
     values.update(overrides)
-    return client.recurrent_payment(**values)
+    return client.charge(ChargeRequest(**values))
 
 
 def raising(exc: Exception) -> Handler:
@@ -184,8 +186,8 @@ def test_refund_and_reverse_post_forms(captured: list[httpx.Request]) -> None:
         return httpx.Response(200, json={"errorCode": 0, "errorMessage": "Successful"})
 
     with make_client(handler) as client:
-        refunded = client.refund("order-1", 500, "refund-7")
-        reversed_ = client.reverse("order-1")
+        refunded = client.refund(RefundRequest("order-1", 500, "refund-7"))
+        reversed_ = client.reverse(ReverseRequest("order-1"))
 
     refund_request, reverse_request = captured
     assert refund_request.url.path.endswith("/refund.do")
@@ -231,7 +233,7 @@ def test_config_from_settings() -> None:
     from billing.settings import Settings
 
     settings_ = Settings(gateway_url=BASE, gateway_password=PASSWORD, gateway_read_timeout=12)
-    config = GatewayConfig.from_settings(settings_)
+    config = gateway_config(settings_)
     assert config.read_timeout == 12
     assert config.password.get_secret_value() == PASSWORD
 
@@ -297,11 +299,11 @@ def test_order_status_needs_a_key() -> None:
 def test_refund_validation() -> None:
     with make_client(lambda r: httpx.Response(200, json={})) as client:
         with pytest.raises(GatewayError):
-            client.refund("order-1", -1, "r-1")
+            client.refund(RefundRequest("order-1", -1, "r-1"))
         with pytest.raises(GatewayError):
-            client.refund("", 1, "r-1")
+            client.refund(RefundRequest("", 1, "r-1"))
         with pytest.raises(GatewayError):
-            client.reverse("")
+            client.reverse(ReverseRequest(""))
 
 
 # -- result mapping -----------------------------------------------------------------------------
@@ -546,8 +548,8 @@ def test_secrets_never_in_logs_reprs_or_results(
         results = [
             pay(client),
             client.order_status(order_number="UAF-203974-DE-12"),
-            client.refund("order-1", 100, "refund-1"),
-            client.reverse("order-1"),
+            client.refund(RefundRequest("order-1", 100, "refund-1")),
+            client.reverse(ReverseRequest("order-1")),
         ]
     texts = [caplog.text, repr(config), str(config), repr(client)]
     texts += [repr(result) for result in results]

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from billing.circuit import Circuit, CircuitState
+from billing.domain.circuit_breaker import Circuit, CircuitState
+from billing.domain.dunning_policy import DEFAULT_POLICY, load_policy
 from billing.errors import ChargingPausedError, ConflictError, NotFoundError, ValidationError
+from billing.gateway.port import RefundRequest
 from billing.gateway.results import (
     ConnectionFailed,
     ConnectionLost,
@@ -27,19 +29,16 @@ from billing.gateway.results import (
     NotJsonReply,
     ReadTimedOut,
 )
-from billing.policy import DEFAULT_POLICY, load_policy
 from billing.services import operations as operations_module
-from billing.services.charging import Charger
 from billing.services.operations import (
     Operations,
     RefundState,
     classify_action,
-    refund_gateway,
 )
-from billing.services.ports import RecordingDispatcher
-from billing.services.records import save_circuit
-from billing.services.scheduler import Scheduler
+from billing.services.pipeline.charging import Charger
+from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.services.subscriptions import NewSubscription
+from billing.storage.circuit_row import save_circuit
 from billing.storage.database import Database
 from billing.storage.tables import (
     ChargeAttempt,
@@ -49,53 +48,16 @@ from billing.storage.tables import (
     Refund,
     Subscription,
 )
-from tests.fakes import FakeGateway, ManualClock
-from tests.world import ServiceWorld
+from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
+from tests.support.world import ServiceWorld
 
 FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
 OK = {"errorCode": "0", "errorMessage": "Success"}
 
 
-class MoneyGateway(FakeGateway):
-    """The fake bank, which can also give money back.
-
-    ``refund_mode``: ``ok`` (errorCode 0), ``refuse`` (errorCode 7), ``timeout`` (the
-    refund happens, the answer is lost). Like the real gateway, a repeated
-    externalRefundId returns the first answer without refunding again.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.refund_calls: list[tuple[str, int, str]] = []
-        self.reverse_calls: list[str] = []
-        self.refunded: dict[str, int] = {}
-        self.reversed: set[str] = set()
-        self.refund_mode = "ok"
-        self.reverse_mode = "ok"
-        self._seen: set[str] = set()
-
-    def refund(self, order_id: str, amount: int, external_refund_id: str) -> GatewayResult:
-        self.refund_calls.append((order_id, amount, external_refund_id))
-        if self.refund_mode == "refuse":
-            return JsonReply(200, {"errorCode": "7", "errorMessage": "Refund is not possible"})
-        if external_refund_id not in self._seen:
-            self._seen.add(external_refund_id)
-            self.refunded[order_id] = self.refunded.get(order_id, 0) + amount
-        if self.refund_mode == "timeout":
-            return ReadTimedOut("read timeout")
-        return JsonReply(200, OK)
-
-    def reverse(self, order_id: str) -> GatewayResult:
-        self.reverse_calls.append(order_id)
-        if self.reverse_mode == "refuse":
-            return JsonReply(200, {"errorCode": "7", "errorMessage": "Reversal is not possible"})
-        self.reversed.add(order_id)
-        return JsonReply(200, OK)
-
-
 @dataclass
 class World(ServiceWorld):
-    gateway: MoneyGateway
+    gateway: FakeGateway
     ops: Operations
     actor: str = "ops-anna"
     notes: list[str] = field(default_factory=list)
@@ -133,7 +95,7 @@ def _world(tmp_path: Path, policy_path: Path | None) -> World:
     db = Database(f"sqlite:///{tmp_path / 'billing.db'}")
     db.upgrade()
     clock = ManualClock()
-    gateway = MoneyGateway()
+    gateway = FakeGateway()
     dispatcher = RecordingDispatcher()
     policy = load_policy(policy_path) if policy_path else DEFAULT_POLICY
     charger = Charger(db, gateway, policy, clock=clock, stale_sending_after=timedelta(seconds=30))
@@ -512,11 +474,11 @@ def test_the_refund_row_is_stored_before_the_gateway_is_called(world: World) -> 
     seen: list[tuple[str, str]] = []
     original = world.gateway.refund
 
-    def watching(order_id: str, amount: int, external_refund_id: str) -> GatewayResult:
+    def watching(request: RefundRequest) -> GatewayResult:
         with world.db.transaction() as s:  # another connection: only committed rows
             row = s.scalars(select(Refund)).one()
             seen.append((row.state, row.external_refund_id))
-        return original(order_id, amount, external_refund_id)
+        return original(request)
 
     world.gateway.refund = watching  # type: ignore[method-assign]
     body = world.ops.refund(attempt_id=attempt_id, actor=world.actor, reason="r").body
@@ -632,17 +594,6 @@ def test_refund_answers_are_classified_without_guessing(
     result: GatewayResult, state: RefundState
 ) -> None:
     assert classify_action(result).state is state
-
-
-def test_a_rate_limited_gateway_still_refunds_through_the_client_it_wraps() -> None:
-    inner = MoneyGateway()
-
-    class Wrapper:
-        def __init__(self) -> None:
-            self.inner = inner
-
-    assert refund_gateway(Wrapper()) is inner
-    assert refund_gateway(FakeGateway()) is None
 
 
 # -- timeline and audit -----------------------------------------------------------------------

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from billing.errors import ConfigurationError
-from billing.policy import (
+from billing.domain.dunning_policy import (
     DEFAULT_POLICY,
     DoNotRetryAction,
     DunningPolicy,
@@ -20,6 +19,7 @@ from billing.policy import (
     load_policy,
     parse_policy,
 )
+from billing.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[2]
 D = timedelta(days=1)

@@ -14,9 +14,10 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.classification import Category, classify_payment
 from billing.errors import ConfigurationError
-from billing.gateway.ratelimit import (
+from billing.gateway.classify import Category, classify_payment
+from billing.gateway.port import ChargeRequest, RefundRequest, ReverseRequest
+from billing.gateway.rate_limit import (
     DEFAULT_KEY,
     CallLimiter,
     LocalCallLimiter,
@@ -24,7 +25,7 @@ from billing.gateway.ratelimit import (
     RedisCallLimiter,
     build_limiter,
 )
-from billing.gateway.results import ConnectionFailed, GatewayResult, JsonReply
+from billing.gateway.results import RATE_LIMITED, ConnectionFailed, GatewayResult, JsonReply
 
 
 class FakeClock:
@@ -56,12 +57,12 @@ class ScriptedLimiter:
 
 class RecordingGateway:
     def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.calls: list[tuple[str, object]] = []
         self.reply = JsonReply(200, {"errorCode": "0"})
         self.closed = False
 
-    def recurrent_payment(self, **kwargs: Any) -> GatewayResult:
-        self.calls.append(("recurrent_payment", kwargs))
+    def charge(self, request: ChargeRequest) -> GatewayResult:
+        self.calls.append(("charge", request))
         return self.reply
 
     def order_status(self, **kwargs: Any) -> GatewayResult:
@@ -72,15 +73,15 @@ class RecordingGateway:
         self.closed = True
 
 
-PAYMENT = {
-    "order_number": "INV-1-1",
-    "binding_id": "b-123",
-    "amount": 1990,
-    "currency": "643",
-    "description": "Pro plan",
-    "client_id": "cus_1",
-    "language": "en",
-}
+PAYMENT = ChargeRequest(
+    order_number="INV-1-1",
+    binding_id="b-123",
+    amount=1990,
+    currency="643",
+    description="Pro plan",
+    client_id="cus_1",
+    language="en",
+)
 
 
 def max_in_closed_window(times: list[float], window: float = 1.0) -> int:
@@ -258,11 +259,11 @@ def test_passes_calls_through_unchanged_when_a_slot_is_free() -> None:
     gateway = RateLimitedGateway(
         inner, ScriptedLimiter([], default=True), sleep=clock.sleep, clock=clock
     )
-    assert gateway.recurrent_payment(**PAYMENT) is inner.reply
+    assert gateway.charge(PAYMENT) is inner.reply
     assert gateway.order_status(order_id="abc") is inner.reply
     assert gateway.order_status(order_number="INV-1-1") is inner.reply
     assert inner.calls == [
-        ("recurrent_payment", PAYMENT),
+        ("charge", PAYMENT),
         ("order_status", {"order_number": None, "order_id": "abc"}),
         ("order_status", {"order_number": "INV-1-1", "order_id": None}),
     ]
@@ -282,10 +283,10 @@ def test_waits_for_a_slot_then_calls() -> None:
     gateway = RateLimitedGateway(
         inner, limiter, sleep=sleep, clock=clock, poll_interval=0.05, jitter=lambda: 0.5
     )
-    assert gateway.recurrent_payment(**PAYMENT) is inner.reply
+    assert gateway.charge(PAYMENT) is inner.reply
     assert limiter.calls == 4
     assert sleeps == [0.05, 0.05, 0.05]
-    assert inner.calls == [("recurrent_payment", PAYMENT)]
+    assert inner.calls == [("charge", PAYMENT)]
 
 
 def test_sleeps_are_jittered_within_bounds() -> None:
@@ -314,8 +315,8 @@ def test_gives_up_after_max_wait_with_a_not_sent_result() -> None:
     clock = FakeClock()
     limiter = ScriptedLimiter([], default=False)
     gateway = RateLimitedGateway(inner, limiter, sleep=clock.sleep, clock=clock)
-    result = gateway.recurrent_payment(**PAYMENT)
-    assert result == ConnectionFailed("rate limit: no slot within 60s")
+    result = gateway.charge(PAYMENT)
+    assert result == ConnectionFailed("rate limit: no slot within 60s", reason=RATE_LIMITED)
     assert result.request_sent is False
     assert inner.calls == []
     assert clock.now == pytest.approx(1060.0)  # never sleeps past the deadline
@@ -331,7 +332,7 @@ def test_max_wait_is_configurable_and_applies_to_status_queries() -> None:
         inner, ScriptedLimiter([], default=False), max_wait=2.5, sleep=clock.sleep, clock=clock
     )
     assert gateway.order_status(order_number="INV-1-1") == ConnectionFailed(
-        "rate limit: no slot within 2.5s"
+        "rate limit: no slot within 2.5s", reason=RATE_LIMITED
     )
     assert clock.now == pytest.approx(1002.5)
     assert inner.calls == []
@@ -350,7 +351,7 @@ def test_a_slot_granted_at_the_last_moment_is_used() -> None:
         clock=clock,
         jitter=lambda: 0.5,
     )
-    assert gateway.recurrent_payment(**PAYMENT) is inner.reply
+    assert gateway.charge(PAYMENT) is inner.reply
 
 
 def test_zero_max_wait_tries_once() -> None:
@@ -370,7 +371,7 @@ def test_close_closes_the_inner_gateway_and_the_limiter() -> None:
 
 def test_close_tolerates_parts_without_close() -> None:
     class Bare:
-        def recurrent_payment(self, **kwargs: Any) -> GatewayResult:
+        def charge(self, request: ChargeRequest) -> GatewayResult:
             raise AssertionError
 
         def order_status(self, **kwargs: Any) -> GatewayResult:
@@ -434,7 +435,7 @@ def test_redis_limiter_fails_closed_and_warns_once_per_outage(
         ]
     )
     limiter = RedisCallLimiter(fake, "k", 10, clock=clock, outage_cooldown=1.0)  # type: ignore[arg-type]
-    caplog.set_level(logging.WARNING, logger="billing.gateway.ratelimit")
+    caplog.set_level(logging.WARNING, logger="billing.gateway.rate_limit")
 
     assert limiter.try_acquire() == 1_700_000_000.0
     assert not limiter.acquire()  # Redis down: deny
@@ -482,10 +483,10 @@ def test_redis_limiter_on_a_dead_port_denies_without_raising(
 ) -> None:
     limiter = RedisCallLimiter.from_url("redis://127.0.0.1:1/0", "k", 10)
     try:
-        caplog.set_level(logging.WARNING, logger="billing.gateway.ratelimit")
+        caplog.set_level(logging.WARNING, logger="billing.gateway.rate_limit")
         gateway = RateLimitedGateway(RecordingGateway(), limiter, max_wait=0.3, poll_interval=0.02)
-        result = gateway.recurrent_payment(**PAYMENT)
-        assert result == ConnectionFailed("rate limit: no slot within 0.3s")
+        result = gateway.charge(PAYMENT)
+        assert result == ConnectionFailed("rate limit: no slot within 0.3s", reason=RATE_LIMITED)
         outage = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
         assert len(outage) == 1
     finally:
@@ -512,7 +513,7 @@ def test_build_limiter_without_a_limit_is_none(limit: int | None) -> None:
 
 
 def test_build_limiter_without_redis_is_local(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="billing.gateway.ratelimit")
+    caplog.set_level(logging.WARNING, logger="billing.gateway.rate_limit")
     limiter = build_limiter(None, 7)
     assert isinstance(limiter, LocalCallLimiter)
     assert limiter.calls_per_second == 7
@@ -533,23 +534,24 @@ def test_build_limiter_rejects_a_negative_limit() -> None:
 
 
 def test_refunds_and_reversals_pass_through_the_limit_to_the_wrapped_gateway() -> None:
-    from billing.gateway.ratelimit import LocalCallLimiter, RateLimitedGateway
+    from billing.gateway.rate_limit import LocalCallLimiter, RateLimitedGateway
     from billing.gateway.results import JsonReply
 
     class Refunding:
         def __init__(self) -> None:
             self.calls: list[tuple[str, ...]] = []
 
-        def refund(self, order_id: str, amount: int, external_refund_id: str) -> JsonReply:
-            self.calls.append(("refund", order_id, str(amount), external_refund_id))
+        def refund(self, request: RefundRequest) -> JsonReply:
+            r = request
+            self.calls.append(("refund", r.order_id, str(r.amount), r.external_refund_id))
             return JsonReply(200, {"errorCode": "0"})
 
-        def reverse(self, order_id: str) -> JsonReply:
-            self.calls.append(("reverse", order_id))
+        def reverse(self, request: ReverseRequest) -> JsonReply:
+            self.calls.append(("reverse", request.order_id))
             return JsonReply(200, {"errorCode": "0"})
 
     inner = Refunding()
     gateway = RateLimitedGateway(inner, LocalCallLimiter(100))  # type: ignore[arg-type]
-    assert gateway.refund("o-1", 500, "r-1") == JsonReply(200, {"errorCode": "0"})
-    assert gateway.reverse("o-1") == JsonReply(200, {"errorCode": "0"})
+    assert gateway.refund(RefundRequest("o-1", 500, "r-1")) == JsonReply(200, {"errorCode": "0"})
+    assert gateway.reverse(ReverseRequest("o-1")) == JsonReply(200, {"errorCode": "0"})
     assert inner.calls == [("refund", "o-1", "500", "r-1"), ("reverse", "o-1")]

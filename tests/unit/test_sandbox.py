@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 
 from billing.errors import ConfigurationError
 from billing.gateway.client import GatewayClient, GatewayConfig
+from billing.gateway.port import RefundRequest, ReverseRequest
 from billing.sandbox import Ledger, Order, OrderState, SandboxConfig, SandboxServer, create_app
 from billing.sandbox.behaviours import Fault, Kind, behaviour_for, draw_fault
 from billing.services.operations import RefundState, classify_action
@@ -609,11 +610,11 @@ def test_the_gateway_client_and_the_operations_classification_agree_with_the_san
     config = GatewayConfig(base_url=server.url, username="sandbox", password="sandbox")
     with GatewayClient(config) as rbs:
         outcomes = [
-            classify_action(rbs.refund(order_id, 300, "rf-7")),
-            classify_action(rbs.refund(order_id, 300, "rf-7")),
-            classify_action(rbs.refund(order_id, 99999, "rf-8")),
-            classify_action(rbs.reverse(order_id)),
-            classify_action(rbs.refund(order_id, 0, "rf-9")),
+            classify_action(rbs.refund(RefundRequest(order_id, 300, "rf-7"))),
+            classify_action(rbs.refund(RefundRequest(order_id, 300, "rf-7"))),
+            classify_action(rbs.refund(RefundRequest(order_id, 99999, "rf-8"))),
+            classify_action(rbs.reverse(ReverseRequest(order_id))),
+            classify_action(rbs.refund(RefundRequest(order_id, 0, "rf-9"))),
         ]
     assert [o.state for o in outcomes] == [
         RefundState.SUCCEEDED,

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from billing.domain.periods import next_due, validate_cron
 from billing.errors import ValidationError
-from billing.schedule import next_due, validate_cron
 
 
 def T(*parts: int) -> datetime:

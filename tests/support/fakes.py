@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from billing.gateway.port import ChargeRequest, RefundRequest, ReverseRequest
 from billing.gateway.results import (
     ConnectionFailed,
     GatewayResult,
@@ -14,6 +15,8 @@ from billing.gateway.results import (
     JsonReply,
     ReadTimedOut,
 )
+
+OK = {"errorCode": "0", "errorMessage": "Success"}
 
 
 class ManualClock:
@@ -76,9 +79,20 @@ class FakeGateway:
     (charged, then the client times out), ``down`` (connection refused), ``pending``
     (the order stays registered but unpaid), ``http500`` (refused before charging),
     ``proxy502`` (charged, but a proxy answered 502).
+
+    It also gives money back. ``refund_mode``: ``ok`` (errorCode 0), ``refuse``
+    (errorCode 7), ``timeout`` (the refund happens, the answer is lost). Like the real
+    gateway, a repeated externalRefundId returns the first answer without refunding again.
     """
 
     def __init__(self) -> None:
+        self.refund_calls: list[tuple[str, int, str]] = []
+        self.reverse_calls: list[str] = []
+        self.refunded: dict[str, int] = {}
+        self.reversed: set[str] = set()
+        self.refund_mode = "ok"
+        self.reverse_mode = "ok"
+        self._seen: set[str] = set()
         self.orders: dict[str, dict[str, Any]] = {}
         self.payment_calls: list[str] = []
         self.status_calls: list[str] = []
@@ -89,17 +103,8 @@ class FakeGateway:
     def deposited(self) -> list[str]:
         return [n for n, o in self.orders.items() if o["orderStatus"] == 2]
 
-    def recurrent_payment(
-        self,
-        *,
-        order_number: str,
-        binding_id: str,
-        amount: int,
-        currency: str,
-        description: str | None = None,
-        client_id: str | None = None,
-        language: str | None = None,
-    ) -> GatewayResult:
+    def charge(self, request: ChargeRequest) -> GatewayResult:
+        order_number, binding_id, amount = request.order_number, request.binding_id, request.amount
         self.payment_calls.append(order_number)
         if self.before_charge is not None:
             self.before_charge(order_number)
@@ -160,3 +165,46 @@ class FakeGateway:
                 "attributes": [{"name": "mdOrder", "value": order["orderId"]}],
             },
         )
+
+    def refund(self, request: RefundRequest) -> GatewayResult:
+        order_id, amount, external_refund_id = (
+            request.order_id,
+            request.amount,
+            request.external_refund_id,
+        )
+        self.refund_calls.append((order_id, amount, external_refund_id))
+        if self.refund_mode == "refuse":
+            return JsonReply(200, {"errorCode": "7", "errorMessage": "Refund is not possible"})
+        if external_refund_id not in self._seen:
+            self._seen.add(external_refund_id)
+            self.refunded[order_id] = self.refunded.get(order_id, 0) + amount
+        if self.refund_mode == "timeout":
+            return ReadTimedOut("read timeout")
+        return JsonReply(200, OK)
+
+    def reverse(self, request: ReverseRequest) -> GatewayResult:
+        self.reverse_calls.append(request.order_id)
+        if self.reverse_mode == "refuse":
+            return JsonReply(200, {"errorCode": "7", "errorMessage": "Reversal is not possible"})
+        self.reversed.add(request.order_id)
+        return JsonReply(200, OK)
+
+    def close(self) -> None:
+        pass
+
+
+class RecordingDispatcher:
+    """A test double of the Dispatcher port: it only records the ids it was given."""
+
+    def __init__(self) -> None:
+        self.charges: list[int] = []
+        self.reconciles: list[int] = []
+
+    def charge(self, attempt_ids: Sequence[int]) -> None:
+        self.charges.extend(attempt_ids)
+
+    def reconcile(self, attempt_ids: Sequence[int]) -> None:
+        self.reconciles.extend(attempt_ids)
+
+    def backlog(self) -> int:
+        return len(self.charges) + len(self.reconciles)

@@ -20,9 +20,9 @@ from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from billing import circuit as breaker
-from billing.classification import classify_status
-from billing.domain import (
+from billing.domain import circuit_breaker as breaker
+from billing.domain.dunning_policy import DunningPolicy
+from billing.domain.model import (
     BILLABLE_STATUSES,
     CHARGEABLE_STATUSES,
     AttemptState,
@@ -30,14 +30,17 @@ from billing.domain import (
     Category,
     InvoiceStatus,
     SubscriptionStatus,
+    new_order_number,
 )
+from billing.domain.periods import next_due
 from billing.errors import BillingError
-from billing.policy import DunningPolicy
-from billing.schedule import next_due
-from billing.services.charging import cancel_subscription
-from billing.services.ports import Clock, Dispatcher, Gateway, system_clock
-from billing.services.records import load_circuit, new_order_number, record_event, save_circuit
+from billing.gateway.classify import classify_status
+from billing.gateway.port import Gateway
+from billing.services.audit import record_event
+from billing.services.pipeline.charging import cancel_subscription
+from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.storage.bulk import bulk_insert, bulk_update
+from billing.storage.circuit_row import load_circuit, save_circuit
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 

@@ -9,18 +9,18 @@ from datetime import timedelta
 import dramatiq
 import pydantic
 
+from billing.domain.dunning_policy import DEFAULT_POLICY, DunningPolicy, load_policy
 from billing.errors import ConfigurationError
 from billing.gateway.client import GatewayClient, GatewayConfig
-from billing.gateway.ratelimit import RateLimitedGateway, build_limiter
-from billing.policy import DEFAULT_POLICY, DunningPolicy, load_policy
-from billing.services.charging import Charger
-from billing.services.ports import Clock, Gateway, system_clock
-from billing.services.scheduler import Scheduler
+from billing.gateway.port import Gateway
+from billing.gateway.rate_limit import RateLimitedGateway, build_limiter
+from billing.queue.dramatiq import Actors, DramatiqDispatcher, build_broker, declare_actors
+from billing.services.pipeline.charging import Charger
+from billing.services.pipeline.scheduler_pass import Scheduler
+from billing.services.ports import Clock, system_clock
 from billing.services.subscriptions import Subscriptions
 from billing.settings import Settings
 from billing.storage.database import Database
-from workers.actors import Actors, DramatiqDispatcher, declare_actors
-from workers.broker import build_broker
 
 
 @dataclass
@@ -46,7 +46,17 @@ class App:
 
 def gateway_config(settings: Settings) -> GatewayConfig:
     try:
-        return GatewayConfig.from_settings(settings)
+        return GatewayConfig(
+            base_url=settings.gateway_url,
+            username=settings.gateway_username,
+            password=settings.gateway_password,
+            token=settings.gateway_token,
+            connect_timeout=settings.gateway_connect_timeout,
+            read_timeout=settings.gateway_read_timeout,
+            write_timeout=settings.gateway_write_timeout,
+            pool_timeout=settings.gateway_pool_timeout,
+            max_connections=settings.gateway_max_connections,
+        )
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigurationError(f"invalid gateway setting: {first['msg']}") from None

@@ -89,7 +89,7 @@ TIMEZONE = "Europe/Moscow"
 #: in stable, documented states (suspended, needs_payment_method) rather than racing the
 #: audit, and "unknown" outcomes are never handed to an operator during a run.
 CHAOS_POLICY = """\
-# Written by billing.chaos: config/dunning-fast.toml with long grace periods.
+# Written by tests.chaos.run: config/dunning-fast.toml with long grace periods.
 [soft_decline]
 retry_after = ["1s", "1s", "1s"]
 on_exhausted = "suspend"
@@ -547,7 +547,7 @@ class Process:
         self.started_at = time.monotonic()
         self._log_start = self._log.tell()
         self._ready_at = None
-        self._popen = subprocess.Popen(  # noqa: S603 - our own interpreter or redis-server
+        self._popen = subprocess.Popen(
             self.argv,
             env=self.env,
             cwd=ROOT,
@@ -795,7 +795,7 @@ class ChaosRun:
         wait_until(lambda: _http_ok(f"{self.sandbox_root}/sandbox/health"), 30, "the sandbox")
 
     def _migrate(self, env: Mapping[str, str]) -> None:
-        result = subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
+        result = subprocess.run(
             [*BILLING, "db", "upgrade"],
             env=dict(env),
             cwd=ROOT,

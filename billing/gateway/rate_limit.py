@@ -1,6 +1,6 @@
 """A global limit on gateway calls per second, shared by every worker on every machine.
 
-:class:`RateLimitedGateway` wraps any :class:`~billing.services.ports.Gateway`. Before each
+:class:`RateLimitedGateway` wraps any :class:`~billing.gateway.port.Gateway`. Before each
 call it asks a :class:`CallLimiter` for a slot; when the slot is denied it sleeps a short
 jittered interval (holding no lock, no connection, no transaction) and asks again. After
 ``max_wait`` seconds without a slot it gives up with :class:`ConnectionFailed` ("not sent"):
@@ -52,17 +52,15 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from billing.errors import ConfigurationError, GatewayError
-from billing.gateway.results import ConnectionFailed, GatewayResult
-
-if TYPE_CHECKING:
-    from billing.services.ports import Gateway
+from billing.errors import ConfigurationError
+from billing.gateway.port import ChargeRequest, Gateway, RefundRequest, ReverseRequest
+from billing.gateway.results import RATE_LIMITED, ConnectionFailed, GatewayResult
 
 __all__ = [
     "DEFAULT_KEY",
@@ -75,7 +73,7 @@ __all__ = [
     "build_limiter",
 ]
 
-log = logging.getLogger("billing.gateway.ratelimit")
+log = logging.getLogger("billing.gateway.rate_limit")
 
 #: The Redis key shared by every process limiting calls to the one gateway.
 DEFAULT_KEY: Final = "billing:gateway:ratelimit"
@@ -112,10 +110,6 @@ if redis.call('ZCARD', KEYS[1]) < limit then
 end
 return {0, now}
 """
-
-
-#: How a rate-limit give-up reads in results and outcomes (not a gateway outage).
-RATE_LIMIT_DETAIL = "rate limit:"
 
 
 @runtime_checkable
@@ -300,7 +294,7 @@ class RedisCallLimiter:
 
 
 class RateLimitedGateway:
-    """A :class:`~billing.services.ports.Gateway` that takes a limiter slot before
+    """A :class:`~billing.gateway.port.Gateway` that takes a limiter slot before
     every call, waiting (never raising) up to ``max_wait`` seconds for one."""
 
     def __init__(
@@ -327,59 +321,23 @@ class RateLimitedGateway:
     def __repr__(self) -> str:
         return f"RateLimitedGateway({self.inner!r}, {self.limiter!r}, max_wait={self.max_wait:g})"
 
-    def recurrent_payment(
-        self,
-        *,
-        order_number: str,
-        binding_id: str,
-        amount: int,
-        currency: str,
-        description: str | None = None,
-        client_id: str | None = None,
-        language: str | None = None,
-    ) -> GatewayResult:
-        denied = self._wait_for_slot("recurrentPayment.do", order_number)
-        if denied is not None:
-            return denied
-        return self.inner.recurrent_payment(
-            order_number=order_number,
-            binding_id=binding_id,
-            amount=amount,
-            currency=currency,
-            description=description,
-            client_id=client_id,
-            language=language,
+    def charge(self, request: ChargeRequest) -> GatewayResult:
+        return self._wait_for_slot("recurrentPayment.do", request.order_number) or (
+            self.inner.charge(request)
         )
 
     def order_status(
         self, *, order_number: str | None = None, order_id: str | None = None
     ) -> GatewayResult:
-        denied = self._wait_for_slot("getOrderStatusExtended.do", order_number or order_id)
-        if denied is not None:
-            return denied
-        return self.inner.order_status(order_number=order_number, order_id=order_id)
+        return self._wait_for_slot("getOrderStatusExtended.do", order_number or order_id) or (
+            self.inner.order_status(order_number=order_number, order_id=order_id)
+        )
 
-    def refund(self, order_id: str, amount: int, external_refund_id: str) -> GatewayResult:
-        """refund.do through the same limit (the gateway counts every call)."""
-        denied = self._wait_for_slot("refund.do", order_id)
-        if denied is not None:
-            return denied
-        result: GatewayResult = self._inner_method("refund")(order_id, amount, external_refund_id)
-        return result
+    def refund(self, request: RefundRequest) -> GatewayResult:
+        return self._wait_for_slot("refund.do", request.order_id) or self.inner.refund(request)
 
-    def reverse(self, order_id: str) -> GatewayResult:
-        """reverse.do through the same limit."""
-        denied = self._wait_for_slot("reverse.do", order_id)
-        if denied is not None:
-            return denied
-        result: GatewayResult = self._inner_method("reverse")(order_id)
-        return result
-
-    def _inner_method(self, name: str) -> Callable[..., Any]:
-        method = getattr(self.inner, name, None)
-        if not callable(method):
-            raise GatewayError(f"the wrapped gateway has no {name}.do")
-        return method  # type: ignore[no-any-return]
+    def reverse(self, request: ReverseRequest) -> GatewayResult:
+        return self._wait_for_slot("reverse.do", request.order_id) or self.inner.reverse(request)
 
     def close(self) -> None:
         """Close the inner gateway and the limiter, when they can be closed."""
@@ -401,7 +359,7 @@ class RateLimitedGateway:
                     self.max_wait,
                 )
                 return ConnectionFailed(
-                    detail=f"{RATE_LIMIT_DETAIL} no slot within {self.max_wait:g}s"
+                    detail=f"rate limit: no slot within {self.max_wait:g}s", reason=RATE_LIMITED
                 )
             # 0.5x..1.5x the interval, so waiting threads do not poll in lockstep.
             self._sleep(min(remaining, self.poll_interval * (0.5 + self._jitter())))

@@ -23,7 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from billing.durations import parse_duration
+from billing.domain.durations import parse_duration
 from billing.errors import ConfigurationError
 
 _PREFIX = "dunning policy"

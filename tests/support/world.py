@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from billing.services.charging import Charger
-from billing.services.ports import RecordingDispatcher
-from billing.services.scheduler import Scheduler
+from billing.services.pipeline.charging import Charger
+from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice, Subscription
-from tests.fakes import FakeGateway, ManualClock
+from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
 
 
 @dataclass

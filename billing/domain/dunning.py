@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from billing.domain import (
+from billing.domain.dunning_policy import DoNotRetryAction, DunningPolicy, ExhaustedAction
+from billing.domain.durations import format_duration
+from billing.domain.model import (
     AttemptSummary,
     AttemptTrigger,
     Category,
     Outcome,
     SubscriptionStatus,
 )
-from billing.durations import format_duration
-from billing.policy import DoNotRetryAction, DunningPolicy, ExhaustedAction
 
 
 class Action(StrEnum):

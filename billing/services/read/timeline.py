@@ -6,7 +6,7 @@ events and the charging circuit, and returns short lines such as::
     insufficient funds on 3 Dec; next retry 6 Dec 09:00 MSK; suspends on 10 Dec
 
 Times are shown in the subscription's own timezone. The suspension date comes from the
-dunning policy's planned schedule (:func:`billing.dunning.describe_schedule`) counted from
+dunning policy's planned schedule (:func:`billing.domain.dunning.describe_schedule`) counted from
 the first decline; the next retry is the open invoice's ``next_attempt_at``.
 """
 
@@ -18,19 +18,19 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from billing.circuit import Circuit
-from billing.domain import (
+from billing.domain.circuit_breaker import Circuit
+from billing.domain.dunning import describe_schedule
+from billing.domain.dunning_policy import DunningPolicy
+from billing.domain.model import (
     IN_FLIGHT_STATES,
     AttemptState,
     Category,
     InvoiceStatus,
     SubscriptionStatus,
 )
-from billing.dunning import describe_schedule
+from billing.domain.periods import validate_timezone
 from billing.errors import NotFoundError
-from billing.policy import DunningPolicy
-from billing.schedule import validate_timezone
-from billing.services.records import load_circuit
+from billing.storage.circuit_row import load_circuit
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 

@@ -1,8 +1,11 @@
-"""Small storage helpers shared by the use cases: events and the circuit row."""
+"""The circuit breaker's one row: load and save the pure :class:`Circuit` state.
+
+The decisions live in :mod:`billing.domain.circuit_breaker`; this module only stores them.
+It must never decide whether charging is paused.
+"""
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 from typing import Any
 
@@ -10,47 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from billing.circuit import Circuit, CircuitState
-from billing.storage.tables import Event, GatewayCircuit
+from billing.domain.circuit_breaker import Circuit, CircuitState
+from billing.storage.tables import GatewayCircuit
 
 CIRCUIT_ROW = 1
-
-
-def record_event(
-    session: Session,
-    at: datetime,
-    kind: str,
-    reason: str,
-    *,
-    subscription_id: int | None = None,
-    invoice_id: int | None = None,
-    attempt_id: int | None = None,
-    from_state: str | None = None,
-    to_state: str | None = None,
-    actor: str = "system",
-) -> None:
-    session.add(
-        Event(
-            at=at,
-            kind=kind,
-            reason=reason,
-            subscription_id=subscription_id,
-            invoice_id=invoice_id,
-            attempt_id=attempt_id,
-            from_state=from_state,
-            to_state=to_state,
-            actor=actor,
-        )
-    )
-
-
-def new_order_number(invoice_id: int, attempt_number: int) -> str:
-    """A fresh gateway orderNumber (≤ 32 chars): readable ids plus randomness, so a
-    number is never reused even if the database is rebuilt against the same merchant."""
-    number = f"{invoice_id}-{attempt_number}-{secrets.token_hex(5)}"
-    if len(number) > 32:
-        number = f"{secrets.token_hex(16)}"
-    return number
 
 
 def _ensure_circuit_row(session: Session) -> None:

@@ -2,7 +2,7 @@
 
 Source: the gateway notes ``response-codes.md`` and the recurrentPayment.do /
 getOrderStatusExtended.do references (the grouping is ours, not the gateways').
-:mod:`billing.classification` reads these tables; nothing here does I/O.
+:mod:`billing.gateway.classify` reads these tables; nothing here does I/O.
 
 Three kinds of code reach us:
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from billing.domain import Category
+from billing.domain.model import Category
 
 
 @dataclass(frozen=True)

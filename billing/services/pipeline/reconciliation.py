@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
-from billing.domain import AttemptState
-from billing.services.charging import Charger
+from billing.domain.model import AttemptState
+from billing.services.pipeline.charging import Charger
 from billing.storage.tables import ChargeAttempt
 
 

@@ -9,7 +9,7 @@ The money rules
   or 0, no error code is set, ``success`` is not ``false`` and the HTTP status is 2xx.
 * ``success: true`` without an order status → UNKNOWN (reconcile by status).
 * A declined order (``orderStatus`` 6 / DECLINED) is classified by its ``actionCode``
-  (:data:`billing.codes.ACTION_CODES`).
+  (:data:`billing.gateway.codes.ACTION_CODES`).
 * Anything unknown (error code, action code, text of the ambiguous codes 1/5/10,
   order status, shape) is never PAID and never a decline the customer hears about:
   UNKNOWN when the order may exist (the worker reconciles), TRANSIENT only when the
@@ -48,21 +48,24 @@ operator looks.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Final
 
 from pydantic import ValidationError
 
-from billing import codes
-from billing.codes import Rule
-from billing.domain import Category, Outcome
+from billing.domain.model import Category, Outcome
+from billing.gateway import codes
+from billing.gateway.codes import Rule
 from billing.gateway.models import (
+    ActionResponse,
     ErrorBlock,
     OrderStatusBlock,
     OrderStatusResponse,
     RecurrentPaymentResponse,
 )
 from billing.gateway.results import (
+    RATE_LIMITED,
     ConnectionFailed,
     ConnectionLost,
     GatewayResult,
@@ -99,7 +102,7 @@ def classify_status(result: GatewayResult) -> Outcome:
 def _not_json(result: object, *, query: bool) -> Outcome:
     if isinstance(result, ConnectionFailed | ReadTimedOut | ConnectionLost):
         if isinstance(result, ConnectionFailed):
-            reason = "connect_failed"
+            reason = RATE_LIMITED if result.reason == RATE_LIMITED else "connect_failed"
         elif isinstance(result, ReadTimedOut):
             reason = "read_timeout"
         else:
@@ -341,3 +344,81 @@ def _int_or_none(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     return None
+
+
+# -- refund.do and reverse.do -------------------------------------------------------------
+
+
+class RefundState(StrEnum):
+    REQUESTED = "requested"  # stored; the gateway call has not come back (yet)
+    SUCCEEDED = "succeeded"  # the gateway answered errorCode 0
+    FAILED = "failed"  # the gateway refused, or the request certainly never left
+    UNKNOWN = "unknown"  # sent, no answer: may have been processed; never assumed either way
+
+
+#: Refund states whose money may have left (or will): they count against the paid amount.
+TAKEN_STATES = (RefundState.REQUESTED.value, RefundState.SUCCEEDED.value, RefundState.UNKNOWN.value)
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """What the answer of refund.do / reverse.do means."""
+
+    state: RefundState
+    message: str
+    error_code: str | None = None
+    http_status: int | None = None
+
+
+def classify_action(result: GatewayResult) -> ActionOutcome:
+    """errorCode "0" is accepted; an explicit other code is a refusal; a request that may
+    have been processed without a clear answer (timeout, lost connection, 5xx, an HTML page,
+    a JSON body without errorCode) is UNKNOWN — never a success."""
+    if isinstance(result, JsonReply):
+        status = result.http_status
+        parsed = ActionResponse.model_validate(result.body)
+        code = parsed.error_code
+        message = (parsed.error_message or "").strip()[:300]
+        if code is None:
+            error = result.body.get("error")
+            if isinstance(error, dict):
+                raw = error.get("code")
+                code = None if raw is None else str(raw).strip() or None
+                text = error.get("message") or error.get("description") or ""
+                message = message or (text if isinstance(text, str) else "")[:300]
+        if code is None:
+            return ActionOutcome(
+                RefundState.UNKNOWN, "the gateway's answer has no errorCode", None, status
+            )
+        if code == "0":
+            if not 200 <= status <= 299:
+                return ActionOutcome(
+                    RefundState.UNKNOWN, f"errorCode 0 with HTTP {status}", code, status
+                )
+            return ActionOutcome(RefundState.SUCCEEDED, message or "accepted", code, status)
+        return ActionOutcome(RefundState.FAILED, message or f"errorCode {code}", code, status)
+    if isinstance(result, ConnectionFailed | ReadTimedOut | ConnectionLost):
+        if result.request_sent is False:  # the request certainly never left
+            return ActionOutcome(RefundState.FAILED, f"not sent: {result.detail}"[:300])
+        return ActionOutcome(
+            RefundState.UNKNOWN, f"no answer (may have been processed): {result.detail}"[:300]
+        )
+    if isinstance(result, HttpErrorReply):
+        if result.http_status >= 500:
+            return ActionOutcome(
+                RefundState.UNKNOWN,
+                f"HTTP {result.http_status} (may have been processed behind it)",
+                None,
+                result.http_status,
+            )
+        return ActionOutcome(
+            RefundState.FAILED, f"refused with HTTP {result.http_status}", None, result.http_status
+        )
+    if isinstance(result, NotJsonReply):
+        return ActionOutcome(
+            RefundState.UNKNOWN,
+            f"not a JSON answer (HTTP {result.http_status}); may have been processed",
+            None,
+            result.http_status,
+        )
+    return ActionOutcome(RefundState.UNKNOWN, "unrecognised result")

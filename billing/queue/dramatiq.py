@@ -1,7 +1,11 @@
-"""The project's actors. A message carries only an attempt id; the database is the truth.
+"""The Dramatiq adapter: the broker, the project's actors and the Dispatcher port over them.
 
-Actors are declared on an explicit broker by :func:`declare_actors` (nothing is bound
-at import time) and look their services up lazily, so a worker process connects to
+A message carries only an attempt id; the database is the truth. This module must never
+decide anything about money: an actor is one line that hands the id to a use case.
+
+Building a broker opens no connection (the Redis client connects on first use). Actors
+are declared on an explicit broker by :func:`declare_actors` (nothing is bound at import
+time) and look their services up lazily, so a worker process connects to
 nothing until its first message.
 """
 
@@ -18,7 +22,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from billing.errors import BrokerError
-from billing.services.charging import Charger
+from billing.services.pipeline.charging import Charger
 
 log = logging.getLogger("billing.worker")
 
@@ -84,3 +88,14 @@ class DramatiqDispatcher:
                 actor.send(attempt_id)
         except (redis.RedisError, dramatiq.errors.BrokerError, OSError) as exc:
             raise BrokerError(f"cannot enqueue on the broker: {type(exc).__name__}") from exc
+
+
+def build_broker(redis_url: str | None) -> dramatiq.Broker:
+    """A RedisBroker for ``redis_url``, or an in-memory StubBroker when it is None."""
+    broker: dramatiq.Broker
+    if redis_url:
+        broker = RedisBroker(url=redis_url, namespace="billing")  # type: ignore[no-untyped-call]
+    else:
+        broker = StubBroker()
+        broker.emit_after("process_boot")
+    return broker

@@ -16,9 +16,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from billing import circuit as breaker
-from billing.classification import classify_payment, classify_status
-from billing.domain import (
+from billing.domain import circuit_breaker as breaker
+from billing.domain.dunning import Action, Decision, decide, next_retry_after_new_binding
+from billing.domain.dunning_policy import DunningPolicy
+from billing.domain.model import (
     FINAL_STATES,
     AttemptState,
     AttemptSummary,
@@ -28,12 +29,13 @@ from billing.domain import (
     Outcome,
     SubscriptionStatus,
 )
-from billing.dunning import Action, Decision, decide, next_retry_after_new_binding
-from billing.gateway.ratelimit import RATE_LIMIT_DETAIL
-from billing.policy import DunningPolicy
+from billing.gateway.classify import classify_payment, classify_status
+from billing.gateway.port import CHARGE_LANGUAGE, ChargeRequest, Gateway
+from billing.gateway.results import RATE_LIMITED
+from billing.services.audit import record_event
 from billing.services.lifecycle import change_status, recover
-from billing.services.ports import Clock, Gateway, system_clock
-from billing.services.records import load_circuit, record_event, save_circuit
+from billing.services.ports import Clock, system_clock
+from billing.storage.circuit_row import load_circuit, save_circuit
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, GatewayCircuit, Invoice, Subscription
 
@@ -57,13 +59,10 @@ DECLINED_ORDER = 6  # orderStatus: authorization declined
 
 
 @dataclass(frozen=True)
-class _ChargeRequest:
-    order_number: str
-    binding_id: str
-    amount: int
-    currency: str
-    description: str | None
-    customer_id: str
+class _Claimed:
+    """An attempt moved to ``sending``: what to send, and when it was claimed."""
+
+    charge: ChargeRequest
     sent_at: datetime
 
 
@@ -92,7 +91,7 @@ class Charger:
     def charge(self, attempt_id: int) -> str:
         """Send the attempt to the gateway once; returns a word saying what happened."""
         now = self.clock()
-        request: _ChargeRequest | None = None
+        request: _Claimed | None = None
         with self.db.transaction() as session:
             attempt = _lock_attempt(session, attempt_id)
             if attempt is None:
@@ -116,19 +115,13 @@ class Charger:
             # have decided nothing was sent. Sending now could charge twice; let it decide.
             log.warning("charge: attempt %s claimed too long ago; not sending", attempt_id)
             return "stalled"
-        result = self.gateway.recurrent_payment(
-            order_number=request.order_number,
-            binding_id=request.binding_id,
-            amount=request.amount,
-            currency=request.currency,
-            description=request.description,
-            client_id=request.customer_id,
-            language="en",  # codes 1, 5 and 10 are told apart by their (English) text
-        )
+        result = self.gateway.charge(request.charge)
         outcome = classify_payment(result)
         if outcome.category is Category.UNKNOWN or _may_have_been_processed(outcome):
             # The order may exist: its status, not the charge answer, decides.
-            status = classify_status(self.gateway.order_status(order_number=request.order_number))
+            status = classify_status(
+                self.gateway.order_status(order_number=request.charge.order_number)
+            )
             if _settles(status):
                 outcome = status
             elif outcome.category is Category.TRANSIENT:
@@ -140,7 +133,7 @@ class Charger:
 
     def _claim_for_sending(
         self, session: Session, attempt: ChargeAttempt, now: datetime
-    ) -> _ChargeRequest | str:
+    ) -> _Claimed | str:
         invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
         if invoice.status != InvoiceStatus.OPEN:
             return _skip(session, attempt, "invoice_closed", f"invoice is {invoice.status}", now)
@@ -159,15 +152,16 @@ class Charger:
         attempt.binding_version = subscription.binding_version
         attempt.state = AttemptState.SENDING
         attempt.sent_at = attempt.updated_at = self.clock()
-        return _ChargeRequest(
+        charge = ChargeRequest(
             order_number=attempt.order_number,
             binding_id=subscription.binding_id,
             amount=attempt.amount,
             currency=attempt.currency,
             description=subscription.description,
-            customer_id=subscription.customer_id,
-            sent_at=attempt.sent_at,
+            client_id=subscription.customer_id,
+            language=CHARGE_LANGUAGE,
         )
+        return _Claimed(charge, sent_at=attempt.sent_at)
 
     # -- reconcile --------------------------------------------------------------------------
 
@@ -433,7 +427,7 @@ class Charger:
 
     def _update_circuit(self, outcome: Outcome, now: datetime) -> None:
         category = outcome.category
-        if category is Category.UNKNOWN or outcome.message.startswith(RATE_LIMIT_DETAIL):
+        if category is Category.UNKNOWN or outcome.reason == RATE_LIMITED:
             return  # our own throttling says nothing about the gateway's health
         with self.db.transaction() as session:
             if category not in (Category.TRANSIENT, Category.MERCHANT_CONFIG):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from billing.domain import Category
+from billing.domain.model import Category
 
 
 class CircuitState(StrEnum):

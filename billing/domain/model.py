@@ -5,6 +5,7 @@ Imports no infrastructure: no SQLAlchemy, no httpx, no dramatiq.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -114,3 +115,12 @@ def mask_binding(binding_id: str) -> str:
     if len(binding_id) <= 4:
         return "…" + "*" * len(binding_id)
     return "…" + binding_id[-4:]
+
+
+def new_order_number(invoice_id: int, attempt_number: int) -> str:
+    """A fresh gateway orderNumber (≤ 32 chars): readable ids plus randomness, so a
+    number is never reused even if the database is rebuilt against the same merchant."""
+    number = f"{invoice_id}-{attempt_number}-{secrets.token_hex(5)}"
+    if len(number) > 32:
+        number = f"{secrets.token_hex(16)}"
+    return number

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from billing.domain import InvoiceStatus, SubscriptionStatus
-from billing.services.records import load_circuit
+from billing.domain.model import InvoiceStatus, SubscriptionStatus
+from billing.storage.circuit_row import load_circuit
 from billing.storage.database import Database
 from billing.storage.tables import Event, Invoice, Subscription
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from billing.domain import AttemptState
-from billing.services.records import load_circuit
+from billing.domain.model import AttemptState
+from billing.storage.circuit_row import load_circuit
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice, Subscription
 

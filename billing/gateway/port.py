@@ -1,0 +1,77 @@
+"""The one gateway port: every call the product makes to the acquirer, as request objects.
+
+The HTTP client (:mod:`billing.gateway.client`), the rate limiter
+(:mod:`billing.gateway.rate_limit`) and the test fake each implement :class:`Gateway`. A use
+case depends on this port only, never on a transport. A call never raises for what the
+gateway or the network did: it returns a typed :data:`~billing.gateway.results.GatewayResult`
+that :mod:`billing.gateway.classify` reads. This module decides nothing about money.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from billing.domain.model import mask_binding
+from billing.gateway.results import GatewayResult
+
+#: The language asked of recurrentPayment.do: codes 1, 5 and 10 are told apart by their
+#: (English) text, so the charge always asks for English.
+CHARGE_LANGUAGE = "en"
+
+
+@dataclass(frozen=True)
+class ChargeRequest:
+    """recurrentPayment.do: charge a saved card (binding) under a fresh orderNumber."""
+
+    order_number: str
+    binding_id: str
+    amount: int
+    currency: str
+    description: str | None = None
+    client_id: str | None = None
+    language: str | None = None
+
+    def __repr__(self) -> str:  # the full binding id never appears in a repr or a log
+        return (
+            f"ChargeRequest(order_number={self.order_number!r}, "
+            f"binding={mask_binding(self.binding_id)!r}, amount={self.amount}, "
+            f"currency={self.currency!r})"
+        )
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """refund.do: give (part of) a deposited order back; ``amount`` 0 means all of it.
+
+    ``external_refund_id`` is stored before the call, so that a repeat is recognised by
+    the gateway as the same refund."""
+
+    order_id: str
+    amount: int
+    external_refund_id: str
+
+
+@dataclass(frozen=True)
+class ReverseRequest:
+    """reverse.do: cancel a deposited (same banking day) or held order in full."""
+
+    order_id: str
+
+
+class Gateway(Protocol):
+    """What the acquirer does for us. Every method returns a result and never raises for
+    the gateway's or the network's behaviour (a request that breaks the gateway's own
+    format rules raises :class:`~billing.errors.GatewayError` before anything is sent)."""
+
+    def charge(self, request: ChargeRequest) -> GatewayResult: ...
+
+    def order_status(
+        self, *, order_number: str | None = None, order_id: str | None = None
+    ) -> GatewayResult: ...
+
+    def refund(self, request: RefundRequest) -> GatewayResult: ...
+
+    def reverse(self, request: ReverseRequest) -> GatewayResult: ...
+
+    def close(self) -> None: ...
