@@ -1,4 +1,9 @@
-"""The composition root: settings in, wired services out. Connects to nothing by itself."""
+"""The composition root: settings in, every service wired once, out.
+
+Every collaborator (broker, gateway, dispatcher, clock, policy) can be handed in, so tests
+and the demo build the same graph with fakes. Building connects to nothing: the database,
+Redis and the gateway are reached on first use. This module decides nothing by itself.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +20,18 @@ from billing.gateway.client import GatewayClient, GatewayConfig
 from billing.gateway.port import Gateway
 from billing.gateway.rate_limit import RateLimitedGateway, build_limiter
 from billing.queue.dramatiq import Actors, DramatiqDispatcher, build_broker, declare_actors
+from billing.services.actions import (
+    Actions,
+    InvoiceActions,
+    PauseActions,
+    RefundActions,
+    RetryActions,
+    SubscriptionActions,
+)
 from billing.services.pipeline.charging import Charger
 from billing.services.pipeline.scheduler_pass import Scheduler
-from billing.services.ports import Clock, system_clock
-from billing.services.subscriptions import Subscriptions
+from billing.services.ports import Clock, Dispatcher, system_clock
+from billing.services.read.queries import Reads
 from billing.settings import Settings
 from billing.storage.database import Database
 
@@ -31,10 +44,11 @@ class App:
     gateway: Gateway
     broker: dramatiq.Broker
     actors: Actors
-    dispatcher: DramatiqDispatcher
+    dispatcher: Dispatcher
     charger: Charger
     scheduler: Scheduler
-    subscriptions: Subscriptions
+    actions: Actions
+    read: Reads
     clock: Clock
 
     def close(self) -> None:
@@ -69,6 +83,7 @@ def build_app(
     gateway: Gateway | None = None,
     clock: Clock = system_clock,
     policy: DunningPolicy | None = None,
+    dispatcher: Dispatcher | None = None,
 ) -> App:
     db = Database(settings.database_url, pool_size=max(settings.worker_threads, 5))
     if policy is None:
@@ -92,7 +107,8 @@ def build_app(
         outage_threshold=settings.circuit_outage_threshold,
     )
     actors = declare_actors(broker, lambda: charger, queue_name=settings.queue_name)
-    dispatcher = DramatiqDispatcher(actors)
+    if dispatcher is None:
+        dispatcher = DramatiqDispatcher(actors)
     scheduler = Scheduler(
         db,
         dispatcher,
@@ -113,7 +129,14 @@ def build_app(
         dispatcher=dispatcher,
         charger=charger,
         scheduler=scheduler,
-        subscriptions=Subscriptions(db, clock=clock),
+        actions=Actions(
+            subscriptions=SubscriptionActions(db, clock=clock),
+            pausing=PauseActions(db, clock=clock),
+            invoices=InvoiceActions(db, clock=clock),
+            retries=RetryActions(db, dispatcher=dispatcher, clock=clock),
+            refunds=RefundActions(db, gateway=gateway, clock=clock),
+        ),
+        read=Reads(db, policy=policy, clock=clock),
         clock=clock,
     )
 

@@ -22,7 +22,6 @@ from billing.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from billing.bootstrap import App
-    from billing.services.operations import Operations
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
@@ -115,6 +114,14 @@ def _parse_start(value: str | None) -> datetime | None:
 @click.option("--timezone", default="Europe/Moscow", show_default=True, help="IANA zone.")
 @click.option("--description", default=None)
 @click.option("--start-at", default=None, help="First charge time, ISO 8601 with offset.")
+@click.option(
+    "--reason", default="created from the CLI", show_default=True, help="For the audit log."
+)
+@click.option(
+    "--idempotency-key",
+    default=None,
+    help="Run the same command again with the same key: it creates once.",
+)
 @json_option
 def subscriptions_create(
     customer_id: str,
@@ -125,10 +132,12 @@ def subscriptions_create(
     timezone: str,
     description: str | None,
     start_at: str | None,
+    reason: str,
+    idempotency_key: str | None,
     as_json: bool,
 ) -> None:
-    """Create a subscription."""
-    from billing.services.subscriptions import NewSubscription, parse_amount
+    """Create a subscription (recorded with your login and the reason)."""
+    from billing.domain.subscription import NewSubscription, parse_amount
 
     new = NewSubscription(
         customer_id=customer_id,
@@ -140,8 +149,13 @@ def subscriptions_create(
         description=description,
         start_at=_parse_start(start_at),
     ).validated()
-    app = _app()
-    created = app.subscriptions.create(new)
+    created = (
+        _app()
+        .actions.subscriptions.create(
+            new, actor=_actor(), reason=reason, idempotency_key=idempotency_key
+        )
+        .body
+    )
     _emit(
         created,
         as_json,
@@ -183,7 +197,7 @@ def _subscription_table(rows: list[dict[str, Any]]) -> None:
 @json_option
 def subscriptions_list(status: str | None, as_json: bool) -> None:
     """List subscriptions."""
-    _emit(_app().subscriptions.list(status), as_json, _subscription_table)
+    _emit(_app().read.list_subscriptions(status=status), as_json, _subscription_table)
 
 
 def _render_show(s: dict[str, Any]) -> None:
@@ -229,16 +243,23 @@ def _render_show(s: dict[str, Any]) -> None:
 @json_option
 def subscriptions_show(subscription_id: int, as_json: bool) -> None:
     """Show a subscription with its invoices, attempts and timeline."""
-    _emit(_app().subscriptions.show(subscription_id), as_json, _render_show)
+    _emit(_app().read.show_subscription(subscription_id), as_json, _render_show)
 
 
 @subscriptions.command("set-binding")
 @click.argument("subscription_id", type=int)
 @click.option("--binding-id", required=True)
+@click.option(
+    "--reason", default="new card set from the CLI", show_default=True, help="For the audit log."
+)
 @json_option
-def subscriptions_set_binding(subscription_id: int, binding_id: str, as_json: bool) -> None:
+def subscriptions_set_binding(
+    subscription_id: int, binding_id: str, reason: str, as_json: bool
+) -> None:
     """Set a new card binding; a subscription waiting for one is retried at once."""
-    view = _app().subscriptions.set_binding(subscription_id, binding_id)
+    view = _app().actions.subscriptions.set_binding(
+        subscription_id, binding_id, actor=_actor(), reason=reason
+    )
     _emit(view, as_json, lambda s: click.echo(f"subscription {s['id']}: {s['status']}"))
 
 
@@ -279,9 +300,8 @@ def retry(
     if retry_all and not failure:
         raise click.UsageError("--all needs --reason (e.g. --reason insufficient_funds)")
     app = _app(need_broker=not dry_run)
-    ops = _operations(app)
     if subscription_id is not None:
-        result = ops.retry(
+        result = app.actions.retries.retry(
             subscription_id, actor=_actor(), reason=note or "manual retry from the CLI"
         )
         _emit(
@@ -294,7 +314,7 @@ def retry(
         )
         return
     assert failure is not None
-    report = ops.bulk_retry(
+    report = app.actions.retries.bulk_retry(
         failure,
         actor=_actor(),
         reason=note or f"bulk retry of {failure} from the CLI",
@@ -501,18 +521,6 @@ def _actor() -> str:
     return f"cli:{user}"[:64]
 
 
-def _operations(app: App) -> Operations:
-    from billing.services.operations import Operations
-
-    return Operations(
-        app.db,
-        gateway=app.gateway,
-        policy=app.policy,
-        dispatcher=app.dispatcher,
-        clock=app.clock,
-    )
-
-
 def reason_option(function: F) -> F:
     return click.option("--reason", required=True, help="Why (kept in the audit log).")(function)
 
@@ -540,7 +548,7 @@ def _changed(view: dict[str, Any]) -> None:
 @json_option
 def subscriptions_pause(subscription_id: int, reason: str, as_json: bool) -> None:
     """Pause: no new invoices and no charges until resumed."""
-    view = _operations(_app()).pause(subscription_id, actor=_actor(), reason=reason)
+    view = _app().actions.pausing.pause(subscription_id, actor=_actor(), reason=reason)
     _emit(view, as_json, _changed)
 
 
@@ -551,7 +559,7 @@ def subscriptions_pause(subscription_id: int, reason: str, as_json: bool) -> Non
 def subscriptions_resume(subscription_id: int, reason: str, as_json: bool) -> None:
     """Resume a paused subscription (paused periods are not billed), or undo a
     cancellation at period end."""
-    view = _operations(_app()).resume(subscription_id, actor=_actor(), reason=reason)
+    view = _app().actions.pausing.resume(subscription_id, actor=_actor(), reason=reason)
     _emit(view, as_json, _changed)
 
 
@@ -564,7 +572,7 @@ def subscriptions_cancel(
     subscription_id: int, at_period_end: bool, reason: str, as_json: bool
 ) -> None:
     """Cancel now (open invoices become void) or at the end of the current period."""
-    view = _operations(_app()).cancel(
+    view = _app().actions.pausing.cancel(
         subscription_id, actor=_actor(), reason=reason, at_period_end=at_period_end
     )
     _emit(view, as_json, _changed)
@@ -588,9 +596,9 @@ def subscriptions_update(
     as_json: bool,
 ) -> None:
     """Change the price, schedule, timezone or description."""
-    from billing.services.subscriptions import parse_amount
+    from billing.domain.subscription import parse_amount
 
-    view = _operations(_app()).update_subscription(
+    view = _app().actions.subscriptions.update(
         subscription_id,
         actor=_actor(),
         reason=reason,
@@ -640,7 +648,7 @@ def invoices_list(
     as_json: bool,
 ) -> None:
     """List invoices, newest first."""
-    rows = _operations(_app()).list_invoices(
+    rows = _app().read.list_invoices(
         status=status, subscription_id=subscription_id, failure=failure, limit=limit
     )
     _emit(rows, as_json, _invoice_table)
@@ -672,7 +680,7 @@ def _render_invoice(i: dict[str, Any]) -> None:
 @json_option
 def invoices_show(invoice_id: int, as_json: bool) -> None:
     """Show an invoice with its attempts, refunds and events."""
-    _emit(_operations(_app()).show_invoice(invoice_id), as_json, _render_invoice)
+    _emit(_app().read.show_invoice(invoice_id), as_json, _render_invoice)
 
 
 @invoices.command("void")
@@ -681,7 +689,7 @@ def invoices_show(invoice_id: int, as_json: bool) -> None:
 @json_option
 def invoices_void(invoice_id: int, reason: str, as_json: bool) -> None:
     """Void an open invoice (nobody owes it). Refused if paid or a charge is in flight."""
-    view = _operations(_app()).void_invoice(invoice_id, actor=_actor(), reason=reason)
+    view = _app().actions.invoices.void(invoice_id, actor=_actor(), reason=reason)
     _emit(view, as_json, lambda i: click.echo(f"invoice {i['id']}: {i['status']}"))
 
 
@@ -691,7 +699,7 @@ def invoices_void(invoice_id: int, reason: str, as_json: bool) -> None:
 @json_option
 def invoices_write_off(invoice_id: int, reason: str, as_json: bool) -> None:
     """Write an open invoice off as uncollectible. Refused like void."""
-    view = _operations(_app()).write_off_invoice(invoice_id, actor=_actor(), reason=reason)
+    view = _app().actions.invoices.write_off(invoice_id, actor=_actor(), reason=reason)
     _emit(view, as_json, lambda i: click.echo(f"invoice {i['id']}: {i['status']}"))
 
 
@@ -724,9 +732,9 @@ def refund(
     as_json: bool,
 ) -> None:
     """Refund (part of) a paid attempt through the gateway's refund.do."""
-    from billing.services.subscriptions import parse_amount
+    from billing.domain.subscription import parse_amount
 
-    stored = _operations(_app()).refund(
+    stored = _app().actions.refunds.refund(
         attempt_id=attempt_id,
         amount=None if amount is None else parse_amount(amount),
         actor=_actor(),
@@ -744,7 +752,7 @@ def refund(
 @json_option
 def reverse(attempt_id: int, reason: str, as_json: bool) -> None:
     """Cancel a payment made today (UTC) through the gateway's reverse.do."""
-    body = _operations(_app()).reverse(attempt_id, actor=_actor(), reason=reason)
+    body = _app().actions.refunds.reverse(attempt_id, actor=_actor(), reason=reason)
     _emit(body, as_json, _render_refund)
     if body["state"] == "failed":
         sys.exit(1)

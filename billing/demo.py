@@ -26,8 +26,8 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from billing.domain.model import AttemptState, InvoiceStatus
+from billing.domain.subscription import NewSubscription
 from billing.sandbox import SandboxConfig, SandboxServer
-from billing.services.subscriptions import NewSubscription
 from billing.settings import Settings
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 
@@ -110,7 +110,7 @@ def run_demo(*, count: int = 100, periods: int = 3, as_json: bool = False) -> De
         if settings.redis_url:
             app.broker.flush_all()
         for number, behaviour in enumerate(_behaviours(count, rng), start=1):
-            app.subscriptions.create(
+            app.actions.subscriptions.create(
                 NewSubscription(
                     customer_id=f"customer-{number:04d}",
                     binding_id=f"{behaviour}-{rng.getrandbits(64):016x}",
@@ -120,6 +120,7 @@ def run_demo(*, count: int = 100, periods: int = 3, as_json: bool = False) -> De
                     description=f"Plan for customer {number}",
                 ),
                 actor="demo",
+                reason="demo signup",
             )
         worker = dramatiq.Worker(app.broker, worker_threads=settings.worker_threads)
         worker.start()

@@ -40,6 +40,7 @@ from billing.admin.auth import (
 )
 from billing.callbacks import callback_config, create_callback_app
 from billing.console import ConsoleDeps, Operator, create_console_app
+from billing.domain.subscription import NewSubscription
 from billing.errors import (
     BillingError,
     BrokerError,
@@ -50,8 +51,6 @@ from billing.errors import (
     StorageError,
     ValidationError,
 )
-from billing.services.operations import Operations
-from billing.services.subscriptions import NewSubscription
 
 if TYPE_CHECKING:
     from billing.bootstrap import App
@@ -123,22 +122,13 @@ def _field_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]
     return f"{first['field']}: {first['message']}", fields
 
 
-def create_admin_app(
-    app: "App", tokens: TokenConfig, *, operations: Operations | None = None
-) -> FastAPI:
+def create_admin_app(app: "App", tokens: TokenConfig) -> FastAPI:
     """Build the admin API. Raises ConfigurationError when no token is configured."""
     if not tokens:
         raise ConfigurationError(
             "BILLING_ADMIN_TOKENS is not set: the admin API needs at least one "
             "name:role:token entry"
         )
-    ops = operations or Operations(
-        app.db,
-        gateway=app.gateway,
-        policy=app.policy,
-        dispatcher=app.dispatcher,
-        clock=app.clock,
-    )
     api = FastAPI(
         title="billing admin API",
         version=__version__,
@@ -196,7 +186,7 @@ def create_admin_app(
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     ) -> dict[str, Any]:
         """Create a subscription (the first charge at `start_at` or the next scheduled run)."""
-        stored = ops.create_subscription(
+        stored = app.actions.subscriptions.create(
             NewSubscription(
                 customer_id=body.customer_id,
                 binding_id=body.binding_id,
@@ -237,7 +227,7 @@ def create_admin_app(
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> list[dict[str, Any]]:
-        return ops.list_subscriptions(
+        return app.read.list_subscriptions(
             status=status,
             customer_id=customer_id,
             failure=failure,
@@ -255,7 +245,7 @@ def create_admin_app(
     )
     def show_subscription(subscription_id: Id, _who: Reader) -> dict[str, Any]:
         """With its invoices, attempts, refunds, events and the dunning timeline in words."""
-        return ops.show_subscription(subscription_id)
+        return app.read.show_subscription(subscription_id)
 
     @api.patch(
         "/api/subscriptions/{subscription_id}",
@@ -266,7 +256,7 @@ def create_admin_app(
     def update_subscription(
         subscription_id: Id, body: schemas.UpdateSubscription, who: Lifecycle
     ) -> dict[str, Any]:
-        return ops.update_subscription(
+        return app.actions.subscriptions.update(
             subscription_id,
             actor=who.name,
             reason=body.reason,
@@ -286,7 +276,9 @@ def create_admin_app(
         subscription_id: Id, body: schemas.SetBinding, who: Lifecycle
     ) -> dict[str, Any]:
         """A new card: a subscription waiting for one is retried at once."""
-        return ops.set_binding(subscription_id, body.binding_id, actor=who.name, reason=body.reason)
+        return app.actions.subscriptions.set_binding(
+            subscription_id, body.binding_id, actor=who.name, reason=body.reason
+        )
 
     @api.post(
         "/api/subscriptions/{subscription_id}/pause",
@@ -296,7 +288,7 @@ def create_admin_app(
     )
     def pause(subscription_id: Id, body: schemas.ReasonOnly, who: Lifecycle) -> dict[str, Any]:
         """No new invoices and no charges until resumed."""
-        return ops.pause(subscription_id, actor=who.name, reason=body.reason)
+        return app.actions.pausing.pause(subscription_id, actor=who.name, reason=body.reason)
 
     @api.post(
         "/api/subscriptions/{subscription_id}/resume",
@@ -306,7 +298,7 @@ def create_admin_app(
     )
     def resume(subscription_id: Id, body: schemas.ReasonOnly, who: Lifecycle) -> dict[str, Any]:
         """Undo a pause (paused periods are not billed) or a cancellation at period end."""
-        return ops.resume(subscription_id, actor=who.name, reason=body.reason)
+        return app.actions.pausing.resume(subscription_id, actor=who.name, reason=body.reason)
 
     @api.post(
         "/api/subscriptions/{subscription_id}/cancel",
@@ -315,7 +307,7 @@ def create_admin_app(
         tags=["subscriptions"],
     )
     def cancel(subscription_id: Id, body: schemas.Cancel, who: Lifecycle) -> dict[str, Any]:
-        return ops.cancel(
+        return app.actions.pausing.cancel(
             subscription_id, actor=who.name, reason=body.reason, at_period_end=body.at_period_end
         )
 
@@ -329,7 +321,7 @@ def create_admin_app(
     )
     def retry(subscription_id: Id, body: schemas.ReasonOnly, who: Money) -> dict[str, Any]:
         """Charge the oldest open invoice now. Does not use up a dunning step."""
-        return ops.retry(subscription_id, actor=who.name, reason=body.reason)
+        return app.actions.retries.retry(subscription_id, actor=who.name, reason=body.reason)
 
     @api.post(
         "/api/retries/bulk",
@@ -339,7 +331,7 @@ def create_admin_app(
     )
     def bulk_retry(body: schemas.BulkRetry, who: Money) -> dict[str, Any]:
         """Retry every past_due subscription whose open invoice last failed this way."""
-        return ops.bulk_retry(
+        return app.actions.retries.bulk_retry(
             body.failure, actor=who.name, reason=body.reason, dry_run=body.dry_run
         )
 
@@ -359,7 +351,7 @@ def create_admin_app(
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> list[dict[str, Any]]:
-        return ops.list_invoices(
+        return app.read.list_invoices(
             status=status,
             subscription_id=subscription_id,
             failure=failure,
@@ -374,7 +366,7 @@ def create_admin_app(
         tags=["invoices"],
     )
     def show_invoice(invoice_id: Id, _who: Reader) -> dict[str, Any]:
-        return ops.show_invoice(invoice_id)
+        return app.read.show_invoice(invoice_id)
 
     @api.post(
         "/api/invoices/{invoice_id}/void",
@@ -384,7 +376,7 @@ def create_admin_app(
     )
     def void_invoice(invoice_id: Id, body: schemas.ReasonOnly, who: Money) -> dict[str, Any]:
         """Nobody owes it. Refused for paid invoices and while a charge is in flight."""
-        return ops.void_invoice(invoice_id, actor=who.name, reason=body.reason)
+        return app.actions.invoices.void(invoice_id, actor=who.name, reason=body.reason)
 
     @api.post(
         "/api/invoices/{invoice_id}/write-off",
@@ -394,7 +386,7 @@ def create_admin_app(
     )
     def write_off_invoice(invoice_id: Id, body: schemas.ReasonOnly, who: Money) -> dict[str, Any]:
         """Owed but not collectable: uncollectible. Refused like void."""
-        return ops.write_off_invoice(invoice_id, actor=who.name, reason=body.reason)
+        return app.actions.invoices.write_off(invoice_id, actor=who.name, reason=body.reason)
 
     @api.post(
         "/api/attempts/{attempt_id}/refund",
@@ -412,7 +404,7 @@ def create_admin_app(
         """Refund (part of) a paid attempt via refund.do. `state` says what is known:
         `unknown` means the gateway did not answer and the refund may or may not have
         happened — check before trying again."""
-        stored = ops.refund(
+        stored = app.actions.refunds.refund(
             attempt_id=attempt_id,
             amount=body.amount,
             actor=who.name,
@@ -431,14 +423,14 @@ def create_admin_app(
     )
     def reverse(attempt_id: Id, body: schemas.ReasonOnly, who: Money) -> dict[str, Any]:
         """Cancel a payment made today (UTC) via reverse.do; later days need a refund."""
-        return ops.reverse(attempt_id, actor=who.name, reason=body.reason)
+        return app.actions.refunds.reverse(attempt_id, actor=who.name, reason=body.reason)
 
     # -- status and audit -----------------------------------------------------------------------
 
     @api.get("/api/status", responses=_ERRORS, tags=["status"])
     def status(_who: Reader) -> dict[str, Any]:
         """Is charging running (circuit breaker); counts by status; what needs a person."""
-        return ops.status()
+        return app.read.status()
 
     @api.get(
         "/api/audit",
@@ -453,7 +445,7 @@ def create_admin_app(
         subscription_id: Annotated[int | None, Query(ge=1)] = None,
     ) -> list[dict[str, Any]]:
         """Changes made by people and the backend, newest first (page with before_id)."""
-        return ops.audit(limit=limit, before_id=before_id, subscription_id=subscription_id)
+        return app.read.audit(limit=limit, before_id=before_id, subscription_id=subscription_id)
 
     # -- the operators' web console, served by the same app ---------------------------------
 
@@ -467,7 +459,7 @@ def create_admin_app(
     console = create_console_app(
         ConsoleDeps(
             db=app.db,
-            operations=ops,
+            app=app,
             clock=app.clock,
             authenticate=console_login,
             display_timezone=app.settings.console_timezone,

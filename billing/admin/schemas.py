@@ -19,7 +19,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from billing.services.subscriptions import MAX_AMOUNT
+from billing.domain.subscription import MAX_AMOUNT
 
 Reason = Annotated[
     str,

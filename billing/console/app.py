@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
@@ -22,11 +22,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from billing.domain.subscription import parse_amount
 from billing.errors import BillingError, NotFoundError
-from billing.services.operations import Operations
 from billing.services.ports import Clock
+
+if TYPE_CHECKING:
+    from billing.bootstrap import App
 from billing.services.read.dashboard import audit_log, dashboard, failing_subscriptions
-from billing.services.subscriptions import parse_amount
 from billing.storage.database import Database
 
 log = logging.getLogger("billing.console")
@@ -48,7 +50,7 @@ class Operator:
 class ConsoleDeps:
     db: Database
     #: The operators' use cases (retry, pause, cancel, void, refund…), each audited.
-    operations: Operations
+    app: App
     clock: Clock
     #: token → who it belongs to (constant-time comparison is the caller's job), or None.
     authenticate: Callable[[str], Operator | None]
@@ -165,7 +167,7 @@ def create_console_app(
     async def subscription(request: Request, operator: Operator) -> Response:
         sub_id = int(request.path_params["sub_id"])
         try:
-            view = await run_in_threadpool(deps.operations.show_subscription, sub_id)
+            view = await run_in_threadpool(deps.app.read.show_subscription, sub_id)
         except NotFoundError as exc:
             return page(request, "error.html", 404, message=str(exc))
         return page(request, "subscription.html", sub=view, nonce=secrets.token_urlsafe(16))
@@ -197,20 +199,20 @@ def create_console_app(
 
     def retry(operator: Operator, form: dict[str, Any], sub_id: int) -> str:
         why = reason(form, "retried from the console")
-        result = deps.operations.retry(sub_id, actor=operator.name, reason=why)
+        result = deps.app.actions.retries.retry(sub_id, actor=operator.name, reason=why)
         return f"Retry of invoice {result['invoice_id']} sent (order {result['order_number']})."
 
     def pause(operator: Operator, form: dict[str, Any], sub_id: int) -> str:
-        deps.operations.pause(sub_id, actor=operator.name, reason=reason(form, ""))
+        deps.app.actions.pausing.pause(sub_id, actor=operator.name, reason=reason(form, ""))
         return f"Subscription {sub_id} paused."
 
     def resume(operator: Operator, form: dict[str, Any], sub_id: int) -> str:
-        deps.operations.resume(sub_id, actor=operator.name, reason=reason(form, ""))
+        deps.app.actions.pausing.resume(sub_id, actor=operator.name, reason=reason(form, ""))
         return f"Subscription {sub_id} resumed."
 
     def cancel(operator: Operator, form: dict[str, Any], sub_id: int) -> str:
         at_end = form.get("when") == "period_end"
-        deps.operations.cancel(
+        deps.app.actions.pausing.cancel(
             sub_id, actor=operator.name, reason=reason(form, ""), at_period_end=at_end
         )
         return f"Subscription {sub_id} " + (
@@ -218,17 +220,19 @@ def create_console_app(
         )
 
     def void(operator: Operator, form: dict[str, Any], invoice_id: int) -> str:
-        deps.operations.void_invoice(invoice_id, actor=operator.name, reason=reason(form, ""))
+        deps.app.actions.invoices.void(invoice_id, actor=operator.name, reason=reason(form, ""))
         return f"Invoice {invoice_id} voided."
 
     def write_off(operator: Operator, form: dict[str, Any], invoice_id: int) -> str:
-        deps.operations.write_off_invoice(invoice_id, actor=operator.name, reason=reason(form, ""))
+        deps.app.actions.invoices.write_off(
+            invoice_id, actor=operator.name, reason=reason(form, "")
+        )
         return f"Invoice {invoice_id} written off."
 
     def refund(operator: Operator, form: dict[str, Any], attempt_id: int) -> str:
         raw = str(form.get("amount") or "").strip()
         amount = parse_amount(raw) if raw else None
-        stored = deps.operations.refund(
+        stored = deps.app.actions.refunds.refund(
             actor=operator.name,
             reason=reason(form, ""),
             attempt_id=attempt_id,

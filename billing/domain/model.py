@@ -55,7 +55,10 @@ class AttemptState(StrEnum):
 
 
 #: Attempt states in which the gateway may still take money for the attempt.
+#: Attempts that may still charge: stored but not sent, sent, or sent with no answer yet.
 IN_FLIGHT_STATES = frozenset({AttemptState.PENDING, AttemptState.SENDING, AttemptState.UNKNOWN})
+#: Attempts that may already be at the gateway: only their order status settles them.
+SENT_STATES = frozenset({AttemptState.SENDING, AttemptState.UNKNOWN})
 FINAL_STATES = frozenset(
     {AttemptState.PAID, AttemptState.DECLINED, AttemptState.FAILED, AttemptState.NEEDS_OPERATOR}
 )

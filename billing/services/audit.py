@@ -7,11 +7,18 @@ carries the event and the change together, or neither.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from billing.errors import ValidationError
 from billing.storage.tables import Event
+
+#: Actors that are the machine itself; everyone else's events form the audit log.
+SYSTEM_ACTORS = ("system", "scheduler", "gateway")
+MAX_REASON = 500
+_FAILURE = re.compile(r"^[a-z0-9_]{1,64}$")
 
 
 def record_event(
@@ -40,3 +47,29 @@ def record_event(
             actor=actor,
         )
     )
+
+
+def clean_reason(reason: str | None) -> str:
+    text = " ".join((reason or "").split())
+    if not text:
+        raise ValidationError("reason is required: say why (it is kept in the audit log)")
+    if len(text) > MAX_REASON:
+        raise ValidationError(f"reason must be at most {MAX_REASON} characters")
+    return text
+
+
+def clean_actor(actor: str) -> str:
+    text = actor.strip()
+    if not text:
+        raise ValidationError("actor must not be empty")
+    return text[:64]
+
+
+def clean_failure(failure: str) -> str:
+    text = failure.strip().lower()
+    if not _FAILURE.match(text):
+        raise ValidationError(
+            "failure must be a category (e.g. soft_decline) or a reason slug "
+            "(e.g. insufficient_funds): lower-case letters, digits and '_'"
+        )
+    return text

@@ -1,17 +1,30 @@
-"""Subscription status changes, each written to the event log with its reason."""
+"""A subscription's and an invoice's state changes, each written with its reason.
+
+Every status change goes through :func:`change_status` (one event per change), recovery from
+dunning through :func:`recover`; the helpers below lock rows, hold attempts that were never
+sent, and close invoices, always on the caller's session. Nothing here commits or calls the
+gateway.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from billing.domain.model import InvoiceStatus, SubscriptionStatus
+from billing.domain.model import (
+    IN_FLIGHT_STATES,
+    SENT_STATES,
+    AttemptState,
+    InvoiceStatus,
+    SubscriptionStatus,
+)
 from billing.domain.periods import next_due
+from billing.errors import NotFoundError
 from billing.services.audit import record_event
-from billing.storage.tables import Invoice, Subscription
+from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 
 
 def change_status(
@@ -75,3 +88,182 @@ def recover(
     )
     sub.cancel_at = None
     return True
+
+
+def lock_subscription(session: Session, subscription_id: int) -> Subscription:
+    sub = session.get(Subscription, subscription_id, with_for_update=True, populate_existing=True)
+    if sub is None:
+        raise NotFoundError(f"subscription {subscription_id} does not exist")
+    return sub
+
+
+def lock_invoice(session: Session, invoice_id: int) -> Invoice:
+    invoice = session.get(Invoice, invoice_id, with_for_update=True, populate_existing=True)
+    if invoice is None:
+        raise NotFoundError(f"invoice {invoice_id} does not exist")
+    return invoice
+
+
+def hold_pending(
+    session: Session,
+    subscription_id: int,
+    invoice_id: int | None,
+    now: datetime,
+    why: str,
+    actor: str,
+) -> list[int]:
+    """Fail the attempts that are stored but were never sent (``pending``), under their row
+    lock: a worker that picks one up afterwards finds it final and sends nothing. Their
+    invoices get ``next_attempt_at = now`` so that they are tried again when chargeable."""
+    query = select(ChargeAttempt).where(
+        ChargeAttempt.subscription_id == subscription_id,
+        ChargeAttempt.state == AttemptState.PENDING,
+    )
+    if invoice_id is not None:
+        query = query.where(ChargeAttempt.invoice_id == invoice_id)
+    held = []
+    for attempt in session.scalars(query.with_for_update()):
+        attempt.state = AttemptState.FAILED.value
+        attempt.reason = why[:64]
+        attempt.message = f"never sent: {why.replace('_', ' ')}"
+        attempt.finished_at = attempt.updated_at = now
+        invoice = session.get_one(Invoice, attempt.invoice_id)
+        if invoice.status == InvoiceStatus.OPEN:
+            invoice.next_attempt_at = now
+            invoice.updated_at = now
+        record_event(
+            session,
+            now,
+            "attempt_withdrawn",
+            attempt.message,
+            subscription_id=subscription_id,
+            invoice_id=attempt.invoice_id,
+            attempt_id=attempt.id,
+            from_state=AttemptState.PENDING.value,
+            to_state=AttemptState.FAILED.value,
+            actor=actor,
+        )
+        held.append(attempt.id)
+    return held
+
+
+def rearm_withheld(session: Session, subscription_id: int, now: datetime) -> None:
+    """An open invoice whose last attempt was refused because the subscription was paused
+    (by :func:`_hold_pending`, or by a worker that found it paused) is charged again now:
+    otherwise nothing would be planned for it."""
+    for invoice in session.scalars(
+        select(Invoice)
+        .where(
+            Invoice.subscription_id == subscription_id,
+            Invoice.status == InvoiceStatus.OPEN,
+            Invoice.next_attempt_at.is_(None),
+        )
+        .with_for_update()
+    ):
+        last = session.scalars(
+            select(ChargeAttempt)
+            .where(ChargeAttempt.invoice_id == invoice.id)
+            .order_by(ChargeAttempt.attempt_number.desc())
+            .limit(1)
+        ).first()
+        if last is not None and (last.state, last.reason) == (
+            AttemptState.FAILED.value,
+            "subscription_paused",
+        ):
+            invoice.next_attempt_at = now
+            invoice.updated_at = now
+
+
+def sent_attempts(session: Session, subscription_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(ChargeAttempt)
+            .where(
+                ChargeAttempt.subscription_id == subscription_id,
+                ChargeAttempt.state.in_(SENT_STATES),
+            )
+        )
+        or 0
+    )
+
+
+def has_in_flight(session: Session, invoice_id: int) -> bool:
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    ChargeAttempt.invoice_id == invoice_id,
+                    ChargeAttempt.state.in_(IN_FLIGHT_STATES),
+                )
+            )
+        )
+    )
+
+
+def failing_invoices(session: Session, subscription_id: int) -> list[Invoice]:
+    return list(
+        session.scalars(
+            select(Invoice)
+            .where(
+                Invoice.subscription_id == subscription_id,
+                Invoice.status == InvoiceStatus.OPEN,
+                Invoice.failing_since.is_not(None),
+            )
+            .order_by(Invoice.period_start)
+            .with_for_update()
+        )
+    )
+
+
+def binding_changed_since(session: Session, subscription_id: int, since: datetime) -> bool:
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Event.subscription_id == subscription_id,
+                    Event.kind == "binding_changed",
+                    Event.at >= since,
+                )
+            )
+        )
+    )
+
+
+def close_invoice(
+    session: Session,
+    invoice: Invoice,
+    to: InvoiceStatus,
+    now: datetime,
+    actor: str,
+    reason: str,
+) -> None:
+    record_event(
+        session,
+        now,
+        f"invoice_{to.value}",
+        reason,
+        subscription_id=invoice.subscription_id,
+        invoice_id=invoice.id,
+        from_state=invoice.status,
+        to_state=to.value,
+        actor=actor,
+    )
+    invoice.status = to.value
+    invoice.next_attempt_at = None
+    invoice.closed_at = invoice.updated_at = now
+
+
+def recover_if_nothing_fails(
+    session: Session, sub: Subscription, now: datetime, actor: str, why: str
+) -> None:
+    """After an invoice is closed by hand: a subscription in dunning only for it is active
+    again (a card known to be bad keeps ``needs_payment_method``)."""
+    recover(
+        session,
+        sub,
+        now,
+        f"{why}: nothing is failing any more; dunning reset",
+        statuses=(SubscriptionStatus.PAST_DUE, SubscriptionStatus.SUSPENDED),
+        actor=actor,
+    )

@@ -41,11 +41,12 @@ def world(pg_url: str) -> Iterator[tuple[App, Any, ManualClock, SlowRefunds]]:
     clock = ManualClock()
     gateway = SlowRefunds()
     app = build_app(
-        Settings(database_url=pg_url), gateway=gateway, clock=clock, policy=DEFAULT_POLICY
+        Settings(database_url=pg_url),
+        gateway=gateway,
+        clock=clock,
+        policy=DEFAULT_POLICY,
+        dispatcher=RecordingDispatcher(),
     )
-    dispatcher = RecordingDispatcher()
-    app.dispatcher = dispatcher  # type: ignore[assignment]
-    app.scheduler.dispatcher = dispatcher
     asgi = create_admin_app(app, TokenConfig.parse(f"ops:operator:{TOKEN}"))
     yield app, asgi, clock, gateway
     app.close()

@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from billing.domain.dunning_policy import load_policy
+from billing.domain.subscription import NewSubscription
 from billing.errors import StorageError
 from billing.queue.dramatiq import DramatiqDispatcher, build_broker, declare_actors
+from billing.services.actions.subscriptions import SubscriptionActions
 from billing.services.pipeline.scheduler_pass import Scheduler
-from billing.services.subscriptions import NewSubscription, Subscriptions
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt
 from tests.e2e.conftest import free_port
@@ -40,14 +41,16 @@ def test_charges_that_could_not_be_enqueued_are_enqueued_after_redis_returns(
 
 
 def _enqueue_after_outage(db: Database, clock: ManualClock, redis_url: str) -> None:
-    Subscriptions(db, clock=clock).create(
+    SubscriptionActions(db, clock=clock).create(
         NewSubscription(
             customer_id="c1",
             binding_id="approve-1",
             amount=100,
             schedule="0 3 1 * *",
             start_at=clock(),
-        )
+        ),
+        actor="crm",
+        reason="signup",
     )
     policy = load_policy(FAST_POLICY)
     dead, dead_broker = _dispatcher(f"redis://127.0.0.1:{free_port()}/0")

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from billing.domain.dunning_policy import load_policy
+from billing.domain.subscription import NewSubscription
+from billing.services.actions.subscriptions import SubscriptionActions
 from billing.services.pipeline.charging import Charger
 from billing.services.pipeline.scheduler_pass import Scheduler
-from billing.services.subscriptions import NewSubscription, Subscriptions
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice
 from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
@@ -22,7 +23,7 @@ FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.tom
 
 
 def _subscribe_many(db: Database, clock: ManualClock, count: int) -> None:
-    subscriptions = Subscriptions(db, clock=clock)
+    subscriptions = SubscriptionActions(db, clock=clock)
     for n in range(count):
         subscriptions.create(
             NewSubscription(
@@ -32,7 +33,9 @@ def _subscribe_many(db: Database, clock: ManualClock, count: int) -> None:
                 schedule="*/10 * * * *",
                 timezone="UTC",
                 start_at=clock() - timedelta(minutes=30),
-            )
+            ),
+            actor="crm",
+            reason="signup",
         )
 
 

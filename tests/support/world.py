@@ -1,27 +1,85 @@
-"""The use cases wired together on one database, with a fake gateway, a recording queue
-and a manual clock: what unit tests drive instead of real workers."""
+"""The use cases wired by :func:`billing.bootstrap.build_app` on one database, with a fake
+gateway, a recording queue and a manual clock: what unit tests drive instead of real
+workers. The graph is the production one; only the edges are doubles."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Self
 
 from sqlalchemy import select
 
+from billing.bootstrap import App, build_app
+from billing.domain.dunning_policy import DunningPolicy
 from billing.services.pipeline.charging import Charger
 from billing.services.pipeline.scheduler_pass import Scheduler
+from billing.settings import Settings
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice, Subscription
 from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
 
+#: Gateway timeouts short enough for a 30 s stale-send window (settings check the budget).
+FAST_TIMEOUTS: dict[str, Any] = {
+    "gateway_connect_timeout": 1.0,
+    "gateway_read_timeout": 5.0,
+    "gateway_write_timeout": 1.0,
+    "gateway_pool_timeout": 1.0,
+}
+
+
+def build_test_app(
+    database_url: str,
+    *,
+    policy: DunningPolicy,
+    clock: ManualClock,
+    gateway: FakeGateway,
+    dispatcher: RecordingDispatcher,
+    **settings: Any,
+) -> App:
+    """The production graph on ``database_url`` (migrated here) with the given doubles."""
+    values = {"database_url": database_url, "redis_url": None, **FAST_TIMEOUTS, **settings}
+    app = build_app(
+        Settings(**values),
+        gateway=gateway,
+        clock=clock,
+        policy=policy,
+        dispatcher=dispatcher,
+    )
+    app.db.upgrade()
+    return app
+
 
 @dataclass
 class ServiceWorld:
-    db: Database
+    app: App
     clock: ManualClock
     gateway: FakeGateway
     dispatcher: RecordingDispatcher
-    charger: Charger
-    scheduler: Scheduler
+
+    @classmethod
+    def build(cls, database_url: str, *, policy: DunningPolicy, **settings: Any) -> Self:
+        clock, gateway, dispatcher = ManualClock(), FakeGateway(), RecordingDispatcher()
+        app = build_test_app(
+            database_url,
+            policy=policy,
+            clock=clock,
+            gateway=gateway,
+            dispatcher=dispatcher,
+            **settings,
+        )
+        return cls(app, clock, gateway, dispatcher)
+
+    @property
+    def db(self) -> Database:
+        return self.app.db
+
+    @property
+    def charger(self) -> Charger:
+        return self.app.charger
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self.app.scheduler
 
     def work(self) -> None:
         """Run what the queue holds, like a worker would, until it is empty."""

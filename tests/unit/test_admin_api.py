@@ -126,10 +126,14 @@ def api(tmp_path: Path) -> Iterator[Api]:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'billing.db'}")
     clock = ManualClock()
     gateway = FakeGateway()
-    app = build_app(settings, gateway=gateway, clock=clock, policy=load_policy(FAST_POLICY))
     dispatcher = FlakyDispatcher()
-    app.dispatcher = dispatcher  # type: ignore[assignment]
-    app.scheduler.dispatcher = dispatcher
+    app = build_app(
+        settings,
+        gateway=gateway,
+        clock=clock,
+        policy=load_policy(FAST_POLICY),
+        dispatcher=dispatcher,
+    )
     app.db.upgrade()
     asgi = create_admin_app(app, TokenConfig.parse(TOKEN_SETTING))
     yield Api(app, asgi, clock, gateway, dispatcher)

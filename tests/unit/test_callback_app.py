@@ -29,9 +29,10 @@ from billing.callbacks import (
     sign_rsa,
 )
 from billing.domain.dunning_policy import load_policy
+from billing.domain.subscription import NewSubscription
 from billing.errors import BrokerError, ConfigurationError
+from billing.services.actions.subscriptions import SubscriptionActions
 from billing.services.pipeline.scheduler_pass import Scheduler
-from billing.services.subscriptions import NewSubscription, Subscriptions
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event
 from tests.support.fakes import ManualClock, RecordingDispatcher
@@ -102,14 +103,16 @@ def world(tmp_path: Path) -> Iterator[World]:
     clock = ManualClock()
     dispatcher = FlakyDispatcher()
     policy = load_policy(FAST_POLICY)
-    Subscriptions(db, clock=clock).create(
+    SubscriptionActions(db, clock=clock).create(
         NewSubscription(
             customer_id="cust-1",
             binding_id="approve-1",
             amount=49900,
             schedule="0 3 1 * *",
             start_at=clock(),
-        )
+        ),
+        actor="crm",
+        reason="signup",
     )
     Scheduler(db, dispatcher, policy, clock=clock).run_pass()
     with db.transaction() as s:

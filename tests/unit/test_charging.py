@@ -8,20 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from billing.domain.dunning_policy import load_policy
+from billing.domain.subscription import NewSubscription
 from billing.errors import ConflictError, ValidationError
-from billing.services.pipeline.charging import Charger
-from billing.services.pipeline.scheduler_pass import Scheduler
-from billing.services.subscriptions import NewSubscription, Subscriptions
-from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event, Subscription
-from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
 from tests.support.world import ServiceWorld
 
 FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
@@ -29,8 +25,6 @@ FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.tom
 
 @dataclass
 class World(ServiceWorld):
-    subscriptions: Subscriptions
-
     def subscribe(self, binding: str = "approve-1", **kw: object) -> int:
         new = NewSubscription(
             customer_id=str(kw.pop("customer_id", "cust-1")),
@@ -39,37 +33,22 @@ class World(ServiceWorld):
             schedule=str(kw.pop("schedule", "0 3 1 * *")),
             start_at=self.clock(),
         )
-        return int(self.subscriptions.create(new)["id"])
+        created = self.app.actions.subscriptions.create(new, actor="crm", reason="signup")
+        return int(created.body["id"])
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    db = Database(f"sqlite:///{tmp_path / 'billing.db'}")
-    db.upgrade()
-    clock = ManualClock()
-    gateway = FakeGateway()
-    dispatcher = RecordingDispatcher()
-    policy = load_policy(FAST_POLICY)
-    charger = Charger(
-        db,
-        gateway,
-        policy,
-        clock=clock,
-        stale_sending_after=timedelta(seconds=30),
-        outage_threshold=3,
+    w = World.build(
+        f"sqlite:///{tmp_path / 'billing.db'}",
+        policy=load_policy(FAST_POLICY),
+        stale_sending_after=30,
+        circuit_outage_threshold=3,
+        scheduler_batch_size=7,
+        requeue_after=60,
     )
-    scheduler = Scheduler(
-        db,
-        dispatcher,
-        policy,
-        gateway=gateway,
-        clock=clock,
-        batch_size=7,
-        requeue_after=timedelta(seconds=60),
-        stale_sending_after=timedelta(seconds=30),
-    )
-    yield World(db, clock, gateway, dispatcher, charger, scheduler, Subscriptions(db, clock=clock))
-    db.dispose()
+    yield w
+    w.db.dispose()
 
 
 def test_a_due_subscription_is_charged_once_and_moves_to_its_next_period(world: World) -> None:
@@ -184,7 +163,7 @@ def test_binding_not_found_is_confirmed_then_waits_for_a_new_card(world: World) 
     calls = len(world.gateway.payment_calls)
     world.tick(5)
     assert len(world.gateway.payment_calls) == calls  # no retries without a new binding
-    world.subscriptions.set_binding(sub_id, "approve-2")
+    world.app.actions.subscriptions.set_binding(sub_id, "approve-2", actor="crm", reason="new card")
     world.tick()
     assert world.sub(sub_id).status == "active"
     assert [i.status for i in world.invoices(sub_id)] == ["paid"]
@@ -212,13 +191,13 @@ def test_manual_retry_is_refused_for_a_paid_invoice(world: World) -> None:
     sub_id = world.subscribe("approve-1")
     world.tick()
     with pytest.raises(ConflictError, match="no open invoice"):
-        world.subscriptions.retry_now(sub_id, world.dispatcher)
+        world.app.actions.retries.retry(sub_id, actor="ops", reason="try again")
 
 
 def test_manual_retry_does_not_use_up_a_dunning_step(world: World) -> None:
     sub_id = world.subscribe("insufficient-1")
     world.tick()
-    world.subscriptions.retry_now(sub_id, world.dispatcher, actor="alice")
+    world.app.actions.retries.retry(sub_id, actor="alice", reason="customer called")
     world.work()
     for _ in range(4):
         world.tick(1)
@@ -279,7 +258,9 @@ def test_bad_input_is_refused_and_writes_nothing(
     }
     fields.update(change)
     with pytest.raises(ValidationError, match=message):
-        world.subscriptions.create(NewSubscription(**fields))  # type: ignore[arg-type]
+        world.app.actions.subscriptions.create(
+            NewSubscription(**fields), actor="crm", reason="signup"
+        )  # type: ignore[arg-type]
     with world.db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Subscription)) == 0
         assert s.scalar(select(func.count()).select_from(Event)) == 0
@@ -410,7 +391,7 @@ def test_a_suspended_subscription_with_a_new_card_is_charged_once_not_for_missed
     world.clock.advance(hours=2, seconds=3)  # two billing hours pass while suspended
     with world.db.transaction() as s:
         s.get_one(Subscription, sub_id).cancel_at = None  # an operator keeps it alive
-    world.subscriptions.set_binding(sub_id, "approve-2")
+    world.app.actions.subscriptions.set_binding(sub_id, "approve-2", actor="crm", reason="new card")
     world.tick()
     invoices = world.invoices(sub_id)
     assert [i.status for i in invoices] == ["paid"]
@@ -486,25 +467,18 @@ def test_late_messages_in_a_backlog_are_not_sent_again(world: World) -> None:
 
 
 def test_paying_a_suspended_subscription_keeps_its_requested_cancellation(world: World) -> None:
-    from billing.services.operations import Operations
-
-    ops = Operations(
-        world.db,
-        gateway=world.gateway,
-        policy=world.charger.policy,
-        dispatcher=world.dispatcher,
-        clock=world.clock,
-    )
     sub_id = world.subscribe("insufficient-1", schedule="0 * * * *")
     world.tick()
     assert world.sub(sub_id).status == "past_due"
-    ops.cancel(sub_id, actor="alice", reason="customer leaves", at_period_end=True)
+    world.app.actions.pausing.cancel(
+        sub_id, actor="alice", reason="customer leaves", at_period_end=True
+    )
     for _ in range(3):
         world.tick(1)
     assert world.sub(sub_id).status == "suspended"
     with world.db.transaction() as s:  # the customer topped up the card
         s.get_one(Subscription, sub_id).binding_id = "approve-1"
-    world.subscriptions.retry_now(sub_id, world.dispatcher)
+    world.app.actions.retries.retry(sub_id, actor="ops", reason="try again")
     world.work()
     sub = world.sub(sub_id)
     assert sub.status == "active"

@@ -13,10 +13,10 @@ import pytest
 
 from billing.console import ConsoleDeps, Operator, create_console_app
 from billing.domain.dunning_policy import DEFAULT_POLICY
-from billing.services.operations import Operations
-from billing.services.subscriptions import NewSubscription, Subscriptions
-from billing.storage.database import Database
+from billing.domain.subscription import NewSubscription
+from billing.services.actions.subscriptions import SubscriptionActions
 from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
+from tests.support.world import build_test_app
 
 TOKENS = {
     "op-token": Operator("alice", "operator"),
@@ -52,23 +52,26 @@ class Browser:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[Browser, Subscriptions, RecordingDispatcher]]:
-    db = Database(f"sqlite:///{tmp_path / 'console.db'}")
-    db.upgrade()
+def setup(tmp_path: Path) -> Iterator[tuple[Browser, SubscriptionActions, RecordingDispatcher]]:
     clock = ManualClock()
     dispatcher = RecordingDispatcher()
-    operations = Operations(
-        db, gateway=FakeGateway(), policy=DEFAULT_POLICY, dispatcher=dispatcher, clock=clock
+    app = build_test_app(
+        f"sqlite:///{tmp_path / 'console.db'}",
+        policy=DEFAULT_POLICY,
+        clock=clock,
+        gateway=FakeGateway(),
+        dispatcher=dispatcher,
     )
-    subscriptions = operations.subscriptions
-    deps = ConsoleDeps(db=db, operations=operations, clock=clock, authenticate=TOKENS.get)
+    db = app.db
+    subscriptions = app.actions.subscriptions
+    deps = ConsoleDeps(db=db, app=app, clock=clock, authenticate=TOKENS.get)
     browser = Browser(create_console_app(deps, session_secret="test-secret"))
     yield browser, subscriptions, dispatcher
     browser.close()
     db.dispose()
 
 
-def _subscribe(subscriptions: Subscriptions) -> int:
+def _subscribe(subscriptions: SubscriptionActions) -> int:
     created = subscriptions.create(
         NewSubscription(
             customer_id="cust-42",
@@ -76,19 +79,23 @@ def _subscribe(subscriptions: Subscriptions) -> int:
             amount=49900,
             schedule="0 3 1 * *",
             start_at=subscriptions.clock(),
-        )
+        ),
+        actor="crm",
+        reason="signup",
     )
-    return int(created["id"])
+    return int(created.body["id"])
 
 
-def test_pages_need_a_login(setup: tuple[Browser, Subscriptions, RecordingDispatcher]) -> None:
+def test_pages_need_a_login(
+    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
+) -> None:
     browser, _, _ = setup
     response = browser.get("/")
     assert response.status_code == 303 and response.headers["location"] == "/login"
 
 
 def test_a_wrong_token_is_refused_and_a_backend_token_cannot_log_in(
-    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
 ) -> None:
     browser, _, _ = setup
     assert browser.login("nope").status_code == 401
@@ -97,7 +104,7 @@ def test_a_wrong_token_is_refused_and_a_backend_token_cannot_log_in(
 
 
 def test_login_without_the_csrf_token_is_refused(
-    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
 ) -> None:
     browser, _, _ = setup
     browser.get("/login")
@@ -105,7 +112,7 @@ def test_login_without_the_csrf_token_is_refused(
 
 
 def test_the_session_cookie_is_httponly_and_samesite(
-    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
 ) -> None:
     browser, _, _ = setup
     response = browser.login("op-token")
@@ -115,7 +122,7 @@ def test_the_session_cookie_is_httponly_and_samesite(
 
 
 def test_an_operator_sees_the_dashboard_and_retries_a_subscription(
-    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
 ) -> None:
     browser, subscriptions, dispatcher = setup
     sub_id = _subscribe(subscriptions)
@@ -134,7 +141,7 @@ def test_an_operator_sees_the_dashboard_and_retries_a_subscription(
 
 
 def test_a_retry_without_csrf_or_by_a_viewer_changes_nothing(
-    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
 ) -> None:
     browser, subscriptions, dispatcher = setup
     sub_id = _subscribe(subscriptions)
@@ -151,7 +158,7 @@ def test_a_retry_without_csrf_or_by_a_viewer_changes_nothing(
 
 
 def test_the_audit_log_shows_who_did_what(
-    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
 ) -> None:
     browser, subscriptions, _ = setup
     _subscribe(subscriptions)
@@ -161,7 +168,7 @@ def test_the_audit_log_shows_who_did_what(
 
 
 def test_an_operator_pauses_and_resumes_with_a_reason_kept_in_the_audit_log(
-    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
 ) -> None:
     browser, subscriptions, _ = setup
     sub_id = _subscribe(subscriptions)
@@ -178,7 +185,7 @@ def test_an_operator_pauses_and_resumes_with_a_reason_kept_in_the_audit_log(
 
 
 def test_an_action_without_a_reason_is_refused_and_changes_nothing(
-    setup: tuple[Browser, Subscriptions, RecordingDispatcher],
+    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
 ) -> None:
     browser, subscriptions, _ = setup
     sub_id = _subscribe(subscriptions)

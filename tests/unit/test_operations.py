@@ -1,4 +1,4 @@
-"""Operator and backend use cases (billing.services.operations) on SQLite with fakes.
+"""Operator and backend use cases (billing.services.actions and read) on SQLite with fakes.
 
 Each test is a story an operator would tell: pause a customer, cancel at the end of the
 month, refund a double charge once however often the button is clicked, retry everyone
@@ -18,7 +18,9 @@ from sqlalchemy import func, select
 
 from billing.domain.circuit_breaker import Circuit, CircuitState
 from billing.domain.dunning_policy import DEFAULT_POLICY, load_policy
+from billing.domain.subscription import NewSubscription
 from billing.errors import ChargingPausedError, ConflictError, NotFoundError, ValidationError
+from billing.gateway.classify import RefundState, classify_action
 from billing.gateway.port import RefundRequest
 from billing.gateway.results import (
     ConnectionFailed,
@@ -29,17 +31,8 @@ from billing.gateway.results import (
     NotJsonReply,
     ReadTimedOut,
 )
-from billing.services import operations as operations_module
-from billing.services.operations import (
-    Operations,
-    RefundState,
-    classify_action,
-)
-from billing.services.pipeline.charging import Charger
-from billing.services.pipeline.scheduler_pass import Scheduler
-from billing.services.subscriptions import NewSubscription
+from billing.services.actions import invoices as invoice_actions
 from billing.storage.circuit_row import save_circuit
-from billing.storage.database import Database
 from billing.storage.tables import (
     ChargeAttempt,
     Event,
@@ -48,7 +41,6 @@ from billing.storage.tables import (
     Refund,
     Subscription,
 )
-from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
 from tests.support.world import ServiceWorld
 
 FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
@@ -57,8 +49,6 @@ OK = {"errorCode": "0", "errorMessage": "Success"}
 
 @dataclass
 class World(ServiceWorld):
-    gateway: FakeGateway
-    ops: Operations
     actor: str = "ops-anna"
     notes: list[str] = field(default_factory=list)
 
@@ -70,7 +60,9 @@ class World(ServiceWorld):
             schedule=kw.pop("schedule", "0 3 1 * *"),
             start_at=self.clock(),
         )
-        return int(self.ops.create_subscription(new, actor="crm", reason="signup").body["id"])
+        return int(
+            self.app.actions.subscriptions.create(new, actor="crm", reason="signup").body["id"]
+        )
 
     def events(self, **where: Any) -> list[Event]:
         with self.db.transaction() as s:
@@ -92,16 +84,10 @@ class World(ServiceWorld):
 
 
 def _world(tmp_path: Path, policy_path: Path | None) -> World:
-    db = Database(f"sqlite:///{tmp_path / 'billing.db'}")
-    db.upgrade()
-    clock = ManualClock()
-    gateway = FakeGateway()
-    dispatcher = RecordingDispatcher()
     policy = load_policy(policy_path) if policy_path else DEFAULT_POLICY
-    charger = Charger(db, gateway, policy, clock=clock, stale_sending_after=timedelta(seconds=30))
-    scheduler = Scheduler(db, dispatcher, policy, gateway=gateway, clock=clock)
-    ops = Operations(db, gateway=gateway, policy=policy, dispatcher=dispatcher, clock=clock)
-    return World(db, clock, gateway, dispatcher, charger, scheduler, ops)
+    return World.build(
+        f"sqlite:///{tmp_path / 'billing.db'}", policy=policy, stale_sending_after=30
+    )
 
 
 @pytest.fixture
@@ -124,14 +110,20 @@ def slow_world(tmp_path: Path) -> Iterator[World]:
 
 def test_create_with_the_same_idempotency_key_and_body_creates_once(world: World) -> None:
     new = NewSubscription("cust-9", "approve-9", 1000, "0 3 1 * *", start_at=world.clock())
-    first = world.ops.create_subscription(new, actor="crm", reason="signup", idempotency_key="k-1")
-    again = world.ops.create_subscription(new, actor="crm", reason="signup", idempotency_key="k-1")
+    first = world.app.actions.subscriptions.create(
+        new, actor="crm", reason="signup", idempotency_key="k-1"
+    )
+    again = world.app.actions.subscriptions.create(
+        new, actor="crm", reason="signup", idempotency_key="k-1"
+    )
     assert not first.replayed and again.replayed
     assert again.body == first.body
     assert world.count(Subscription) == 1
     changed = NewSubscription("cust-9", "approve-9", 2000, "0 3 1 * *", start_at=world.clock())
     with pytest.raises(ConflictError, match="different request"):
-        world.ops.create_subscription(changed, actor="crm", reason="signup", idempotency_key="k-1")
+        world.app.actions.subscriptions.create(
+            changed, actor="crm", reason="signup", idempotency_key="k-1"
+        )
     assert world.count(Subscription) == 1
     [created] = world.events(kind="subscription_created")
     assert (created.actor, created.reason.split(" (")[0]) == ("crm", "signup")
@@ -140,9 +132,11 @@ def test_create_with_the_same_idempotency_key_and_body_creates_once(world: World
 def test_invalid_input_changes_nothing(world: World) -> None:
     bad = NewSubscription("cust-1", "approve-1", 100, "every day", start_at=world.clock())
     with pytest.raises(ValidationError, match="cron"):
-        world.ops.create_subscription(bad, actor="crm", reason="signup", idempotency_key="k-2")
+        world.app.actions.subscriptions.create(
+            bad, actor="crm", reason="signup", idempotency_key="k-2"
+        )
     with pytest.raises(ValidationError, match="reason is required"):
-        world.ops.create_subscription(
+        world.app.actions.subscriptions.create(
             NewSubscription("cust-1", "approve-1", 100, "0 3 1 * *"), actor="crm", reason="  "
         )
     assert world.count(Subscription) == world.count(IdempotencyKey) == world.count(Event) == 0
@@ -157,11 +151,13 @@ def test_a_paused_subscription_is_not_billed_and_paused_periods_are_not_billed_l
     sub_id = world.subscribe()
     world.tick()
     assert [i.status for i in world.invoices(sub_id)] == ["paid"]
-    view = world.ops.pause(sub_id, actor=world.actor, reason="customer asked for a break")
+    view = world.app.actions.pausing.pause(
+        sub_id, actor=world.actor, reason="customer asked for a break"
+    )
     assert (view["status"], view["paused_from"]) == ("paused", "active")
     world.tick(seconds=75 * 86400)  # two billing periods go by
     assert len(world.invoices(sub_id)) == 1
-    resumed = world.ops.resume(sub_id, actor=world.actor, reason="customer is back")
+    resumed = world.app.actions.pausing.resume(sub_id, actor=world.actor, reason="customer is back")
     assert resumed["status"] == "active"
     next_charge = world.sub(sub_id).next_charge_at
     assert next_charge is not None and next_charge > world.clock()
@@ -180,12 +176,12 @@ def test_pausing_withdraws_a_stored_attempt_before_any_worker_sends_it(world: Wo
     sub_id = world.subscribe()
     world.scheduler.run_pass()  # the attempt is stored and enqueued, not yet sent
     [attempt] = world.attempts(sub_id)
-    view = world.ops.pause(sub_id, actor=world.actor, reason="dispute")
+    view = world.app.actions.pausing.pause(sub_id, actor=world.actor, reason="dispute")
     assert view["held_attempts"] == [attempt.id]
     world.work()  # the queued message arrives
     assert world.gateway.payment_calls == []
     assert world.attempts(sub_id)[0].state == "failed"
-    world.ops.resume(sub_id, actor=world.actor, reason="dispute settled")
+    world.app.actions.pausing.resume(sub_id, actor=world.actor, reason="dispute settled")
     world.tick()
     assert [i.status for i in world.invoices(sub_id)] == ["paid"]
     assert len(world.gateway.deposited()) == 1
@@ -203,7 +199,7 @@ def test_a_charge_refused_by_a_worker_while_paused_is_made_after_resume(world: W
     world.work()
     assert world.attempts(sub_id)[0].reason == "subscription_paused"
     assert world.invoices(sub_id)[0].next_attempt_at is None
-    world.ops.resume(sub_id, actor=world.actor, reason="go")
+    world.app.actions.pausing.resume(sub_id, actor=world.actor, reason="go")
     world.tick()
     assert [i.status for i in world.invoices(sub_id)] == ["paid"]
     assert attempt.id in [a.id for a in world.attempts(sub_id)]
@@ -214,14 +210,19 @@ def test_resume_keeps_a_card_problem_unless_a_new_card_was_set(world: World) -> 
     world.tick()
     world.tick(seconds=2)  # "binding not found" confirmed
     assert world.sub(sub_id).status == "needs_payment_method"
-    world.ops.pause(sub_id, actor=world.actor, reason="hold")
-    assert world.ops.resume(sub_id, actor=world.actor, reason="go")["status"] == (
+    world.app.actions.pausing.pause(sub_id, actor=world.actor, reason="hold")
+    assert world.app.actions.pausing.resume(sub_id, actor=world.actor, reason="go")["status"] == (
         "needs_payment_method"
     )
-    world.ops.pause(sub_id, actor=world.actor, reason="hold")
-    world.ops.set_binding(sub_id, "approve-2", actor="crm", reason="customer added a card")
+    world.app.actions.pausing.pause(sub_id, actor=world.actor, reason="hold")
+    world.app.actions.subscriptions.set_binding(
+        sub_id, "approve-2", actor="crm", reason="customer added a card"
+    )
     assert world.sub(sub_id).status == "paused"
-    assert world.ops.resume(sub_id, actor=world.actor, reason="go")["status"] == "past_due"
+    assert (
+        world.app.actions.pausing.resume(sub_id, actor=world.actor, reason="go")["status"]
+        == "past_due"
+    )
     world.tick()
     assert [i.status for i in world.invoices(sub_id)] == ["paid"]
     assert world.sub(sub_id).status == "active"
@@ -233,7 +234,7 @@ def test_cancel_now_voids_what_is_open(world: World) -> None:
     sub_id = world.subscribe("insufficient-1")
     world.tick()
     assert world.sub(sub_id).status == "past_due"
-    view = world.ops.cancel(sub_id, actor=world.actor, reason="customer left")
+    view = world.app.actions.pausing.cancel(sub_id, actor=world.actor, reason="customer left")
     [invoice] = world.invoices(sub_id)
     assert view["voided_invoices"] == [invoice.id]
     assert (view["status"], invoice.status) == ("canceled", "void")
@@ -241,7 +242,7 @@ def test_cancel_now_voids_what_is_open(world: World) -> None:
     [voided] = world.events(kind="invoice_void")
     assert (voided.actor, voided.reason) == (world.actor, "customer left")
     with pytest.raises(ConflictError, match="already canceled"):
-        world.ops.cancel(sub_id, actor=world.actor, reason="again")
+        world.app.actions.pausing.cancel(sub_id, actor=world.actor, reason="again")
     world.tick(seconds=60)
     assert len(world.attempts(sub_id)) == 1  # no retry of a void invoice
 
@@ -250,7 +251,9 @@ def test_cancel_at_period_end_bills_no_further_period(world: World) -> None:
     sub_id = world.subscribe()
     world.tick()
     period_end = world.sub(sub_id).next_charge_at
-    view = world.ops.cancel(sub_id, actor=world.actor, reason="downgrade", at_period_end=True)
+    view = world.app.actions.pausing.cancel(
+        sub_id, actor=world.actor, reason="downgrade", at_period_end=True
+    )
     assert view["status"] == "active" and view["ends_at"] == period_end.isoformat()
     world.clock.now = period_end + timedelta(minutes=1)
     report = world.scheduler.run_pass()
@@ -263,10 +266,12 @@ def test_resume_undoes_a_cancellation_at_period_end(world: World) -> None:
     sub_id = world.subscribe()
     world.tick()
     period_end = world.sub(sub_id).next_charge_at
-    world.ops.cancel(sub_id, actor=world.actor, reason="downgrade", at_period_end=True)
+    world.app.actions.pausing.cancel(
+        sub_id, actor=world.actor, reason="downgrade", at_period_end=True
+    )
     with pytest.raises(ConflictError, match="already set to cancel"):
-        world.ops.cancel(sub_id, actor=world.actor, reason="x", at_period_end=True)
-    view = world.ops.resume(sub_id, actor=world.actor, reason="changed their mind")
+        world.app.actions.pausing.cancel(sub_id, actor=world.actor, reason="x", at_period_end=True)
+    view = world.app.actions.pausing.resume(sub_id, actor=world.actor, reason="changed their mind")
     assert view["ends_at"] is None and view["next_charge_at"] == period_end.isoformat()
     world.clock.now = period_end
     world.tick()
@@ -276,13 +281,15 @@ def test_resume_undoes_a_cancellation_at_period_end(world: World) -> None:
 def test_update_validates_like_create_and_recomputes_the_next_charge(world: World) -> None:
     sub_id = world.subscribe()
     with pytest.raises(ValidationError, match="amount"):
-        world.ops.update_subscription(sub_id, actor=world.actor, reason="x", amount=0)
+        world.app.actions.subscriptions.update(sub_id, actor=world.actor, reason="x", amount=0)
     with pytest.raises(ValidationError, match="timezone"):
-        world.ops.update_subscription(sub_id, actor=world.actor, reason="x", timezone="Mars/Base")
+        world.app.actions.subscriptions.update(
+            sub_id, actor=world.actor, reason="x", timezone="Mars/Base"
+        )
     with pytest.raises(ValidationError, match="nothing to change"):
-        world.ops.update_subscription(sub_id, actor=world.actor, reason="x")
+        world.app.actions.subscriptions.update(sub_id, actor=world.actor, reason="x")
     assert world.events(kind="subscription_updated") == []
-    view = world.ops.update_subscription(
+    view = world.app.actions.subscriptions.update(
         sub_id, actor=world.actor, reason="new plan", amount=59900, schedule="0 9 * * 1"
     )
     assert (view["amount"], view["schedule"]) == (59900, "0 9 * * 1")
@@ -302,32 +309,32 @@ def test_void_and_write_off_are_refused_for_paid_invoices_and_charges_in_flight(
     world.tick()
     [paid] = world.invoices(paid_sub)
     with pytest.raises(ConflictError, match="paid: refund"):
-        world.ops.void_invoice(paid.id, actor=world.actor, reason="x")
+        world.app.actions.invoices.void(paid.id, actor=world.actor, reason="x")
     busy_sub = world.subscribe("approve-2", customer_id="cust-2")
     world.scheduler.run_pass()
     [busy] = world.invoices(busy_sub)
     with world.db.transaction() as s:  # a worker has sent it: the gateway may be charging
         s.get_one(ChargeAttempt, world.attempts(busy_sub)[0].id).state = "sending"
     with pytest.raises(ConflictError, match="in flight"):
-        world.ops.write_off_invoice(busy.id, actor=world.actor, reason="x")
+        world.app.actions.invoices.write_off(busy.id, actor=world.actor, reason="x")
     assert world.invoices(busy_sub)[0].status == "open"
     assert world.events(kind="invoice_uncollectible") == []
     with pytest.raises(NotFoundError):
-        world.ops.void_invoice(999, actor=world.actor, reason="x")
+        world.app.actions.invoices.void(999, actor=world.actor, reason="x")
 
 
 def test_writing_off_the_failing_invoice_ends_dunning(world: World) -> None:
     sub_id = world.subscribe("insufficient-1")
     world.tick()
     [invoice] = world.invoices(sub_id)
-    closed = world.ops.write_off_invoice(invoice.id, actor=world.actor, reason="bad debt")
+    closed = world.app.actions.invoices.write_off(invoice.id, actor=world.actor, reason="bad debt")
     assert closed["status"] == "uncollectible"
     assert world.sub(sub_id).status == "active"
     world.tick(seconds=60)
     assert len(world.attempts(sub_id)) == 1
-    listed = world.ops.list_invoices(status="uncollectible")
+    listed = world.app.read.list_invoices(status="uncollectible")
     assert [i["id"] for i in listed] == [invoice.id]
-    shown = world.ops.show_invoice(invoice.id)
+    shown = world.app.read.show_invoice(invoice.id)
     assert [e["kind"] for e in shown["events"]][-1] == "invoice_uncollectible"
 
 
@@ -342,17 +349,17 @@ def test_the_audit_row_is_written_with_the_change_or_not_at_all(
         raise RuntimeError("the process dies half-way")
 
     # The invoice is closed and its audit row added, then the transaction fails.
-    monkeypatch.setattr(operations_module, "_recover_if_nothing_fails", crash)
+    monkeypatch.setattr(invoice_actions, "recover_if_nothing_fails", crash)
     with pytest.raises(RuntimeError):
-        world.ops.void_invoice(invoice.id, actor=world.actor, reason="goodwill")
+        world.app.actions.invoices.void(invoice.id, actor=world.actor, reason="goodwill")
     assert world.invoices(sub_id)[0].status == "open"
     assert world.events(actor=world.actor) == []
     monkeypatch.undo()
-    # A use case reused from Subscriptions: its refusal leaves no reason row either.
+    # A refused change leaves no reason row either.
     paid_sub = world.subscribe("approve-1", customer_id="cust-2")
     world.tick()
     with pytest.raises(ConflictError, match="no open invoice"):
-        world.ops.retry(paid_sub, actor=world.actor, reason="try")
+        world.app.actions.retries.retry(paid_sub, actor=world.actor, reason="try")
     assert world.events(kind="operator_reason") == []
 
 
@@ -363,20 +370,20 @@ def test_manual_retry_rules(world: World) -> None:
     paid_sub = world.subscribe()
     world.tick()
     with pytest.raises(ConflictError, match="no open invoice"):
-        world.ops.retry(paid_sub, actor=world.actor, reason="x")
+        world.app.actions.retries.retry(paid_sub, actor=world.actor, reason="x")
 
     busy_sub = world.subscribe("approve-2", customer_id="cust-2")
     world.scheduler.run_pass()
     with pytest.raises(ConflictError, match="in flight"):
-        world.ops.retry(busy_sub, actor=world.actor, reason="x")
+        world.app.actions.retries.retry(busy_sub, actor=world.actor, reason="x")
     world.work()
 
     failing = world.subscribe("insufficient-3", customer_id="cust-3")
     world.tick()
-    world.ops.pause(failing, actor=world.actor, reason="hold")
+    world.app.actions.pausing.pause(failing, actor=world.actor, reason="hold")
     with pytest.raises(ConflictError, match="paused: resume it first"):
-        world.ops.retry(failing, actor=world.actor, reason="x")
-    world.ops.resume(failing, actor=world.actor, reason="go")
+        world.app.actions.retries.retry(failing, actor=world.actor, reason="x")
+    world.app.actions.pausing.resume(failing, actor=world.actor, reason="go")
 
     with world.db.transaction() as s:
         save_circuit(
@@ -390,7 +397,7 @@ def test_manual_retry_rules(world: World) -> None:
             world.clock(),
         )
     with pytest.raises(ChargingPausedError, match="access denied"):
-        world.ops.retry(failing, actor=world.actor, reason="x")
+        world.app.actions.retries.retry(failing, actor=world.actor, reason="x")
 
 
 def test_a_manual_retry_that_pays_cancels_the_pending_dunning(world: World) -> None:
@@ -398,7 +405,7 @@ def test_a_manual_retry_that_pays_cancels_the_pending_dunning(world: World) -> N
     world.tick()
     with world.db.transaction() as s:  # the customer topped up the card
         s.get_one(Subscription, sub_id).binding_id = "approve-1"
-    result = world.ops.retry(sub_id, actor=world.actor, reason="customer topped up")
+    result = world.app.actions.retries.retry(sub_id, actor=world.actor, reason="customer topped up")
     world.work()
     [invoice] = world.invoices(sub_id)
     assert (invoice.status, invoice.next_attempt_at) == ("paid", None)
@@ -417,7 +424,7 @@ def test_bulk_retry_dry_run_writes_nothing_and_the_real_run_retries_the_matching
     world.subscribe("approve-1", customer_id="fine")
     world.tick()
     before = (world.count(Event), world.count(ChargeAttempt), world.count(Invoice))
-    dry = world.ops.bulk_retry(
+    dry = world.app.actions.retries.bulk_retry(
         "insufficient_funds", actor=world.actor, reason="bank outage over", dry_run=True
     )
     assert dry == {
@@ -428,14 +435,20 @@ def test_bulk_retry_dry_run_writes_nothing_and_the_real_run_retries_the_matching
     }
     assert (world.count(Event), world.count(ChargeAttempt), world.count(Invoice)) == before
     assert world.dispatcher.charges == []
-    by_category = world.ops.bulk_retry("soft_decline", actor="x", reason="y", dry_run=True)
+    by_category = world.app.actions.retries.bulk_retry(
+        "soft_decline", actor="x", reason="y", dry_run=True
+    )
     assert by_category["subscription_ids"] == poor
-    done = world.ops.bulk_retry("insufficient_funds", actor=world.actor, reason="funds back")
+    done = world.app.actions.retries.bulk_retry(
+        "insufficient_funds", actor=world.actor, reason="funds back"
+    )
     assert done["subscription_ids"] == poor and done["skipped"] == []
     assert len(world.dispatcher.charges) == 3
     assert lost not in done["subscription_ids"]
     with pytest.raises(ValidationError, match="failure"):
-        world.ops.bulk_retry("Insufficient Funds!", actor="x", reason="y", dry_run=True)
+        world.app.actions.retries.bulk_retry(
+            "Insufficient Funds!", actor="x", reason="y", dry_run=True
+        )
 
 
 # -- refunds ----------------------------------------------------------------------------------
@@ -443,10 +456,10 @@ def test_bulk_retry_dry_run_writes_nothing_and_the_real_run_retries_the_matching
 
 def test_a_repeated_refund_request_refunds_once(world: World) -> None:
     attempt_id = world.paid_attempt()
-    first = world.ops.refund(
+    first = world.app.actions.refunds.refund(
         attempt_id=attempt_id, actor=world.actor, reason="double click", idempotency_key="r-1"
     )
-    again = world.ops.refund(
+    again = world.app.actions.refunds.refund(
         attempt_id=attempt_id, actor=world.actor, reason="double click", idempotency_key="r-1"
     )
     assert first.body["state"] == "succeeded" and again.replayed
@@ -460,7 +473,7 @@ def test_a_repeated_refund_request_refunds_once(world: World) -> None:
     [succeeded] = world.events(kind="refund_succeeded")
     assert requested.actor == succeeded.actor == world.actor
     with pytest.raises(ConflictError, match="different request"):
-        world.ops.refund(
+        world.app.actions.refunds.refund(
             attempt_id=attempt_id,
             amount=100,
             actor=world.actor,
@@ -481,29 +494,35 @@ def test_the_refund_row_is_stored_before_the_gateway_is_called(world: World) -> 
         return original(request)
 
     world.gateway.refund = watching  # type: ignore[method-assign]
-    body = world.ops.refund(attempt_id=attempt_id, actor=world.actor, reason="r").body
+    body = world.app.actions.refunds.refund(
+        attempt_id=attempt_id, actor=world.actor, reason="r"
+    ).body
     assert seen == [("requested", body["external_refund_id"])]
 
 
 def test_partial_refunds_are_capped_at_what_was_paid(world: World) -> None:
     attempt_id = world.paid_attempt()
     for key in ("a", "b"):
-        body = world.ops.refund(
+        body = world.app.actions.refunds.refund(
             attempt_id=attempt_id, amount=20000, actor=world.actor, reason="r", idempotency_key=key
         ).body
         assert body["state"] == "succeeded"
     assert body["refundable_left"] == 9900
     with pytest.raises(ConflictError, match="only 9900 of the 49900"):
-        world.ops.refund(
+        world.app.actions.refunds.refund(
             attempt_id=attempt_id, amount=20000, actor=world.actor, reason="r", idempotency_key="c"
         )
-    rest = world.ops.refund(attempt_id=attempt_id, actor=world.actor, reason="r").body
+    rest = world.app.actions.refunds.refund(
+        attempt_id=attempt_id, actor=world.actor, reason="r"
+    ).body
     assert (rest["amount"], rest["refundable_left"]) == (9900, 0)
     with pytest.raises(ConflictError, match="refunded in full"):
-        world.ops.refund(attempt_id=attempt_id, actor=world.actor, reason="r")
+        world.app.actions.refunds.refund(attempt_id=attempt_id, actor=world.actor, reason="r")
     assert sum(world.gateway.refunded.values()) == 49900
     with pytest.raises(ValidationError, match="positive"):
-        world.ops.refund(attempt_id=attempt_id, amount=0, actor=world.actor, reason="r")
+        world.app.actions.refunds.refund(
+            attempt_id=attempt_id, amount=0, actor=world.actor, reason="r"
+        )
 
 
 def test_refunds_are_refused_for_unpaid_attempts(world: World) -> None:
@@ -511,29 +530,35 @@ def test_refunds_are_refused_for_unpaid_attempts(world: World) -> None:
     world.tick()
     [declined] = world.attempts(sub_id)
     with pytest.raises(ConflictError, match="only a paid attempt"):
-        world.ops.refund(attempt_id=declined.id, actor=world.actor, reason="r")
+        world.app.actions.refunds.refund(attempt_id=declined.id, actor=world.actor, reason="r")
     with pytest.raises(ConflictError, match="no paid attempt"):
-        world.ops.refund(invoice_id=declined.invoice_id, actor=world.actor, reason="r")
+        world.app.actions.refunds.refund(
+            invoice_id=declined.invoice_id, actor=world.actor, reason="r"
+        )
     assert world.gateway.refund_calls == [] and world.count(Refund) == 0
 
 
 def test_an_unknown_refund_outcome_is_never_reported_as_success(world: World) -> None:
     attempt_id = world.paid_attempt()
     world.gateway.refund_mode = "timeout"
-    body = world.ops.refund(attempt_id=attempt_id, amount=10000, actor=world.actor, reason="r").body
+    body = world.app.actions.refunds.refund(
+        attempt_id=attempt_id, amount=10000, actor=world.actor, reason="r"
+    ).body
     assert body["state"] == "unknown"
     assert "may have been processed" in body["message"]
     # It counts as taken until someone checks: no second refund past what was paid.
     assert body["refundable_left"] == 39900
     [event] = world.events(kind="refund_unknown")
     assert "OUTCOME UNKNOWN" in event.reason
-    assert world.ops.status()["refunds_unknown"] == 1
+    assert world.app.read.status()["refunds_unknown"] == 1
 
 
 def test_a_refused_refund_frees_its_amount(world: World) -> None:
     attempt_id = world.paid_attempt()
     world.gateway.refund_mode = "refuse"
-    body = world.ops.refund(attempt_id=attempt_id, actor=world.actor, reason="r").body
+    body = world.app.actions.refunds.refund(
+        attempt_id=attempt_id, actor=world.actor, reason="r"
+    ).body
     assert (body["state"], body["error_code"]) == ("failed", "7")
     assert body["refundable_left"] == 49900
 
@@ -542,7 +567,7 @@ def test_refunding_a_double_charge_in_full_clears_its_flag(world: World) -> None
     attempt_id = world.paid_attempt()
     with world.db.transaction() as s:
         s.get_one(ChargeAttempt, attempt_id).needs_refund = True
-    by_invoice = world.ops.refund(
+    by_invoice = world.app.actions.refunds.refund(
         invoice_id=world.attempts(1)[0].invoice_id, actor=world.actor, reason="double charge"
     ).body
     assert by_invoice["attempt_id"] == attempt_id
@@ -555,22 +580,22 @@ def test_reverse_only_on_the_day_of_payment(world: World) -> None:
     attempt_id = world.paid_attempt()
     world.clock.advance(hours=25)
     with pytest.raises(ConflictError, match="only possible on the day of payment"):
-        world.ops.reverse(attempt_id, actor=world.actor, reason="r")
+        world.app.actions.refunds.reverse(attempt_id, actor=world.actor, reason="r")
     assert world.gateway.reverse_calls == []
 
     today = world.subscribe("approve-7", customer_id="cust-7")
     world.tick()
     [attempt] = world.attempts(today)
     world.gateway.reverse_mode = "refuse"
-    refused = world.ops.reverse(attempt.id, actor=world.actor, reason="r")
+    refused = world.app.actions.refunds.reverse(attempt.id, actor=world.actor, reason="r")
     assert (refused["state"], refused["message"]) == ("failed", "Reversal is not possible")
     world.gateway.reverse_mode = "ok"
-    done = world.ops.reverse(attempt.id, actor=world.actor, reason="r")
+    done = world.app.actions.refunds.reverse(attempt.id, actor=world.actor, reason="r")
     assert (done["kind"], done["state"], done["amount"]) == ("reverse", "succeeded", 49900)
     with pytest.raises(ConflictError, match="already reversed"):
-        world.ops.reverse(attempt.id, actor=world.actor, reason="r")
+        world.app.actions.refunds.reverse(attempt.id, actor=world.actor, reason="r")
     with pytest.raises(ConflictError, match="already reversed"):
-        world.ops.refund(attempt_id=attempt.id, actor=world.actor, reason="r")
+        world.app.actions.refunds.refund(attempt_id=attempt.id, actor=world.actor, reason="r")
 
 
 @pytest.mark.parametrize(
@@ -603,11 +628,11 @@ def test_the_timeline_in_words(slow_world: World) -> None:
     world = slow_world
     sub_id = world.subscribe("insufficient-1")
     world.tick()  # declined on 1 Dec 00:00 UTC (03:00 MSK)
-    lines = world.ops.timeline(sub_id)
+    lines = world.app.read.timeline(sub_id)
     assert "insufficient funds on 1 Dec; next retry 2 Dec 03:00 MSK; suspends on 17 Dec" in lines
     assert lines[0] == "next billing period 1 Jan 2027 03:00 MSK (49900 643)"
-    world.ops.pause(sub_id, actor="ops-anna", reason="customer on holiday")
-    paused = world.ops.show_subscription(sub_id)["timeline"]
+    world.app.actions.pausing.pause(sub_id, actor="ops-anna", reason="customer on holiday")
+    paused = world.app.read.show_subscription(sub_id)["timeline"]
     assert paused[0] == (
         "paused since 1 Dec 03:00 MSK by ops-anna: customer on holiday (was past_due); "
         "no invoices and no charges until resumed"
@@ -618,10 +643,10 @@ def test_the_timeline_in_words(slow_world: World) -> None:
 def test_the_audit_log_lists_what_people_did_newest_first(world: World) -> None:
     sub_id = world.subscribe()
     world.tick()
-    world.ops.pause(sub_id, actor="ops-anna", reason="one")
-    world.ops.resume(sub_id, actor="ops-bob", reason="two")
-    log = world.ops.audit(limit=10)
+    world.app.actions.pausing.pause(sub_id, actor="ops-anna", reason="one")
+    world.app.actions.pausing.resume(sub_id, actor="ops-bob", reason="two")
+    log = world.app.read.audit(limit=10)
     assert [(e["actor"], e["reason"]) for e in log[:2]] == [("ops-bob", "two"), ("ops-anna", "one")]
     assert {e["actor"] for e in log} == {"ops-anna", "ops-bob", "crm"}
-    older = world.ops.audit(limit=10, before_id=log[0]["id"])
+    older = world.app.read.audit(limit=10, before_id=log[0]["id"])
     assert older == log[1:]

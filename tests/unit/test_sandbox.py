@@ -14,11 +14,11 @@ import pytest
 from starlette.types import ASGIApp
 
 from billing.errors import ConfigurationError
+from billing.gateway.classify import RefundState, classify_action
 from billing.gateway.client import GatewayClient, GatewayConfig
 from billing.gateway.port import RefundRequest, ReverseRequest
 from billing.sandbox import Ledger, Order, OrderState, SandboxConfig, SandboxServer, create_app
 from billing.sandbox.behaviours import Fault, Kind, behaviour_for, draw_fault
-from billing.services.operations import RefundState, classify_action
 
 AUTH = {"userName": "sandbox", "password": "sandbox"}
 BASE = "/payment/rest"

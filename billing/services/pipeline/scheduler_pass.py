@@ -25,6 +25,7 @@ from billing.domain.dunning_policy import DunningPolicy
 from billing.domain.model import (
     BILLABLE_STATUSES,
     CHARGEABLE_STATUSES,
+    IN_FLIGHT_STATES,
     AttemptState,
     AttemptTrigger,
     Category,
@@ -46,8 +47,6 @@ from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 
 log = logging.getLogger("billing.scheduler")
 _Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
-
-IN_FLIGHT = [AttemptState.PENDING.value, AttemptState.SENDING.value, AttemptState.UNKNOWN.value]
 
 
 @dataclass
@@ -210,7 +209,7 @@ class Scheduler:
                     now,
                     f"canceled: still {sub.status} at the end of its grace period",
                 )
-            # Cancellations requested for the end of a period (billing.services.operations
+            # Cancellations requested for the end of a period (billing.services.actions.pausing
             # sets ``ends_at`` and clears ``next_charge_at``, so no further period opens).
             ending = session.scalars(
                 self._skip_locked(
@@ -310,7 +309,8 @@ class Scheduler:
         busy = set(
             session.scalars(
                 select(ChargeAttempt.invoice_id).where(
-                    ChargeAttempt.invoice_id.in_(invoice_ids), ChargeAttempt.state.in_(IN_FLIGHT)
+                    ChargeAttempt.invoice_id.in_(invoice_ids),
+                    ChargeAttempt.state.in_(IN_FLIGHT_STATES),
                 )
             )
         )

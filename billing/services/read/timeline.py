@@ -34,8 +34,6 @@ from billing.storage.circuit_row import load_circuit
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 
-_IN_FLIGHT = {s.value for s in IN_FLIGHT_STATES}
-
 
 def day(moment: datetime, zone: ZoneInfo, now: datetime) -> str:
     """``3 Dec`` (with the year when it is not this year's)."""
@@ -146,11 +144,13 @@ def _invoice_line(
     policy: DunningPolicy,
 ) -> str:
     parts: list[str] = []
-    in_flight = [a for a in attempts if a.state in _IN_FLIGHT]
+    in_flight = [a for a in attempts if a.state in IN_FLIGHT_STATES]
     failed = [
         a
         for a in attempts
-        if a.state not in _IN_FLIGHT and a.state != AttemptState.PAID and a.category is not None
+        if a.state not in IN_FLIGHT_STATES
+        and a.state != AttemptState.PAID
+        and a.category is not None
     ]
     if failed:
         last = failed[-1]

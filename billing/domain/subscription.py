@@ -1,0 +1,95 @@
+"""A new subscription as people type it: validation, limits, the first charge time. Pure.
+
+It decides what a valid subscription is (customer, binding, amount within the gateway's
+N..12, currency, cron schedule, timezone) and when it is first charged. It must never touch
+the database or the clock (``now`` is passed in).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from billing.domain.periods import first_due, validate_cron, validate_timezone
+from billing.errors import ValidationError
+
+MAX_AMOUNT = 10**12 - 1
+MAX_BACKDATE = timedelta(days=1)  # N..12 in the gateway's terms
+_CURRENCY = re.compile(r"^\d{3}$")
+_BINDING = re.compile(r"^[A-Za-z0-9_\-:.]{1,255}$")
+
+
+@dataclass(frozen=True)
+class NewSubscription:
+    customer_id: str
+    binding_id: str
+    amount: int
+    schedule: str
+    currency: str = "643"
+    timezone: str = "Europe/Moscow"
+    description: str | None = None
+    start_at: datetime | None = None
+
+    def validated(self) -> NewSubscription:
+        """Return a cleaned copy or raise ValidationError naming the first bad field."""
+        customer = self.customer_id.strip()
+        if not customer or len(customer) > 255:
+            raise ValidationError("customer id must be 1 to 255 characters")
+        binding = self.binding_id.strip()
+        if not binding:
+            raise ValidationError("binding id must not be empty")
+        if not _BINDING.match(binding):
+            raise ValidationError(
+                "binding id must be at most 255 letters, digits, '-', '_', ':' or '.'"
+            )
+        if isinstance(self.amount, bool) or not isinstance(self.amount, int):
+            raise ValidationError("amount must be a whole number of minor units (e.g. 49900)")
+        if not 0 < self.amount <= MAX_AMOUNT:
+            raise ValidationError(f"amount must be between 1 and {MAX_AMOUNT} minor units")
+        if not _CURRENCY.match(self.currency):
+            raise ValidationError("currency must be a 3-digit ISO 4217 code such as 643")
+        if self.description is not None and len(self.description) > 512:
+            raise ValidationError("description must be at most 512 characters")
+        schedule = validate_cron(self.schedule)
+        validate_timezone(self.timezone)
+        return NewSubscription(
+            customer_id=customer,
+            binding_id=binding,
+            amount=self.amount,
+            schedule=schedule,
+            currency=self.currency,
+            timezone=self.timezone,
+            description=self.description,
+            start_at=self.start_at,
+        )
+
+
+def first_charge_time(clean: NewSubscription, now: datetime) -> datetime:
+    """When a validated new subscription is first charged; a start far in the past is
+    refused (past periods are not billed retroactively)."""
+    next_charge = first_due(clean.schedule, clean.timezone, now, clean.start_at)
+    if next_charge < now - MAX_BACKDATE:
+        raise ValidationError(
+            "start_at (--start-at) is more than a day in the past; past periods are not billed "
+            "retroactively (omit it to start at the next scheduled time)"
+        )
+    return next_charge
+
+
+def parse_amount(text: str) -> int:
+    """An amount typed by a person: digits only, minor units."""
+    cleaned = text.strip()
+    if not re.fullmatch(r"[+-]?\d+", cleaned):
+        raise ValidationError(
+            f"amount {text!r} must be a whole number of minor units (49900 = 499.00 RUB)"
+        )
+    return int(cleaned)
+
+
+def clean_binding(binding_id: str) -> str:
+    """A binding id as stored: stripped, 1 to 255 safe characters."""
+    binding = binding_id.strip()
+    if not binding or not _BINDING.match(binding):
+        raise ValidationError("binding id must be 1 to 255 letters, digits, '-', '_', ':' or '.'")
+    return binding

@@ -1,0 +1,373 @@
+"""Giving money back: refund.do (whole or partial) and reverse.do (same day).
+
+Money rules kept here:
+
+* a refund's ``externalRefundId`` is derived once per logical request (from its
+  Idempotency-Key when there is one) and committed in ``refunds`` *before* ``refund.do`` is
+  called, so a repeated click finds the first request instead of refunding twice;
+* partial refunds never exceed the paid amount minus earlier refunds (those whose outcome is
+  unknown count as taken until someone checks them);
+* a refund or reversal whose outcome is unknown (timeout) stays ``unknown`` and says so: it is
+  never reported as a success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from billing.domain.model import (
+    AttemptState,
+)
+from billing.errors import (
+    ConflictError,
+    GatewayError,
+    NotFoundError,
+    ValidationError,
+)
+from billing.gateway.classify import TAKEN_STATES, ActionOutcome, RefundState, classify_action
+from billing.gateway.port import Gateway, RefundRequest, ReverseRequest
+from billing.services.audit import clean_actor, clean_reason, record_event
+from billing.services.idempotency import Stored, check_key, claim_key, request_hash
+from billing.services.ports import Clock, system_clock
+from billing.services.read.views import (
+    refund_view,
+)
+from billing.storage.database import Database
+from billing.storage.tables import (
+    ChargeAttempt,
+    IdempotencyKey,
+    Invoice,
+    Refund,
+)
+
+
+class RefundActions:
+    """Refunds and reversals of paid attempts, through the gateway port."""
+
+    def __init__(self, db: Database, *, gateway: Gateway, clock: Clock = system_clock) -> None:
+        self.db = db
+        self.gateway = gateway
+        self.clock = clock
+
+    def refund(
+        self,
+        *,
+        actor: str,
+        reason: str,
+        attempt_id: int | None = None,
+        invoice_id: int | None = None,
+        amount: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Stored:
+        """Refund (part of) a paid attempt through ``refund.do``.
+
+        ``amount`` None refunds what is left. With an Idempotency-Key, a repeated request
+        returns the first answer (or the refund's current state while it is under way).
+        """
+        actor, reason, key = clean_actor(actor), clean_reason(reason), check_key(idempotency_key)
+        if (attempt_id is None) == (invoice_id is None):
+            raise ValidationError("give either an attempt id or an invoice id")
+        if amount is not None and (isinstance(amount, bool) or amount <= 0):
+            raise ValidationError("amount must be a positive whole number of minor units")
+        gateway = self.gateway
+        payload = {
+            "attempt_id": attempt_id,
+            "invoice_id": invoice_id,
+            "amount": amount,
+            "reason": reason,
+        }
+        digest = request_hash("refund", payload)
+        now = self.clock()
+        for round_ in range(2):
+            try:
+                with self.db.transaction() as session:
+                    # The attempt's row lock first: a concurrent repeat waits here, then
+                    # finds the first request's key (committed with its refund row).
+                    attempt = _refundable_attempt(session, attempt_id, invoice_id)
+                    if key is not None:
+                        earlier = claim_key(session, key, "refund", digest)
+                        if earlier is not None:
+                            return _replay_refund(session, earlier)
+                    _check_not_reversed(session, attempt)
+                    taken = _taken(session, attempt.id)
+                    left = attempt.amount - taken
+                    if left <= 0:
+                        raise ConflictError(
+                            f"attempt {attempt.id} is already refunded in full "
+                            f"({taken} of {attempt.amount}, counting refunds not yet settled)"
+                        )
+                    to_refund = left if amount is None else amount
+                    if to_refund > left:
+                        raise ConflictError(
+                            f"cannot refund {to_refund}: only {left} of the {attempt.amount} "
+                            f"paid is left to refund ({taken} already refunded or under way)"
+                        )
+                    external = (
+                        f"rf-{attempt.id}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+                        if key is not None
+                        else f"rf-{attempt.id}-{secrets.token_hex(12)}"
+                    )
+                    refund = _new_refund(
+                        session, attempt, "refund", to_refund, external, actor, reason, now
+                    )
+                    if key is not None:
+                        session.add(
+                            IdempotencyKey(
+                                key=key,
+                                endpoint="refund",
+                                request_hash=digest,
+                                response=None,
+                                created_at=now,
+                            )
+                        )
+                    session.flush()
+                    refund_id, order_id = refund.id, str(attempt.gateway_order_id)
+                break
+            except IntegrityError:
+                if round_ or key is None:
+                    raise
+        try:
+            result = gateway.refund(RefundRequest(order_id, to_refund, external))
+            outcome = classify_action(result)
+        except GatewayError as exc:
+            outcome = ActionOutcome(RefundState.FAILED, f"not sent: {exc}")
+        body = self._settle_refund(refund_id, outcome, actor, key)
+        return Stored(body)
+
+    def reverse(self, attempt_id: int, *, actor: str, reason: str) -> dict[str, Any]:
+        """Cancel a payment made today (UTC) through ``reverse.do``: the whole amount."""
+        actor, reason = clean_actor(actor), clean_reason(reason)
+        gateway = self.gateway
+        now = self.clock()
+        with self.db.transaction() as session:
+            attempt = _refundable_attempt(session, attempt_id, None)
+            paid_on = (attempt.finished_at or attempt.sent_at or attempt.created_at).astimezone(UTC)
+            if paid_on.date() < now.astimezone(UTC).date():
+                raise ConflictError(
+                    f"attempt {attempt.id} was paid on {paid_on:%Y-%m-%d} (UTC): a reversal is "
+                    "only possible on the day of payment; refund it instead"
+                )
+            _check_not_reversed(session, attempt)
+            taken = _taken(session, attempt.id)
+            if taken:
+                raise ConflictError(
+                    f"attempt {attempt.id} already has refunds ({taken} refunded or under way): "
+                    "refund the rest instead"
+                )
+            refund = _new_refund(
+                session,
+                attempt,
+                "reverse",
+                attempt.amount,
+                f"rv-{attempt.id}-{secrets.token_hex(12)}",
+                actor,
+                reason,
+                now,
+            )
+            session.flush()
+            refund_id, order_id = refund.id, str(attempt.gateway_order_id)
+        try:
+            outcome = classify_action(gateway.reverse(ReverseRequest(order_id)))
+        except GatewayError as exc:
+            outcome = ActionOutcome(RefundState.FAILED, f"not sent: {exc}")
+        return self._settle_refund(refund_id, outcome, actor, None)
+
+    def _settle_refund(
+        self, refund_id: int, outcome: ActionOutcome, actor: str, key: str | None
+    ) -> dict[str, Any]:
+        now = self.clock()
+        with self.db.transaction() as session:
+            refund = session.get_one(Refund, refund_id, with_for_update=True)
+            refund.state = outcome.state.value
+            refund.error_code = outcome.error_code
+            refund.error_message = outcome.message[:512]
+            refund.http_status = outcome.http_status
+            refund.updated_at = now
+            if outcome.state in (RefundState.SUCCEEDED, RefundState.FAILED):
+                refund.finished_at = now
+            words = {
+                RefundState.SUCCEEDED: "accepted by the gateway",
+                RefundState.FAILED: "refused",
+                RefundState.UNKNOWN: "OUTCOME UNKNOWN (check the order at the gateway before "
+                "trying again)",
+                RefundState.REQUESTED: "requested",
+            }[outcome.state]
+            record_event(
+                session,
+                now,
+                f"{refund.kind}_{outcome.state.value}",
+                f"{refund.kind} {refund.id} of {refund.amount} {refund.currency}: {words}: "
+                f"{outcome.message}",
+                subscription_id=refund.subscription_id,
+                invoice_id=refund.invoice_id,
+                attempt_id=refund.attempt_id,
+                from_state=RefundState.REQUESTED.value,
+                to_state=outcome.state.value,
+                actor=actor,
+            )
+            attempt = session.get_one(ChargeAttempt, refund.attempt_id, with_for_update=True)
+            returned = session.scalar(
+                select(func.coalesce(func.sum(Refund.amount), 0)).where(
+                    Refund.attempt_id == attempt.id, Refund.state == RefundState.SUCCEEDED
+                )
+            )
+            if attempt.needs_refund and int(returned or 0) >= attempt.amount:
+                attempt.needs_refund = False
+                attempt.updated_at = now
+                record_event(
+                    session,
+                    now,
+                    "double_charge_refunded",
+                    f"attempt {attempt.id}: the second charge was given back in full",
+                    subscription_id=refund.subscription_id,
+                    invoice_id=refund.invoice_id,
+                    attempt_id=attempt.id,
+                    actor=actor,
+                )
+            body = refund_view(refund) | {
+                "refundable_left": attempt.amount - _taken(session, attempt.id)
+            }
+            if key is not None:
+                stored = session.scalars(
+                    select(IdempotencyKey).where(IdempotencyKey.key == key)
+                ).one_or_none()
+                if stored is not None:
+                    stored.response = json.dumps(body)
+                    stored.completed_at = now
+            return body
+
+
+def _refundable_attempt(
+    session: Session, attempt_id: int | None, invoice_id: int | None
+) -> ChargeAttempt:
+    if attempt_id is not None:
+        attempt = session.get(
+            ChargeAttempt, attempt_id, with_for_update=True, populate_existing=True
+        )
+        if attempt is None:
+            raise NotFoundError(f"attempt {attempt_id} does not exist")
+    else:
+        if session.get(Invoice, invoice_id) is None:
+            raise NotFoundError(f"invoice {invoice_id} does not exist")
+        found = session.scalars(
+            select(ChargeAttempt)
+            .where(
+                ChargeAttempt.invoice_id == invoice_id,
+                ChargeAttempt.state == AttemptState.PAID,
+            )
+            .order_by(ChargeAttempt.needs_refund, ChargeAttempt.id)
+            .limit(1)
+            .with_for_update()
+        ).first()
+        if found is None:
+            raise ConflictError(f"invoice {invoice_id} has no paid attempt to refund")
+        attempt = found
+    if attempt.state != AttemptState.PAID:
+        raise ConflictError(
+            f"attempt {attempt.id} is {attempt.state}: only a paid attempt can be refunded"
+        )
+    if not attempt.gateway_order_id:
+        raise ConflictError(
+            f"attempt {attempt.id}: the gateway's order id is not known; "
+            "run `billing reconcile` first"
+        )
+    return attempt
+
+
+def _check_not_reversed(session: Session, attempt: ChargeAttempt) -> None:
+    reversal = session.scalars(
+        select(Refund).where(
+            Refund.attempt_id == attempt.id,
+            Refund.kind == "reverse",
+            Refund.state.in_(TAKEN_STATES),
+        )
+    ).first()
+    if reversal is None:
+        return
+    if reversal.state == RefundState.SUCCEEDED:
+        raise ConflictError(f"attempt {attempt.id} was already reversed (refund {reversal.id})")
+    raise ConflictError(
+        f"attempt {attempt.id} has a reversal whose outcome is {reversal.state} "
+        f"(refund {reversal.id}); check the order at the gateway first"
+    )
+
+
+def _taken(session: Session, attempt_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(Refund.amount), 0)).where(
+                Refund.attempt_id == attempt_id, Refund.state.in_(TAKEN_STATES)
+            )
+        )
+        or 0
+    )
+
+
+def _new_refund(
+    session: Session,
+    attempt: ChargeAttempt,
+    kind: str,
+    amount: int,
+    external: str,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> Refund:
+    refund = Refund(
+        attempt_id=attempt.id,
+        invoice_id=attempt.invoice_id,
+        subscription_id=attempt.subscription_id,
+        kind=kind,
+        amount=amount,
+        currency=attempt.currency,
+        external_refund_id=external,
+        state=RefundState.REQUESTED.value,
+        actor=actor,
+        reason=reason,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(refund)
+    session.flush()
+    record_event(
+        session,
+        now,
+        f"{kind}_requested",
+        f"{reason} ({kind} {refund.id}: {amount} {attempt.currency} of order "
+        f"{attempt.order_number})",
+        subscription_id=attempt.subscription_id,
+        invoice_id=attempt.invoice_id,
+        attempt_id=attempt.id,
+        to_state=RefundState.REQUESTED.value,
+        actor=actor,
+    )
+    return refund
+
+
+def _replay_refund(session: Session, earlier: IdempotencyKey) -> Stored:
+    if earlier.response is not None:
+        return Stored(json.loads(earlier.response), replayed=True)
+    # Under way (or its process died after the call): report the refund as it stands.
+    # Same key → same externalRefundId, so the row is found; it is never sent again here.
+    refund = session.scalars(
+        select(Refund).where(
+            Refund.external_refund_id.like(
+                "rf-%-" + hashlib.sha256(earlier.key.encode()).hexdigest()[:24]
+            )
+        )
+    ).first()
+    if refund is None:  # pragma: no cover - the key and the refund are committed together
+        raise ConflictError("a request with this Idempotency-Key is still being processed")
+    body = refund_view(refund) | {
+        "note": "this refund request is still under way or its outcome was not recorded; "
+        "it is not sent again"
+    }
+    return Stored(body, replayed=True)
