@@ -30,13 +30,12 @@ kept in the run's directory.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import random
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,44 +45,53 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
-import redis
 from sqlalchemy import create_engine, func, insert, select
 from sqlalchemy import text as sql
 from sqlalchemy.engine import make_url
 
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice, Subscription
-
-ROOT = Path(__file__).resolve().parents[1]
-BILLING = [sys.executable, "-m", "billing.cli"]
-
-#: The card behaviours of the run (sandbox binding-id prefixes) and their shares.
-BINDING_MIX: tuple[tuple[str, float], ...] = (
-    ("approve", 0.80),
-    ("recover2", 0.08),
-    ("insufficient", 0.07),
-    ("notfound", 0.05),
+from tests.chaos.invariants import (
+    BILLABLE,
+    BINDING_MIX,
+    IN_FLIGHT,
+    AttemptRow,
+    Audit,
+    InvoiceRow,
+    OrderRow,
+    SubscriptionRow,
+    audit,
 )
-#: How each behaviour's invoice must end: invoice status, or the subscription status of
-#: an invoice still open.
-EXPECTED_END: Mapping[str, frozenset[str]] = {
-    "approve": frozenset({"paid"}),
-    "recover2": frozenset({"paid"}),
-    "insufficient": frozenset({"suspended", "uncollectible"}),
-    "notfound": frozenset({"needs_payment_method", "uncollectible"}),
-}
-IN_FLIGHT = ("pending", "sending", "unknown")
-#: Subscription statuses for which an open invoice has a documented next step.
-WAITING_STATUSES = frozenset({"suspended", "needs_payment_method"})
-RETRYING_STATUSES = frozenset({"active", "past_due"})
-BILLABLE = ("active", "past_due", "needs_payment_method")
+from tests.chaos.processes import (
+    BILLING,
+    ROOT,
+    WORKER_READY,
+    ChaosError,
+    Process,
+    _count_log_errors,
+    _http_ok,
+    _redis_up,
+    free_port,
+    wait_until,
+)
+
 SCHEDULE = "0 3 1 * *"
-#: What a Dramatiq worker process logs once it consumes messages.
-WORKER_READY = "Worker process is ready for action"
 TIMEZONE = "Europe/Moscow"
+
+USAGE = """The chaos run: "never charge twice, never lose a charge".
+
+    .venv/bin/python -m tests.chaos.run --subscriptions 2000 --seconds 90 --seed 7
+    (or scripts/chaos.py with the same arguments)
+
+Needs PostgreSQL (see --admin-url) and ``redis-server`` on PATH: the run starts its own
+Redis on a free loopback port. It creates a database ``billing_chaos_<random>``, runs the
+sandbox with faults, the scheduler and workers (killed at random), restarts Redis once,
+waits for the system to settle, audits the sandbox ledger against the database, prints the
+counts and exits 1 if an invariant failed (2 if the run could not be carried out).
+"""
 
 #: The fast dunning policy, with grace periods longer than any run so that invoices end
 #: in stable, documented states (suspended, needs_payment_method) rather than racing the
@@ -112,10 +120,6 @@ give_up_after = "30m"
 [merchant_config]
 pause_backoff = ["2s", "5s"]
 """
-
-
-class ChaosError(Exception):
-    """The run could not be carried out (a process would not start, a bad setting)."""
 
 
 # ---------------------------------------------------------------------------- settings
@@ -181,220 +185,6 @@ class ChaosConfig:
     @property
     def due_spread(self) -> float:
         return self.seconds * 0.6 if self.spread is None else self.spread
-
-
-# ---------------------------------------------------------------------------- the audit
-
-
-@dataclass(frozen=True)
-class OrderRow:
-    """One order of the sandbox ledger."""
-
-    order_number: str
-    state: str
-
-
-@dataclass(frozen=True)
-class AttemptRow:
-    id: int
-    invoice_id: int
-    order_number: str
-    state: str
-    needs_refund: bool = False
-    next_check_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class InvoiceRow:
-    id: int
-    subscription_id: int
-    status: str
-    next_attempt_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class SubscriptionRow:
-    id: int
-    status: str
-    binding_id: str
-
-
-@dataclass
-class Audit:
-    """The counts and every broken invariant found by :func:`audit`."""
-
-    subscriptions: int = 0
-    invoices: int = 0
-    attempts: int = 0
-    ledger_orders: int = 0
-    ledger_deposited: int = 0
-    invoices_by_status: Counter[str] = field(default_factory=Counter)
-    #: Open invoices by their documented next step.
-    open_by_step: Counter[str] = field(default_factory=Counter)
-    subscriptions_by_status: Counter[str] = field(default_factory=Counter)
-    attempts_by_state: Counter[str] = field(default_factory=Counter)
-    ledger_by_state: Counter[str] = field(default_factory=Counter)
-    #: Second (or later) deposits for one invoice that the system flagged for refund.
-    double_charges_flagged: int = 0
-    #: Attempts still ``unknown`` but with a status check planned.
-    unknown_with_check: int = 0
-    violations: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations
-
-
-def behaviour_of(binding_id: str) -> str:
-    """The sandbox behaviour token of a binding id (``approve-chaos-1`` → ``approve``)."""
-    return binding_id.split("-", 1)[0].lower()
-
-
-def audit(
-    orders: Sequence[OrderRow],
-    attempts: Sequence[AttemptRow],
-    invoices: Sequence[InvoiceRow],
-    subscriptions: Sequence[SubscriptionRow],
-    *,
-    max_listed: int = 20,
-) -> Audit:
-    """Check the invariants; pure. ``max_listed`` caps the examples listed per invariant."""
-    result = Audit(
-        subscriptions=len(subscriptions),
-        invoices=len(invoices),
-        attempts=len(attempts),
-        ledger_orders=len(orders),
-    )
-    problems: dict[str, list[str]] = {}
-
-    def fail(invariant: str, text: str) -> None:
-        problems.setdefault(invariant, []).append(text)
-
-    by_number = {a.order_number: a for a in attempts}
-    attempts_by_invoice: dict[int, list[AttemptRow]] = {}
-    for a in attempts:
-        attempts_by_invoice.setdefault(a.invoice_id, []).append(a)
-        result.attempts_by_state[a.state] += 1
-    subs = {s.id: s for s in subscriptions}
-    for s in subscriptions:
-        result.subscriptions_by_status[s.status] += 1
-
-    # (1) and (2): the bank's ledger against the database.
-    deposited_numbers: set[str] = set()
-    deposits_by_invoice: dict[int, list[AttemptRow]] = {}
-    for order in orders:
-        result.ledger_by_state[order.state] += 1
-        if order.state != "DEPOSITED":
-            continue
-        result.ledger_deposited += 1
-        deposited_numbers.add(order.order_number)
-        attempt = by_number.get(order.order_number)
-        if attempt is None:
-            fail("2 lost charge", f"order {order.order_number} took money; no attempt has it")
-            continue
-        deposits_by_invoice.setdefault(attempt.invoice_id, []).append(attempt)
-        if attempt.state != "paid":
-            fail(
-                "2 lost charge",
-                f"order {order.order_number} took money; attempt {attempt.id} "
-                f"(invoice {attempt.invoice_id}) is recorded {attempt.state}",
-            )
-    for invoice_id, paid in sorted(deposits_by_invoice.items()):
-        if len(paid) <= 1:
-            continue
-        flagged = sum(1 for a in paid if a.needs_refund)
-        if flagged >= len(paid) - 1:
-            result.double_charges_flagged += len(paid) - 1
-        else:
-            numbers = ", ".join(a.order_number for a in paid)
-            fail(
-                "1 double charge",
-                f"invoice {invoice_id} was charged {len(paid)} times ({numbers}); "
-                f"{flagged} flagged for refund",
-            )
-    for a in attempts:
-        if a.state == "paid" and a.order_number not in deposited_numbers:
-            fail(
-                "2 phantom payment",
-                f"attempt {a.id} (invoice {a.invoice_id}) is paid; the bank has no deposit "
-                f"for order {a.order_number}",
-            )
-
-    # (3): every invoice paid, or waiting with a documented next step, or closed.
-    for inv in invoices:
-        result.invoices_by_status[inv.status] += 1
-        sub = subs.get(inv.subscription_id)
-        sub_status = sub.status if sub is not None else "missing"
-        own = attempts_by_invoice.get(inv.id, [])
-        end: str
-        if inv.status == "paid":
-            end = "paid"
-            if not any(a.state == "paid" and a.order_number in deposited_numbers for a in own):
-                fail("3 invoice state", f"invoice {inv.id} is paid with no deposited attempt")
-        elif inv.status == "open":
-            end = sub_status
-            if sub_status in WAITING_STATUSES and inv.next_attempt_at is None:
-                result.open_by_step[sub_status] += 1
-            elif sub_status in RETRYING_STATUSES and inv.next_attempt_at is not None:
-                result.open_by_step["retry scheduled"] += 1
-            elif any(a.state in IN_FLIGHT for a in own):
-                result.open_by_step["charge in flight"] += 1
-            else:
-                fail(
-                    "3 invoice state",
-                    f"invoice {inv.id} is open, subscription {inv.subscription_id} is "
-                    f"{sub_status}, next attempt {inv.next_attempt_at}: no next step",
-                )
-        elif inv.status == "uncollectible":
-            end = "uncollectible"
-            if sub_status != "canceled":
-                fail(
-                    "3 invoice state",
-                    f"invoice {inv.id} is uncollectible but subscription "
-                    f"{inv.subscription_id} is {sub_status}",
-                )
-        else:
-            end = inv.status
-            fail("3 invoice state", f"invoice {inv.id} is {inv.status}")
-        if sub is not None:
-            expected = EXPECTED_END.get(behaviour_of(sub.binding_id))
-            if expected is not None and end not in expected:
-                fail(
-                    "3 wrong end",
-                    f"invoice {inv.id} ({sub.binding_id}) ended {end}; "
-                    f"expected {' or '.join(sorted(expected))}",
-                )
-    invoiced = {inv.subscription_id for inv in invoices}
-    for s in subscriptions:
-        if s.id not in invoiced:
-            fail("3 invoice state", f"subscription {s.id} fell due but has no invoice")
-    paid_invoices = {a.invoice_id for a in attempts if a.state == "paid" and not a.needs_refund}
-    statuses = {inv.id: inv.status for inv in invoices}
-    for invoice_id in sorted(paid_invoices):
-        if statuses.get(invoice_id) != "paid":
-            fail(
-                "3 invoice state",
-                f"invoice {invoice_id} has a paid attempt but is {statuses.get(invoice_id)}",
-            )
-
-    # (4): nothing left half-done.
-    for a in attempts:
-        if a.state in ("pending", "sending"):
-            fail("4 stuck attempt", f"attempt {a.id} (invoice {a.invoice_id}) is {a.state}")
-        elif a.state == "unknown":
-            if a.next_check_at is None:
-                fail("4 stuck attempt", f"attempt {a.id} is unknown with no check planned")
-            else:
-                result.unknown_with_check += 1
-        elif a.state == "needs_operator":
-            fail("4 stuck attempt", f"attempt {a.id} (invoice {a.invoice_id}) needs an operator")
-
-    for invariant, texts in sorted(problems.items()):
-        result.violations.append(f"[{invariant}] {len(texts)} case(s)")
-        result.violations.extend(f"    {t}" for t in texts[:max_listed])
-        if len(texts) > max_listed:
-            result.violations.append(f"    ... and {len(texts) - max_listed} more")
-    return result
 
 
 # ---------------------------------------------------------------------------- the result
@@ -492,157 +282,6 @@ class ChaosResult:
             tail = path.read_text(errors="replace").splitlines()[-lines:]
             parts.append(f"--- {path.name} (last {len(tail)} lines)\n" + "\n".join(tail))
         return "\n".join(parts)
-
-
-# ---------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise ChaosError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-class Process:
-    """One child process in its own session, logging to ``<workdir>/<name>.log``."""
-
-    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log: Path):
-        self.name = name
-        self.argv = list(argv)
-        self.env = dict(env)
-        self.log_path = log
-        self._popen: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self.started_at = 0.0
-        self._log_start = 0
-        self._ready_at: float | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._popen is None else self._popen.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self._popen is None else self._popen.returncode
-
-    @property
-    def alive(self) -> bool:
-        return self._popen is not None and self._popen.poll() is None
-
-    def start(self) -> None:
-        if self._popen is not None:
-            raise ChaosError(f"{self.name} is already started")
-        self._log = self.log_path.open("ab")
-        self._log.write(f"\n=== {_stamp()} start {' '.join(self.argv)}\n".encode())
-        self._log.flush()
-        self.started_at = time.monotonic()
-        self._log_start = self._log.tell()
-        self._ready_at = None
-        self._popen = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def reset(self) -> None:
-        """Forget a process that exited by itself (reaped, log closed)."""
-        self._signal_and_reap(signal.SIGKILL, 1.0)
-
-    def ready_for(self, marker: str) -> float:
-        """Seconds since ``marker`` appeared in this run's log (0.0 until it has)."""
-        if self._popen is None:
-            return 0.0
-        if self._ready_at is None:
-            with self.log_path.open("rb") as log:
-                log.seek(self._log_start)
-                if marker.encode() not in log.read():
-                    return 0.0
-            self._ready_at = time.monotonic()
-        return time.monotonic() - self._ready_at
-
-    def pause(self) -> None:
-        """SIGSTOP the whole process group: it stops mid-instruction, sockets stay open."""
-        if self._popen is not None:
-            _signal_group(self._popen, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self._popen is not None:
-            _signal_group(self._popen, signal.SIGCONT)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group at once: no clean-up, no goodbye."""
-        self._signal_and_reap(signal.SIGKILL, 10.0)
-
-    def stop(self, grace: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds; safe to call twice."""
-        self._signal_and_reap(signal.SIGTERM, grace)
-
-    def _signal_and_reap(self, sig: signal.Signals, grace: float) -> None:
-        popen, self._popen = self._popen, None
-        try:
-            if popen is not None:
-                _signal_group(popen, sig)
-                _signal_group(popen, signal.SIGCONT)  # a paused process must see SIGTERM
-                try:
-                    popen.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    _signal_group(popen, signal.SIGKILL)
-                    popen.wait(timeout=10)
-        finally:
-            if self._log is not None:
-                self._log.write(f"=== {_stamp()} {sig.name}\n".encode())
-                self._log.close()
-                self._log = None
-
-
-def _signal_group(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    if popen.returncode is not None:
-        return  # reaped: its pid (our group id) may belong to someone else by now
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(popen.pid, sig)
-
-
-def _count_log_errors(workdir: Path) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for path in sorted(workdir.glob("*.log")):
-        name = path.stem.split("-")[0]  # worker-1, worker-2 -> worker
-        with path.open("rb") as log:
-            counts[name] += sum(1 for line in log if b" ERROR " in line or b" CRITICAL " in line)
-    return counts
-
-
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
-
-
-def _redis_up(port: int) -> bool:
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 # ---------------------------------------------------------------------------- the run
@@ -1053,3 +692,84 @@ def temporary_database(admin_url: str, *, keep: bool = False) -> Iterator[str]:
 def run_chaos(config: ChaosConfig, echo: Callable[[str], None] = print) -> ChaosResult:
     """Run the whole chaos run: start, break, settle, audit. Every process is stopped."""
     return ChaosRun(config, echo).run()
+
+
+# ---------------------------------------------------------------------------- command line
+
+DEFAULT_ADMIN_URL = os.environ.get(
+    "BILLING_CHAOS_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=USAGE, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--subscriptions", type=int, default=2000)
+    p.add_argument("--seconds", type=float, default=90.0, help="length of the chaos phase")
+    p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (each killable)")
+    p.add_argument("--threads", type=int, default=8, help="threads per worker")
+    p.add_argument("--fault-rate", type=float, default=0.2, help="sandbox fault probability")
+    p.add_argument("--timeout-delay", type=float, default=3.0, help="sandbox answer delay")
+    p.add_argument(
+        "--pause-share",
+        type=float,
+        default=0.0,
+        help="share of worker faults that are SIGSTOP/SIGCONT pauses instead of SIGKILL",
+    )
+    p.add_argument("--pause-seconds", type=float, default=6.0, help="length of a pause")
+    p.add_argument("--settle-timeout", type=float, default=300.0)
+    p.add_argument("--admin-url", default=DEFAULT_ADMIN_URL, help="PostgreSQL admin database")
+    p.add_argument("--database-url", default=None, help="use this database, do not create one")
+    p.add_argument("--keep-db", action="store_true", help="do not drop the created database")
+    p.add_argument("--workdir", type=Path, default=None, help="logs (default: a temp dir)")
+    return p
+
+
+@contextlib.contextmanager
+def _database(args: argparse.Namespace) -> Iterator[str]:
+    if args.database_url:
+        yield args.database_url
+        return
+    with temporary_database(args.admin_url, keep=args.keep_db) as url:
+        print(f"database {url.rpartition('/')[2]} created" + (" (kept)" if args.keep_db else ""))
+        yield url
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    seed = args.seed if args.seed is not None else secrets.randbelow(10**6)
+    try:
+        with _database(args) as database_url:
+            config = ChaosConfig(
+                database_url=database_url,
+                subscriptions=args.subscriptions,
+                seconds=args.seconds,
+                seed=seed,
+                workers=args.workers,
+                worker_threads=args.threads,
+                fault_rate=args.fault_rate,
+                timeout_delay=args.timeout_delay,
+                pause_share=args.pause_share,
+                pause_seconds=args.pause_seconds,
+                settle_timeout=args.settle_timeout,
+                workdir=args.workdir,
+            )
+            print(
+                f"chaos run: {config.subscriptions} subscriptions, {config.seconds:.0f}s of "
+                f"chaos, seed {seed}, fault rate {config.fault_rate}"
+            )
+            result = run_chaos(config, echo=print)
+    except ChaosError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(result.table())
+    print(f"\nlogs: {result.workdir}")
+    if not result.ok:
+        print("\n" + result.log_tails(60))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
