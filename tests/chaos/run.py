@@ -58,7 +58,7 @@ from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice, Subscription
 
 ROOT = Path(__file__).resolve().parents[1]
-BILLING = [sys.executable, "-m", "billing.cli"]
+BILLING = [sys.executable, "-m", "billing"]
 
 #: The card behaviours of the run (sandbox binding-id prefixes) and their shares.
 BINDING_MIX: tuple[tuple[str, float], ...] = (

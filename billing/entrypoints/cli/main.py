@@ -466,7 +466,7 @@ def callbacks_serve(host: str, port: int) -> None:
     """Receive gateway callbacks: verify the checksum, then reconcile by order status."""
     import uvicorn
 
-    from billing.callbacks import callback_config, create_callback_app
+    from billing.entrypoints.http.callbacks import callback_config, create_callback_app
 
     app = _app(need_broker=True)
     asgi = create_callback_app(
@@ -482,7 +482,7 @@ def callbacks_serve(host: str, port: int) -> None:
 @json_option
 def demo(count: int, periods: int, as_json: bool) -> None:
     """Run the whole pipeline in one process on SQLite and an in-memory broker."""
-    from billing.demo import run_demo
+    from billing.entrypoints.demo import run_demo
 
     run_demo(count=count, periods=periods, as_json=as_json)
 
@@ -762,8 +762,8 @@ def admin_serve(host: str, port: int) -> None:
     """Serve the admin API (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
 
-    from billing.admin.api import create_admin_app
-    from billing.admin.auth import TokenConfig
+    from billing.auth_tokens import TokenConfig
+    from billing.entrypoints.http.admin.app import create_admin_app
 
     app = _app(need_broker=True)
     tokens = app.settings.admin_tokens

@@ -4,7 +4,7 @@
 :class:`billing.bootstrap.App`; ``billing admin serve`` runs it under uvicorn (no access log).
 OpenAPI is at ``/openapi.json``, the interactive docs at ``/docs``.
 
-* Auth: ``Authorization: Bearer <token>`` (see :mod:`billing.admin.auth`): no or unknown
+* Auth: ``Authorization: Bearer <token>`` (see :mod:`billing.auth_tokens`): no or unknown
   token → 401, a role not allowed here → 403. Every change is recorded in the audit log
   with the token's name as the actor and the request's ``reason``.
 * Errors are JSON ``{"error": code, "message": text}``: invalid input 422 (naming the
@@ -29,8 +29,7 @@ from pydantic import AwareDatetime
 from starlette.exceptions import HTTPException
 
 from billing import __version__
-from billing.admin import schemas
-from billing.admin.auth import (
+from billing.auth_tokens import (
     LIFECYCLE_ROLES,
     MONEY_ROLES,
     READ_ROLES,
@@ -38,8 +37,9 @@ from billing.admin.auth import (
     Role,
     TokenConfig,
 )
-from billing.callbacks import callback_config, create_callback_app
-from billing.console import ConsoleDeps, Operator, create_console_app
+from billing.entrypoints.http.admin import schemas
+from billing.entrypoints.http.callbacks import callback_config, create_callback_app
+from billing.entrypoints.http.console import ConsoleDeps, Operator, create_console_app
 from billing.errors import (
     BillingError,
     BrokerError,

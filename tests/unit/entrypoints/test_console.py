@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from billing.console import ConsoleDeps, Operator, create_console_app
 from billing.domain.dunning_policy import DEFAULT_POLICY
+from billing.entrypoints.http.console import ConsoleDeps, Operator, create_console_app
 from billing.services.operations import Operations
 from billing.services.subscriptions import NewSubscription, Subscriptions
 from billing.storage.database import Database
