@@ -199,11 +199,12 @@ def admin() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8091, show_default=True, type=int)
 def admin_serve(host: str, port: int) -> None:
-    """Serve the admin API (OpenAPI at /openapi.json, docs at /docs)."""
+    """Serve the admin API (OpenAPI at /openapi.json, docs at /docs), the console and
+    the gateway callbacks."""
     import uvicorn
 
     from billing.auth_tokens import TokenConfig
-    from billing.entrypoints.http.admin.app import create_admin_app
+    from billing.entrypoints.http.asgi import create_asgi_app
 
     app = _app(need_broker=True)
     tokens = app.settings.admin_tokens
@@ -211,6 +212,6 @@ def admin_serve(host: str, port: int) -> None:
         raise ConfigurationError(
             "BILLING_ADMIN_TOKENS is required: name:role:token entries separated by commas"
         )
-    asgi = create_admin_app(app, TokenConfig.parse(tokens.get_secret_value()))
+    asgi = create_asgi_app(app, TokenConfig.parse(tokens.get_secret_value()))
     # No access log: request lines would be noise, and no header is ever printed.
     uvicorn.run(asgi, host=host, port=port, access_log=False, log_config=None)

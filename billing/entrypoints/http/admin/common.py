@@ -1,0 +1,35 @@
+"""What every admin API router shares: the use cases, the id and paging parameters, the
+documented error answers, and the one-line router factory.
+
+``Ops`` hands a route the :class:`Operations` the app was built with (``app.state``), so
+routers are plain module-level objects that connect to nothing at import. Nothing here
+decides anything about money.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from billing.entrypoints.http.admin import schemas
+from billing.services.operations import Operations
+
+Id = Annotated[int, Path(ge=1)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": schemas.ErrorOut} for code in (401, 403, 404, 409, 422, 503)
+}
+
+
+def _operations(request: Request) -> Operations:
+    operations: Operations = request.app.state.operations
+    return operations
+
+
+#: The operators' and the backend's use cases, as built by ``create_admin_app``.
+Ops = Annotated[Operations, Depends(_operations)]
+
+
+def router(prefix: str, tag: str) -> APIRouter:
+    """A router whose routes all live under ``prefix``, carry ``tag`` and document ERRORS."""
+    return APIRouter(prefix=prefix, tags=[tag], responses=ERRORS)

@@ -1,0 +1,100 @@
+"""``/api/invoices``, retries and payments: list, show, void and write off invoices; retry
+one subscription or many; refund and reverse a paid attempt.
+
+Each route checks who may call it (money is operators only), calls one use case with the
+token's name as the actor and the body's reason, and returns its answer. Whether a
+charge, refund or reversal may happen, and what the gateway's answer means, is the use
+case's decision, never this module's.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import Header, Query, Response
+
+from billing.entrypoints.http.admin import schemas
+from billing.entrypoints.http.admin.auth import Money, Reader
+from billing.entrypoints.http.admin.common import Id, Limit, Offset, Ops, router
+
+invoices = router("/api/invoices", "invoices")
+retries = router("/api", "retries")
+payments = router("/api/attempts", "payments")
+
+
+@invoices.get("", response_model=list[schemas.InvoiceOut])
+def list_invoices(
+    _who: Reader,
+    ops: Ops,
+    status: str | None = None,
+    subscription_id: Annotated[int | None, Query(ge=1)] = None,
+    failure: str | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> list[dict[str, Any]]:
+    return ops.list_invoices(
+        status=status,
+        subscription_id=subscription_id,
+        failure=failure,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@invoices.get("/{invoice_id}", response_model=schemas.InvoiceDetail)
+def show_invoice(invoice_id: Id, _who: Reader, ops: Ops) -> dict[str, Any]:
+    return ops.show_invoice(invoice_id)
+
+
+@invoices.post("/{invoice_id}/void", response_model=schemas.InvoiceOut)
+def void_invoice(invoice_id: Id, body: schemas.ReasonOnly, who: Money, ops: Ops) -> dict[str, Any]:
+    """Nobody owes it. Refused for paid invoices and while a charge is in flight."""
+    return ops.void_invoice(invoice_id, actor=who.name, reason=body.reason)
+
+
+@invoices.post("/{invoice_id}/write-off", response_model=schemas.InvoiceOut)
+def write_off_invoice(
+    invoice_id: Id, body: schemas.ReasonOnly, who: Money, ops: Ops
+) -> dict[str, Any]:
+    """Owed but not collectable: uncollectible. Refused like void."""
+    return ops.write_off_invoice(invoice_id, actor=who.name, reason=body.reason)
+
+
+@retries.post("/subscriptions/{subscription_id}/retry", response_model=schemas.RetryOut)
+def retry(subscription_id: Id, body: schemas.ReasonOnly, who: Money, ops: Ops) -> dict[str, Any]:
+    """Charge the oldest open invoice now. Does not use up a dunning step."""
+    return ops.retry(subscription_id, actor=who.name, reason=body.reason)
+
+
+@retries.post("/retries/bulk", response_model=schemas.BulkRetryOut)
+def bulk_retry(body: schemas.BulkRetry, who: Money, ops: Ops) -> dict[str, Any]:
+    """Retry every past_due subscription whose open invoice last failed this way."""
+    return ops.bulk_retry(body.failure, actor=who.name, reason=body.reason, dry_run=body.dry_run)
+
+
+@payments.post("/{attempt_id}/refund", response_model=schemas.RefundOut)
+def refund(
+    attempt_id: Id,
+    body: schemas.RefundRequest,
+    who: Money,
+    ops: Ops,
+    response: Response,
+    idempotency_key: Annotated[str, Header(alias="Idempotency-Key")],
+) -> dict[str, Any]:
+    """Refund (part of) a paid attempt via refund.do. `state` says what is known:
+    `unknown` means the gateway did not answer and the refund may or may not have
+    happened — check before trying again."""
+    stored = ops.refund(
+        attempt_id=attempt_id,
+        amount=body.amount,
+        actor=who.name,
+        reason=body.reason,
+        idempotency_key=idempotency_key,
+    )
+    if stored.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return stored.body
+
+
+@payments.post("/{attempt_id}/reverse", response_model=schemas.RefundOut)
+def reverse(attempt_id: Id, body: schemas.ReasonOnly, who: Money, ops: Ops) -> dict[str, Any]:
+    """Cancel a payment made today (UTC) via reverse.do; later days need a refund."""
+    return ops.reverse(attempt_id, actor=who.name, reason=body.reason)
