@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     callback_allow_unsigned: bool = False
 
     #: The admin API's bearer tokens: ``name:role:token`` entries separated by commas, roles
-    #: viewer / operator / backend (see billing/admin/auth.py). Unset = the API refuses to start.
+    #: viewer / operator / backend (see billing/auth_tokens.py). Unset = the API refuses to start.
     admin_tokens: SecretStr | None = None
     #: Signs the console's session cookie; unset = a random key per process (log in again
     #: after a restart). Set it when several app processes serve the console.
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     @classmethod
     def _tokens_parse(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            from billing.admin.auth import TokenConfig
+            from billing.auth_tokens import TokenConfig
 
             try:
                 TokenConfig.parse(value.get_secret_value())

@@ -20,7 +20,7 @@ import httpx
 import redis
 
 ROOT = Path(__file__).resolve().parents[2]
-BILLING = [sys.executable, "-m", "billing.cli"]
+BILLING = [sys.executable, "-m", "billing"]
 #: What a Dramatiq worker process logs once it consumes messages.
 WORKER_READY = "Worker process is ready for action"
 

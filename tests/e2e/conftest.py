@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BILLING = [sys.executable, "-m", "billing.cli"]
+BILLING = [sys.executable, "-m", "billing"]
 
 
 def free_port() -> int:

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from billing.admin.api import create_admin_app
-from billing.admin.auth import TokenConfig
+from billing.auth_tokens import TokenConfig
 from billing.bootstrap import App, build_app
 from billing.domain.dunning_policy import DEFAULT_POLICY
+from billing.entrypoints.http.admin.app import create_admin_app
 from billing.gateway.port import RefundRequest
 from billing.gateway.results import GatewayResult
 from billing.settings import Settings

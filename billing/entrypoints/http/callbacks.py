@@ -4,12 +4,13 @@
 
 * ``GET|POST /callbacks/gateway``: the gateway's notification (query string, form body or
   JSON object). It is parsed strictly (400 when malformed), its checksum verified when a
-  key is configured (403 when missing or wrong), then the attempt is found by
-  ``orderNumber`` (else by ``gateway_order_id == mdOrder``) and a reconcile is enqueued:
-  the worker asks the gateway for the order status. A callback never settles anything by
-  itself. Unknown orders get 200 (so the gateway stops retrying) and an event; a broker or
-  database failure gets 503 (so the gateway retries). The same (order, operation, status)
-  is acted on at most once per :data:`REPEAT_WINDOW` in this process.
+  key is configured (403 when missing or wrong), then handed to
+  :class:`billing.services.pipeline.callbacks.CallbackHandler`, which finds the attempt
+  and enqueues a reconcile: the worker asks the gateway for the order status. A callback
+  never settles anything by itself. Unknown orders get 200 (so the gateway stops
+  retrying) and an event; a broker or database failure gets 503 (so the gateway
+  retries). The same (order, operation, status) is acted on at most once per
+  :data:`REPEAT_WINDOW` in this process.
 * ``GET /callbacks/health``: liveness.
 
 Nothing here opens a socket or connects at import time.
@@ -26,8 +27,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -36,11 +35,10 @@ from starlette.routing import Route
 
 from billing.errors import BrokerError, ConfigurationError, StorageError
 from billing.gateway.callback_signature import is_hex, load_rsa_public_key, verify_hmac, verify_rsa
-from billing.services.audit import record_event
+from billing.services.pipeline.callbacks import CallbackHandler, Notification, shown
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.settings import Settings
 from billing.storage.database import Database
-from billing.storage.tables import ChargeAttempt
 
 log = logging.getLogger("billing.callbacks")
 
@@ -52,7 +50,6 @@ MAX_NAME_LENGTH = 128
 MAX_BODY_BYTES = 256 * 1024
 REPEAT_WINDOW = timedelta(seconds=60)
 REPEAT_CACHE_SIZE = 10_000
-_SHOWN = 64  # characters of a received value shown in logs and events
 
 
 @dataclass(frozen=True)
@@ -120,46 +117,9 @@ class MalformedCallback(Exception):
         self.status_code = status_code
 
 
-@dataclass(frozen=True)
-class Notification:
-    """The fields of a verified callback that matter here (values as received)."""
-
-    order_number: str | None
-    md_order: str | None
-    operation: str
-    status: str
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, str]) -> Notification:
-        return cls(
-            order_number=params.get("orderNumber") or None,
-            md_order=params.get("mdOrder") or None,
-            operation=params.get("operation", ""),
-            status=params.get("status", ""),
-        )
-
-    @property
-    def key(self) -> tuple[str | None, str | None, str, str]:
-        return (self.order_number, self.md_order, self.operation, self.status)
-
-    def describe(self) -> str:
-        return (
-            f"operation {_shown(self.operation or '?')}, status {_shown(self.status or '?')}"
-            f" (orderNumber {_shown(self.order_number)}, mdOrder {_shown(self.md_order)})"
-        )
-
-
-def _shown(value: str | None) -> str:
-    """A received value made safe for one log line: quoted, escaped, truncated."""
-    if value is None:
-        return "-"
-    text = value if len(value) <= _SHOWN else value[:_SHOWN] + "…"
-    return repr(text)
-
-
 def _checksum_hint(checksum: str) -> str:
     """Enough of a checksum to tell two apart in a log, never the whole of it."""
-    return f"{_shown(checksum[:8])}…({len(checksum)} chars)"
+    return f"{shown(checksum[:8])}…({len(checksum)} chars)"
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -185,7 +145,7 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for name, value in pairs:
         if name in result:
-            raise MalformedCallback(f"parameter {_shown(name)} given twice")
+            raise MalformedCallback(f"parameter {shown(name)} given twice")
         result[name] = value
     return result
 
@@ -206,7 +166,7 @@ def _pairs_from_json(raw: bytes) -> list[tuple[str, str]]:
         elif isinstance(value, int) and not isinstance(value, bool):
             pairs.append((name, str(value)))
         else:
-            raise MalformedCallback(f"parameter {_shown(name)} is not a string or an integer")
+            raise MalformedCallback(f"parameter {shown(name)} is not a string or an integer")
     return pairs
 
 
@@ -234,17 +194,15 @@ async def read_params(request: Request) -> dict[str, str]:
             elif media in ("", "application/x-www-form-urlencoded"):
                 pairs += _pairs_from_urlencoded(body, "body")
             else:
-                raise MalformedCallback(
-                    f"unsupported content type {_shown(media)}", status_code=415
-                )
+                raise MalformedCallback(f"unsupported content type {shown(media)}", status_code=415)
     if len(pairs) > MAX_PARAMS:
         raise MalformedCallback(f"more than {MAX_PARAMS} parameters")
     for name, value in pairs:
         if not name or len(name) > MAX_NAME_LENGTH:
-            raise MalformedCallback(f"parameter name {_shown(name)} is empty or too long")
+            raise MalformedCallback(f"parameter name {shown(name)} is empty or too long")
         if len(value) > MAX_VALUE_LENGTH:
             raise MalformedCallback(
-                f"parameter {_shown(name)} is longer than {MAX_VALUE_LENGTH} characters"
+                f"parameter {shown(name)} is longer than {MAX_VALUE_LENGTH} characters"
             )
     params: dict[str, str] = _reject_duplicates(pairs)
     if not params.get("orderNumber") and not params.get("mdOrder"):
@@ -291,85 +249,6 @@ class Verifier:
         return "bad checksum"
 
 
-# -- acting on a verified callback ------------------------------------------------------------
-
-
-class CallbackHandler:
-    """Finds the attempt a verified callback is about and enqueues its re-check (sync)."""
-
-    def __init__(self, db: Database, dispatcher: Dispatcher, *, clock: Clock) -> None:
-        self.db = db
-        self.dispatcher = dispatcher
-        self.clock = clock
-
-    def handle(self, note: Notification) -> str:
-        """``"enqueued"`` or ``"unknown_order"``; BrokerError/StorageError propagate."""
-        now = self.clock()
-        mismatch = False
-        with self.db.transaction() as session:
-            attempt = _find_attempt(session, note)
-            if attempt is None:
-                record_event(
-                    session,
-                    now,
-                    "callback_unknown_order",
-                    f"gateway callback for no known attempt: {note.describe()}",
-                    actor="gateway",
-                )
-                found = None
-            else:
-                found = (attempt.id, attempt.subscription_id, attempt.invoice_id)
-                mismatch = (
-                    note.md_order is not None
-                    and attempt.gateway_order_id is not None
-                    and attempt.gateway_order_id != note.md_order
-                )
-        if found is None:
-            log.warning("callback for an unknown order: %s", note.describe())
-            return "unknown_order"
-        attempt_id, subscription_id, invoice_id = found
-        if mismatch:
-            log.warning(
-                "callback for attempt %s names another mdOrder than recorded: %s",
-                attempt_id,
-                note.describe(),
-            )
-        self.dispatcher.reconcile([attempt_id])  # after the read: no lock held over the broker
-        reason = f"gateway callback: {note.describe()}; order status re-check enqueued"
-        if mismatch:
-            reason += " (mdOrder differs from the one recorded)"
-        with self.db.transaction() as session:
-            record_event(
-                session,
-                now,
-                "callback_received",
-                reason,
-                subscription_id=subscription_id,
-                invoice_id=invoice_id,
-                attempt_id=attempt_id,
-                actor="gateway",
-            )
-        log.info("callback: attempt %s re-check enqueued (%s)", attempt_id, note.describe())
-        return "enqueued"
-
-
-def _find_attempt(session: Session, note: Notification) -> ChargeAttempt | None:
-    if note.order_number is not None:
-        attempt = session.scalars(
-            select(ChargeAttempt).where(ChargeAttempt.order_number == note.order_number)
-        ).one_or_none()
-        if attempt is not None:
-            return attempt
-    if note.md_order is not None:
-        return session.scalars(
-            select(ChargeAttempt)
-            .where(ChargeAttempt.gateway_order_id == note.md_order)
-            .order_by(ChargeAttempt.id.desc())
-            .limit(1)
-        ).one_or_none()
-    return None
-
-
 # -- the app ----------------------------------------------------------------------------------
 
 
@@ -413,7 +292,7 @@ def create_callback_app(
                 "callback rejected from %s: %s (orderNumber %s)",
                 client,
                 exc.reason,
-                _shown(request.query_params.get("orderNumber")),
+                shown(request.query_params.get("orderNumber")),
             )
             return _reply(exc.status_code, "malformed")
         note = Notification.from_params(params)
@@ -424,9 +303,9 @@ def create_callback_app(
                 "callback rejected from %s: %s (orderNumber %s, checksum %s, sign_alias %s)",
                 client,
                 refusal,
-                _shown(note.order_number),
+                shown(note.order_number),
                 _checksum_hint(checksum) if checksum else "-",
-                _shown(params.get("sign_alias")),
+                shown(params.get("sign_alias")),
             )
             return _reply(403, "forbidden")
         if not seen.claim(note.key):

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from billing.console import ConsoleDeps, Operator, create_console_app
 from billing.domain.dunning_policy import DEFAULT_POLICY
 from billing.domain.subscription import NewSubscription
+from billing.entrypoints.http.console import ConsoleDeps, Operator, create_console_app
 from billing.services.actions.subscriptions import SubscriptionActions
 from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
 from tests.support.world import build_test_app

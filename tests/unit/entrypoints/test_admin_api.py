@@ -18,18 +18,18 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from billing.admin.api import create_admin_app
-from billing.admin.auth import Role, TokenConfig
+from billing.auth_tokens import Role, TokenConfig
 from billing.bootstrap import App, build_app
 from billing.domain.circuit_breaker import Circuit, CircuitState
 from billing.domain.dunning_policy import load_policy
+from billing.entrypoints.http.admin.app import create_admin_app
 from billing.errors import BrokerError, ConfigurationError
 from billing.settings import Settings, load_settings
 from billing.storage.circuit_row import save_circuit
 from billing.storage.tables import ChargeAttempt, Event, Refund, Subscription
 from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
 
-FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
+FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
 TOKENS = {
     Role.VIEWER: "viewer-token-0123456789abcdef",
     Role.OPERATOR: "operator-token-0123456789abcdef",

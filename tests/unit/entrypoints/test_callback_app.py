@@ -21,23 +21,22 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from billing.callbacks import (
+from billing.domain.dunning_policy import load_policy
+from billing.domain.subscription import NewSubscription
+from billing.entrypoints.http.callbacks import (
     CallbackConfig,
     RepeatFilter,
     create_callback_app,
-    sign_hmac,
-    sign_rsa,
 )
-from billing.domain.dunning_policy import load_policy
-from billing.domain.subscription import NewSubscription
 from billing.errors import BrokerError, ConfigurationError
+from billing.gateway.callback_signature import sign_hmac, sign_rsa
 from billing.services.actions.subscriptions import SubscriptionActions
 from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event
 from tests.support.fakes import ManualClock, RecordingDispatcher
 
-FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
+FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
 SECRET = "callback-secret-0123456789"
 PATH = "/callbacks/gateway"
 

@@ -12,7 +12,9 @@
 * ``token`` is at least 24 characters with no spaces or commas (``openssl rand -hex 32``).
 
 Tokens are compared in constant time against every configured token (no early exit),
-never logged, and never shown by ``repr``. This module imports no web framework.
+never logged, and never shown by ``repr``. This module imports no web framework: settings
+checks ``BILLING_ADMIN_TOKENS`` with it, and ``billing.entrypoints.http`` (the admin API
+and the console) authenticates with it.
 """
 
 from __future__ import annotations

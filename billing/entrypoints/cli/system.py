@@ -1,0 +1,217 @@
+"""``billing`` commands that run or inspect the system: ``db upgrade``, ``status``,
+``reconcile``, ``scheduler``, ``worker``, ``sandbox``, ``callbacks serve``, ``admin serve``
+and ``demo``.
+
+Long-running processes of ``workers/`` are started by module name (``os.execv``), never
+imported. Nothing here decides anything about money: it starts processes, serves the
+HTTP apps, or calls one use case and renders its report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import NoReturn
+
+import click
+
+from billing.entrypoints.cli import render
+from billing.entrypoints.cli.common import _app, _emit, _settings, json_option
+from billing.entrypoints.cli.render import console
+from billing.errors import ConfigurationError
+
+
+@click.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply the Alembic migrations."""
+    from billing.storage.database import Database
+
+    database = Database(_settings().database_url)
+    database.upgrade(revision)
+
+
+@click.command("reconcile")
+@json_option
+def reconcile(as_json: bool) -> None:
+    """Settle unknown outcomes by order status now; list what needs an operator or a refund."""
+    from billing.services.pipeline.reconciliation import reconcile_now
+
+    report = reconcile_now(_app().charger).as_dict()
+
+    _emit(report, as_json, render.reconcile_report)
+
+
+@click.command("status")
+@json_option
+def status(as_json: bool) -> None:
+    """Charging state (circuit breaker) and counts by status."""
+    from billing.services.read.status import system_status
+
+    _emit(system_status(_app().db), as_json, lambda d: console.print_json(json.dumps(d)))
+
+
+@click.command("scheduler")
+@click.option("--once", is_flag=True, help="Make one pass and exit.")
+@json_option
+def scheduler(once: bool, as_json: bool) -> None:
+    """Find what is due and enqueue charges (a loop, or one pass)."""
+    args = ["--once"] if once else []
+    _exec([sys.executable, "-m", "workers.scheduler", *args, *(["--json"] if as_json else [])])
+
+
+@click.command("worker")
+@click.option("--processes", type=click.IntRange(min=1), default=None)
+@click.option("--threads", type=click.IntRange(min=1), default=None)
+def worker(processes: int | None, threads: int | None) -> None:
+    """Start Dramatiq worker processes for the project's actors."""
+    settings = _settings()
+    if not settings.redis_url:
+        raise ConfigurationError("BILLING_REDIS_URL is required to run workers")
+    _exec(
+        worker_command(
+            processes or settings.worker_processes,
+            threads or settings.worker_threads,
+            settings.queue_name,
+        )
+    )
+
+
+def worker_command(processes: int, threads: int, queue_name: str) -> list[str]:
+    """The dramatiq command line that runs the project's workers (``workers.worker``)."""
+    return [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.worker:setup",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--queues",
+        queue_name,
+        "--skip-logging",
+    ]
+
+
+def _exec(argv: list[str]) -> NoReturn:
+    """Replace this process with a long-running one of ``workers/`` (named, not imported)."""
+    sys.stdout.flush()
+    os.execv(argv[0], argv)  # noqa: S606 - our own interpreter and fixed arguments
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8088, show_default=True, type=int)
+@click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds per call.")
+@click.option(
+    "--timeout-delay",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="How long 'timeout' bindings stall after charging.",
+)
+@click.option(
+    "--slow-delay",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Extra delay of 'slow' bindings.",
+)
+@click.option(
+    "--fault-rate",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Share of charges answered with an injected fault (500, timeout, slow).",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault draw.")
+def sandbox(
+    host: str,
+    port: int,
+    latency: float,
+    timeout_delay: float,
+    slow_delay: float,
+    fault_rate: float,
+    seed: int,
+) -> None:
+    """Serve the local gateway emulator (behaviour chosen by the bindingId's first word)."""
+    from billing.sandbox import SandboxConfig, serve
+
+    serve(
+        host,
+        port,
+        SandboxConfig(
+            latency=latency,
+            timeout_delay=timeout_delay,
+            slow_delay=slow_delay,
+            fault_rate=fault_rate,
+            seed=seed,
+        ),
+    )
+
+
+@click.group()
+def callbacks() -> None:
+    """The gateway's callback notifications."""
+
+
+@callbacks.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+def callbacks_serve(host: str, port: int) -> None:
+    """Receive gateway callbacks: verify the checksum, then reconcile by order status."""
+    import uvicorn
+
+    from billing.entrypoints.http.callbacks import callback_config, create_callback_app
+
+    app = _app(need_broker=True)
+    asgi = create_callback_app(
+        app.db, app.dispatcher, callback_config(app.settings), clock=app.clock
+    )
+    # No access log: it would print query strings, checksums included.
+    uvicorn.run(asgi, host=host, port=port, access_log=False, log_config=None)
+
+
+@click.command("demo")
+@click.option("--subscriptions", "count", default=100, show_default=True, type=int)
+@click.option("--periods", default=3, show_default=True, type=int)
+@json_option
+def demo(count: int, periods: int, as_json: bool) -> None:
+    """Run the whole pipeline in one process on SQLite and an in-memory broker."""
+    from billing.entrypoints.demo import run_demo
+
+    run_demo(count=count, periods=periods, as_json=as_json)
+
+
+@click.group()
+def admin() -> None:
+    """The admin HTTP API for operators and the SaaS backend."""
+
+
+@admin.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8091, show_default=True, type=int)
+def admin_serve(host: str, port: int) -> None:
+    """Serve the admin API (OpenAPI at /openapi.json, docs at /docs), the console and
+    the gateway callbacks."""
+    import uvicorn
+
+    from billing.auth_tokens import TokenConfig
+    from billing.entrypoints.http.asgi import create_asgi_app
+
+    app = _app(need_broker=True)
+    tokens = app.settings.admin_tokens
+    if tokens is None:
+        raise ConfigurationError(
+            "BILLING_ADMIN_TOKENS is required: name:role:token entries separated by commas"
+        )
+    asgi = create_asgi_app(app, TokenConfig.parse(tokens.get_secret_value()))
+    # No access log: request lines would be noise, and no header is ever printed.
+    uvicorn.run(asgi, host=host, port=port, access_log=False, log_config=None)
