@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up .venv and run every check: ruff (lint + format), mypy --strict, pytest.
+# Set up .venv and run every check: ruff (lint + format), mypy --strict, import-linter, pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -19,5 +19,7 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy --strict"
 .venv/bin/mypy
+echo "== import contracts (layers, pure domain)"
+.venv/bin/lint-imports
 echo "== pytest"
 .venv/bin/pytest "$@"
