@@ -149,6 +149,7 @@ def subscriptions_create(
             f"subscription {s['id']} created; first charge at {s['next_charge_at']}"
         ),
     )
+    _warn(created)
 
 
 def _subscription_table(rows: list[dict[str, Any]]) -> None:
@@ -504,6 +505,11 @@ def reason_option(function: F) -> F:
     return click.option("--reason", required=True, help="Why (kept in the audit log).")(function)
 
 
+def _warn(view: dict[str, Any]) -> None:
+    for warning in view.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
+
+
 def _changed(view: dict[str, Any]) -> None:
     line = f"subscription {view['id']}: {view['status']}"
     if view.get("ends_at"):
@@ -587,6 +593,7 @@ def subscriptions_update(
         description=description,
     )
     _emit(view, as_json, _changed)
+    _warn(view)
 
 
 @cli.group()

@@ -61,8 +61,9 @@ from billing.gateway.results import (
     ReadTimedOut,
 )
 from billing.policy import DunningPolicy
-from billing.schedule import next_due
+from billing.schedule import next_due, schedule_warnings
 from billing.services.lifecycle import change_status, recover
+from billing.services.period_invoices import change_schedule
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.services.records import load_circuit, record_event
 from billing.services.status import system_status
@@ -421,7 +422,7 @@ class Operations:
                                 )
                             return Stored(json.loads(earlier.response), replayed=True)
                     sub = insert_subscription(session, clean, next_charge, now, actor, note=reason)
-                    body = subscription_summary(sub)
+                    body = subscription_summary(sub) | {"warnings": schedule_warnings(sub.schedule)}
                     if key is not None:
                         session.add(
                             IdempotencyKey(
@@ -516,7 +517,8 @@ class Operations:
         """Change the price, schedule, timezone or description (``""`` clears it).
 
         A new amount applies to invoices opened from now on. A new schedule or timezone
-        recomputes the next charge from now.
+        starts where the current period ends; a period already due is still invoiced
+        (billing.services.period_invoices.change_schedule).
         """
         actor, reason = clean_actor(actor), clean_reason(reason)
         if amount is None and schedule is None and timezone is None and description is None:
@@ -549,10 +551,7 @@ class Operations:
                     changes.append(f"schedule '{sub.schedule}' → '{merged.schedule}'")
                 if merged.timezone != sub.timezone:
                     changes.append(f"timezone {sub.timezone} → {merged.timezone}")
-                sub.schedule, sub.timezone = merged.schedule, merged.timezone
-                if sub.next_charge_at is not None:
-                    sub.next_charge_at = next_due(sub.schedule, sub.timezone, now)
-                    changes.append(f"next charge {sub.next_charge_at:%Y-%m-%d %H:%M} UTC")
+                changes += change_schedule(session, sub, merged.schedule, merged.timezone, now)
             if not changes:
                 raise ValidationError("nothing to change: the values given are the current ones")
             sub.updated_at = now
@@ -564,7 +563,7 @@ class Operations:
                 subscription_id=sub.id,
                 actor=actor,
             )
-            return subscription_summary(sub)
+            return subscription_summary(sub) | {"warnings": schedule_warnings(merged.schedule)}
 
     def pause(self, subscription_id: int, *, actor: str, reason: str) -> dict[str, Any]:
         """No new invoices, no charges until resumed. A charge already sent settles itself."""

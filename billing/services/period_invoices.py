@@ -1,7 +1,10 @@
-"""The invoice of one billing period: its row, its events, and opening one that is due.
+"""The invoice of one billing period: its row, its events, opening one that is due, and
+moving a subscription to a new schedule.
 
 Decides: what a new open invoice looks like (its UTC period and its local wall-clock
-period) and how skipped periods are recorded. Must never: insert an invoice that breaks
+period), how skipped periods are recorded, and what happens to the current period when
+the schedule changes. Must never: drop a period that was already due, bill again time
+that is already invoiced, insert an invoice that breaks
 UNIQUE (subscription, period) or (subscription, local period) (such a row is skipped, not
 raised), or charge anything itself (the scheduler pass creates attempts).
 """
@@ -12,10 +15,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from billing.domain import CHARGEABLE_STATUSES, InvoiceStatus, SubscriptionStatus
-from billing.schedule import local_period_key
+from billing.domain import (
+    BILLABLE_STATUSES,
+    CHARGEABLE_STATUSES,
+    InvoiceStatus,
+    SubscriptionStatus,
+)
+from billing.schedule import local_period_key, next_charge_after_change
 from billing.storage.bulk import bulk_insert
 from billing.storage.tables import Event, Invoice, Subscription
 
@@ -111,3 +120,29 @@ def open_due_period(session: Session, sub: Subscription, period: datetime, now: 
     )
     bulk_insert(session, Event, opened_events(inserted, now))
     return bool(inserted)
+
+
+def change_schedule(
+    session: Session, sub: Subscription, schedule: str, timezone: str, now: datetime
+) -> list[str]:
+    """Give ``sub`` a new schedule and timezone and its correct next step (see
+    billing.schedule.next_charge_after_change): a period already due under the old schedule
+    is invoiced now, time already invoiced is never billed again. Returns what changed,
+    in words, for the ``subscription_updated`` event."""
+    started = session.scalar(select(exists().where(Invoice.subscription_id == sub.id)))
+    plan = next_charge_after_change(
+        (sub.schedule, sub.timezone),
+        (schedule, timezone),
+        sub.next_charge_at,
+        now,
+        period_started=bool(started),
+        billable=SubscriptionStatus(sub.status) in BILLABLE_STATUSES,
+    )
+    changes = []
+    if plan.open_due is not None and open_due_period(session, sub, plan.open_due, now):
+        changes.append(f"period {plan.open_due:%Y-%m-%d %H:%M} UTC that was due is invoiced")
+    sub.schedule, sub.timezone = schedule, timezone
+    if sub.next_charge_at is not None:
+        sub.next_charge_at = plan.next_charge_at
+        changes.append(f"next charge {plan.next_charge_at:%Y-%m-%d %H:%M} UTC")
+    return changes

@@ -19,7 +19,13 @@ from billing.domain import (
     mask_binding,
 )
 from billing.errors import ChargingPausedError, ConflictError, NotFoundError, ValidationError
-from billing.schedule import first_due, next_due, validate_cron, validate_timezone
+from billing.schedule import (
+    first_due,
+    next_due,
+    schedule_warnings,
+    validate_cron,
+    validate_timezone,
+)
 from billing.services.lifecycle import change_status
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.services.records import load_circuit, new_order_number, record_event
@@ -151,7 +157,8 @@ class Subscriptions:
         now = self.clock()
         next_charge = first_charge_time(clean, now)
         with self.db.transaction() as session:
-            return subscription_view(insert_subscription(session, clean, next_charge, now, actor))
+            sub = insert_subscription(session, clean, next_charge, now, actor)
+            return subscription_view(sub) | {"warnings": schedule_warnings(clean.schedule)}
 
     def list(self, status: str | None = None, *, limit: int = 1000) -> list[dict[str, Any]]:
         if status is not None and status not in {s.value for s in SubscriptionStatus}:
