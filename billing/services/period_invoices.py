@@ -4,9 +4,9 @@ moving a subscription to a new schedule.
 Decides: what a new open invoice looks like (its UTC period and its local wall-clock
 period), how skipped periods are recorded, and what happens to the current period when
 the schedule changes. Must never: drop a period that was already due, bill again time
-that is already invoiced, insert an invoice that breaks
-UNIQUE (subscription, period) or (subscription, local period) (such a row is skipped, not
-raised), or charge anything itself (the scheduler pass creates attempts).
+that is already invoiced, insert an invoice that breaks UNIQUE (subscription, period) or
+(subscription, local period) (such a row is skipped, not raised), or charge anything
+itself (the scheduler pass creates attempts).
 """
 
 from __future__ import annotations
