@@ -1,5 +1,8 @@
 """The dunning policy: what to do after each kind of failed charge, read from TOML.
 
+It also says how a scheduler that fell behind catches up (``[catch_up]``): bill only the
+most recent missed period (the default) or every one.
+
 The file has one table per outcome category (see ``config/dunning.toml``)::
 
     [soft_decline]
@@ -138,6 +141,22 @@ class MerchantConfigPolicy:
         _check_schedule("merchant_config.pause_backoff", self.pause_backoff)
 
 
+class CatchUpMode(StrEnum):
+    """Which missed billing periods a scheduler that was down opens."""
+
+    #: Only the most recent one; the earlier ones are recorded as skipped.
+    LATEST = "latest"
+    #: Every one of them (one charge per missed period).
+    ALL = "all"
+
+
+@dataclass(frozen=True)
+class CatchUpPolicy:
+    """Periods that fell due while the scheduler was not running."""
+
+    mode: CatchUpMode = CatchUpMode.LATEST
+
+
 @dataclass(frozen=True)
 class DunningPolicy:
     """The whole policy; ``DunningPolicy()`` is the default policy."""
@@ -148,6 +167,7 @@ class DunningPolicy:
     transient: TransientPolicy = field(default_factory=TransientPolicy)
     unknown: UnknownPolicy = field(default_factory=UnknownPolicy)
     merchant_config: MerchantConfigPolicy = field(default_factory=MerchantConfigPolicy)
+    catch_up: CatchUpPolicy = field(default_factory=CatchUpPolicy)
 
 
 # -- validation shared by the dataclasses -------------------------------------------------
@@ -187,6 +207,7 @@ _KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "transient": ("backoff",),
     "unknown": ("reconcile_backoff", "give_up_after"),
     "merchant_config": ("pause_backoff",),
+    "catch_up": ("mode",),
 }
 
 
@@ -316,6 +337,10 @@ def _build(data: Mapping[str, object], prefix: str) -> DunningPolicy:
     ):
         merchant = MerchantConfigPolicy(pause_backoff=reader.schedule("pause_backoff"))
 
+    catch_up = policy.catch_up
+    if (reader := _section(prefix, data, "catch_up")) is not None and reader.has("mode"):
+        catch_up = CatchUpPolicy(mode=reader.choice("mode", CatchUpMode))
+
     return DunningPolicy(
         soft_decline=soft,
         hard_decline=hard,
@@ -323,6 +348,7 @@ def _build(data: Mapping[str, object], prefix: str) -> DunningPolicy:
         transient=transient,
         unknown=unknown,
         merchant_config=merchant,
+        catch_up=catch_up,
     )
 
 

@@ -49,7 +49,8 @@ def bulk_insert(
     conflict_columns: Sequence[str] | None = None,
 ) -> list[tuple[Any, ...]]:
     """Insert ``rows`` (all with the same keys); with ``conflict_columns``, rows that would
-    violate that unique key are skipped (ON CONFLICT DO NOTHING) and not returned."""
+    violate that unique key are skipped (ON CONFLICT DO NOTHING) and not returned; an
+    empty ``conflict_columns`` skips rows that would violate any unique key."""
     if not rows:
         return []
     table = _table(entity)
@@ -60,8 +61,10 @@ def bulk_insert(
             f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - names from our schema
             f"SELECT * FROM unnest({arrays})"
         )
-        if conflict_columns is not None:
+        if conflict_columns:
             sql += f" ON CONFLICT ({', '.join(conflict_columns)}) DO NOTHING"
+        elif conflict_columns is not None:
+            sql += " ON CONFLICT DO NOTHING"
         if returning:
             sql += f" RETURNING {', '.join(returning)}"
             return [tuple(r) for r in session.execute(text(sql), params)]
@@ -69,7 +72,7 @@ def bulk_insert(
         return []
     statement: Any = sqlite.insert(entity) if conflict_columns is not None else insert(entity)
     if conflict_columns is not None:
-        statement = statement.on_conflict_do_nothing(index_elements=list(conflict_columns))
+        statement = statement.on_conflict_do_nothing(index_elements=list(conflict_columns) or None)
     if returning:
         statement = statement.returning(*(table.c[name] for name in returning))
         return [tuple(r) for r in session.execute(statement, list(rows))]

@@ -2,8 +2,9 @@
 
 Money is integer minor units; currency a numeric ISO 4217 code; times UTC.
 The UNIQUE constraints are the last line against double scheduling and double charging:
-one invoice per (subscription, period); one orderNumber per attempt, never reused;
-at most one in-flight attempt per invoice (partial unique index).
+one invoice per (subscription, period) and per (subscription, local wall-clock period);
+one orderNumber per attempt, never reused; at most one in-flight attempt per invoice
+(partial unique index).
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class Invoice(Base):
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"), index=True)
     #: The scheduled due time that opened this billing period (UTC).
     period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The period on the customer's wall clock (billing.domain.periods.local_period_key), e.g.
+    #: "2026-10-25T02:30": one local period never opens two invoices (0004; NULL before).
+    local_period: Mapped[str | None] = mapped_column(String(32))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16))
@@ -95,6 +99,7 @@ class Invoice(Base):
 
     __table_args__ = (
         UniqueConstraint("subscription_id", "period_start", name="uq_invoices_period"),
+        UniqueConstraint("subscription_id", "local_period", name="uq_invoices_local_period"),
         Index("ix_invoices_due", "status", "next_attempt_at"),
     )
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from billing.domain.dunning_policy import load_policy
+from billing.domain.dunning_policy import CatchUpMode, CatchUpPolicy, load_policy
 from billing.domain.subscription import NewSubscription
 from billing.services.actions.subscriptions import SubscriptionActions
 from billing.services.pipeline.charging import Charger
@@ -43,7 +44,8 @@ def test_schedulers_running_at_the_same_time_open_one_invoice_per_period(pg_url:
     clock = ManualClock(datetime(2026, 12, 1, 3, 0, tzinfo=UTC))
     db = Database(pg_url)
     _subscribe_many(db, clock, 120)
-    policy = load_policy(FAST_POLICY)
+    # every missed period is opened (catch-up "all"), so the passes race on four each
+    policy = replace(load_policy(FAST_POLICY), catch_up=CatchUpPolicy(CatchUpMode.ALL))
     dispatchers = [RecordingDispatcher() for _ in range(4)]
     schedulers = [
         Scheduler(Database(pg_url), d, policy, clock=clock, batch_size=16) for d in dispatchers

@@ -7,14 +7,14 @@ a timeout after charging, a decline walked through dunning, a configuration erro
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from billing.domain.dunning_policy import load_policy
+from billing.domain.dunning_policy import CatchUpMode, CatchUpPolicy, load_policy
 from billing.domain.subscription import NewSubscription
 from billing.errors import ConflictError, ValidationError
 from billing.storage.tables import ChargeAttempt, Event, Subscription
@@ -220,6 +220,10 @@ def test_lost_enqueue_is_sent_again_by_a_later_pass(world: World) -> None:
 
 
 def test_missed_periods_are_each_invoiced_once(world: World) -> None:
+    """With ``[catch_up] mode = "all"`` (the default, "latest", is in test_catch_up.py)."""
+    world.scheduler.policy = replace(
+        world.scheduler.policy, catch_up=CatchUpPolicy(CatchUpMode.ALL)
+    )
     sub_id = world.subscribe("approve-1", schedule="0 * * * *")
     world.clock.advance(hours=5)
     world.scheduler.run_pass()

@@ -80,6 +80,12 @@ def subscription_detail(s: dict[str, Any]) -> None:
         console.print(f"  {e['at']}  {e['kind']}{change}  {e['reason']}  ({e['actor']})")
 
 
+def warnings(view: dict[str, Any]) -> None:
+    """Warnings about what was just saved (e.g. a schedule that skips months), on stderr."""
+    for warning in view.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
+
+
 def changed(view: dict[str, Any]) -> None:
     line = f"subscription {view['id']}: {view['status']}"
     if view.get("ends_at"):

@@ -96,6 +96,7 @@ def subscriptions_create(
             f"subscription {s['id']} created; first charge at {s['next_charge_at']}"
         ),
     )
+    render.warnings(created)
 
 
 @subscriptions.command("list")
@@ -197,3 +198,4 @@ def subscriptions_update(
         description=description,
     )
     _emit(view, as_json, render.changed)
+    render.warnings(view)

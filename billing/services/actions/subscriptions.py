@@ -22,7 +22,7 @@ from billing.domain.model import (
     SubscriptionStatus,
     mask_binding,
 )
-from billing.domain.periods import next_due
+from billing.domain.periods import next_due, schedule_warnings
 from billing.domain.subscription import NewSubscription, clean_binding, first_charge_time
 from billing.errors import (
     ConflictError,
@@ -35,6 +35,7 @@ from billing.services.lifecycle import (
     change_status,
     lock_subscription,
 )
+from billing.services.period_invoices import change_schedule
 from billing.services.ports import Clock, system_clock
 from billing.services.read.views import (
     iso,
@@ -94,7 +95,7 @@ class SubscriptionActions:
                                 )
                             return Stored(json.loads(earlier.response), replayed=True)
                     sub = insert_subscription(session, clean, next_charge, now, actor, note=reason)
-                    body = subscription_summary(sub)
+                    body = subscription_summary(sub) | {"warnings": schedule_warnings(sub.schedule)}
                     if key is not None:
                         session.add(
                             IdempotencyKey(
@@ -128,7 +129,8 @@ class SubscriptionActions:
         """Change the price, schedule, timezone or description (``""`` clears it).
 
         A new amount applies to invoices opened from now on. A new schedule or timezone
-        recomputes the next charge from now.
+        starts where the current period ends; a period already due is still invoiced
+        (billing.services.period_invoices.change_schedule).
         """
         actor, reason = clean_actor(actor), clean_reason(reason)
         if amount is None and schedule is None and timezone is None and description is None:
@@ -161,10 +163,7 @@ class SubscriptionActions:
                     changes.append(f"schedule '{sub.schedule}' → '{merged.schedule}'")
                 if merged.timezone != sub.timezone:
                     changes.append(f"timezone {sub.timezone} → {merged.timezone}")
-                sub.schedule, sub.timezone = merged.schedule, merged.timezone
-                if sub.next_charge_at is not None:
-                    sub.next_charge_at = next_due(sub.schedule, sub.timezone, now)
-                    changes.append(f"next charge {sub.next_charge_at:%Y-%m-%d %H:%M} UTC")
+                changes += change_schedule(session, sub, merged.schedule, merged.timezone, now)
             if not changes:
                 raise ValidationError("nothing to change: the values given are the current ones")
             sub.updated_at = now
@@ -176,7 +175,7 @@ class SubscriptionActions:
                 subscription_id=sub.id,
                 actor=actor,
             )
-            return subscription_summary(sub)
+            return subscription_summary(sub) | {"warnings": schedule_warnings(merged.schedule)}
 
     def set_binding(
         self, subscription_id: int, binding_id: str, *, actor: str, reason: str

@@ -1,8 +1,11 @@
 """One scheduler pass: what is due at ``now``, claimed in batches, enqueued after commit.
 
 Several schedulers may run at once: rows are claimed with ``FOR UPDATE SKIP LOCKED`` on
-PostgreSQL (SQLite takes its write lock at BEGIN), and UNIQUE (subscription, period) plus
-the one-in-flight-attempt index are the last line against double scheduling.
+PostgreSQL (SQLite takes its write lock at BEGIN), and UNIQUE (subscription, period),
+UNIQUE (subscription, local wall-clock period) and the one-in-flight-attempt index are the
+last line against double scheduling: an invoice that would break one is never inserted.
+A scheduler that fell behind opens what the catch-up policy says (by default only the most
+recent missed period; the earlier ones are recorded as ``period_skipped`` events).
 Work that could not be enqueued (Redis down, lost message) is found again by a later pass
 because the database, not the queue, says what is outstanding.
 """
@@ -21,7 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from billing.domain import circuit_breaker as breaker
-from billing.domain.dunning_policy import DunningPolicy
+from billing.domain.dunning_policy import CatchUpMode, DunningPolicy
 from billing.domain.model import (
     BILLABLE_STATUSES,
     CHARGEABLE_STATUSES,
@@ -33,11 +36,12 @@ from billing.domain.model import (
     SubscriptionStatus,
     new_order_number,
 )
-from billing.domain.periods import next_due
+from billing.domain.periods import due_periods
 from billing.errors import BillingError
 from billing.gateway.classify import classify_status
 from billing.gateway.port import Gateway
 from billing.services.audit import record_event
+from billing.services.period_invoices import invoice_row, opened_events, skipped_events
 from billing.services.pipeline.charging import cancel_subscription
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.storage.bulk import bulk_insert, bulk_update
@@ -137,56 +141,36 @@ class Scheduler:
                 due: Sequence[Any] = session.execute(self._skip_locked(query)).all()
                 if not due:
                     return opened
-                invoices = []
-                advances = []
-                for sub_id, period, schedule, timezone, status, amount, currency in due:
-                    chargeable = SubscriptionStatus(status) in CHARGEABLE_STATUSES
-                    invoices.append(
-                        {
-                            "subscription_id": sub_id,
-                            "period_start": period,
-                            "amount": amount,
-                            "currency": currency,
-                            "status": InvoiceStatus.OPEN.value,
-                            "next_attempt_at": period if chargeable else None,
-                            "attempt_count": 0,
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                    )
-                    advances.append(
-                        {
-                            "id": sub_id,
-                            "next_charge_at": next_due(schedule, timezone, period),
-                            "updated_at": now,
-                        }
-                    )
+                invoices, advances, skipped = self._plan(due, now)
                 bulk_update(session, Subscription, advances)
                 inserted = bulk_insert(
                     session,
                     Invoice,
                     invoices,
                     returning=("id", "subscription_id", "period_start"),
-                    conflict_columns=("subscription_id", "period_start"),
+                    conflict_columns=(),  # (subscription, period) or (subscription, local period)
                 )
-                if inserted:
-                    bulk_insert(
-                        session,
-                        Event,
-                        [
-                            {
-                                "at": now,
-                                "kind": "invoice_opened",
-                                "reason": f"billing period {period:%Y-%m-%d %H:%M} UTC is due",
-                                "subscription_id": sub_id,
-                                "invoice_id": invoice_id,
-                                "to_state": "open",
-                                "actor": "scheduler",
-                            }
-                            for invoice_id, sub_id, period in inserted
-                        ],
-                    )
+                bulk_insert(session, Event, skipped + opened_events(inserted, now))
                 opened += len(inserted)
+
+    def _plan(
+        self, due: Sequence[Any], now: datetime
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Invoice rows, subscription advances and ``period_skipped`` events for due rows."""
+        catch_up_all = self.policy.catch_up.mode == CatchUpMode.ALL
+        invoices, advances, skipped = [], [], []
+        for sub_id, due_at, schedule, timezone, status, amount, currency in due:
+            plan = due_periods(schedule, timezone, due_at, now, catch_up_all=catch_up_all)
+            chargeable = SubscriptionStatus(status) in CHARGEABLE_STATUSES
+            invoices.append(
+                invoice_row(sub_id, plan.open, schedule, timezone, amount, currency, now)
+                | {"next_attempt_at": plan.open if chargeable else None}
+            )
+            advances.append(
+                {"id": sub_id, "next_charge_at": plan.next_charge_at, "updated_at": now}
+            )
+            skipped += skipped_events(sub_id, plan.skipped, plan.open, now)
+        return invoices, advances, skipped
 
     def cancel_due(self, now: datetime) -> int:
         """Cancel subscriptions whose grace period (suspended / waiting for a card) ran out."""

@@ -118,6 +118,9 @@ class SubscriptionOut(_Response):
     paused_from: str | None = None
     paused_at: str | None = None
     ends_at: str | None = Field(default=None, description="Requested cancellation takes effect")
+    warnings: list[str] = Field(
+        default_factory=list, description="Schedule warnings (create/update only)"
+    )
 
 
 class SubscriptionChange(SubscriptionOut):
