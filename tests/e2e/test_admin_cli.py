@@ -44,7 +44,14 @@ def test_pause_resume_update_and_cancel_at_period_end(stack: Stack) -> None:
     assert "paid" in shown
     events = stack.show(sub_id)["events"]
     ours = [e for e in events if e["actor"].startswith("cli:")]
-    assert [e["reason"].split(" (")[0] for e in ours] == ["holiday", "back", "upgrade", "leaving"]
+    # create and every change record who (cli:<login>) and why
+    assert [e["reason"].split(" (")[0] for e in ours] == [
+        "created from the CLI",
+        "holiday",
+        "back",
+        "upgrade",
+        "leaving",
+    ]
     bad = stack.cli("subscriptions", "pause", str(sub_id), check=False)
     assert bad.returncode == 2 and "--reason" in bad.stderr
 
