@@ -20,6 +20,7 @@ Every process it starts is stopped on exit, on Ctrl-C or on failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -91,15 +92,11 @@ class Procs:
             if popen is None:
                 continue
             for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-                try:
-                    os.killpg(popen.pid, sig)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(popen.pid, sig)  # the whole session: dramatiq's children too
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     popen.wait(timeout=grace)
                     break
-                except ProcessLookupError:
-                    popen.wait(timeout=grace)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
 
 
 def _proc_table() -> dict[int, tuple[int, int]]:
@@ -155,17 +152,14 @@ class CpuMeter:
         }
 
 
-def _peak_rss_mb(pids: Iterable[int]) -> dict[int, float]:
-    peaks: dict[int, float] = {}
+def _peak_rss_mb(pids: Iterable[int]) -> list[float]:
+    """VmHWM (peak resident set) of each process, in MiB."""
+    peaks = []
     for pid in pids:
-        try:
+        with contextlib.suppress(OSError):
             status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                peaks[pid] = int(line.split()[1]) / 1024
-    return peaks
+            peaks += [int(x.split()[1]) / 1024 for x in status.splitlines() if x[:6] == "VmHWM:"]
+    return sorted(peaks)
 
 
 # ------------------------------------------------------------------------- raw limit
@@ -320,8 +314,10 @@ class Bench:
                 upgrade, env=self.procs.env, cwd=ROOT, check=True, capture_output=True, timeout=120
             )
             concurrency = args.processes * args.threads
-            raw_n = args.raw_requests or min(10_000, 8000 * concurrency // max(args.latency_ms, 10))
-            raw = raw_limit(self.root, int(raw_n), args.processes, args.threads)
+            raw_n = int(
+                args.raw_requests or min(10_000, 8000 * concurrency / max(args.latency_ms, 10))
+            )
+            raw = raw_limit(self.root, raw_n, args.processes, args.threads)
             _log(f"raw limit: {raw:,.0f} charges/s ({raw_n} calls); starting billing processes")
             scheduler = self.procs.start("scheduler", "scheduler")
             worker = self.procs.start("worker", "worker", "--processes", str(args.processes),
@@ -411,12 +407,13 @@ class Bench:
                 g: round(s * 1000 / max(len(times), 1), 2) for g, s in cpu.items()
             },
             "transactions_per_charge": round(xacts / max(len(times), 1), 2),
-            "peak_rss_mb_per_worker_process": sorted(round(m, 1) for m in rss.values()),
+            "peak_rss_mb_per_worker_process": [round(m, 1) for m in rss],
             "invoices_deposited_more_than_once": sum(1 for c in deposits.values() if c > 1),
             "deposits_at_sandbox": sum(deposits.values()),
             "gateway_calls": len(call_times),
             "max_gateway_calls_in_any_second": max_in_window(call_times),
             "rate_limit": args.rate_limit or None,
+            "load_average_at_end (shared machine)": os.getloadavg()[0],
         }
 
 
@@ -457,11 +454,11 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="billing-bench-"))
     try:
         report = Bench(args, workdir).run()
-    except BenchError as exc:
+    except (BenchError, subprocess.CalledProcessError, httpx.HTTPError) as exc:
         print(f"error: {exc} (logs in {workdir})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; every process stopped", file=sys.stderr)
+        print(f"interrupted; every process stopped (logs in {workdir})", file=sys.stderr)
         return 130
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
