@@ -413,7 +413,7 @@ class Bench:
             "gateway_calls": len(call_times),
             "max_gateway_calls_in_any_second": max_in_window(call_times),
             "rate_limit": args.rate_limit or None,
-            "load_average_at_end (shared machine)": os.getloadavg()[0],
+            "load_average_at_end (shared machine)": round(os.getloadavg()[0], 1),
         }
 
 
