@@ -5,7 +5,8 @@ endpoints live under ``config.base_path`` (``/payment/rest``):
 ``recurrentPayment.do`` (JSON or form body), ``getOrderStatusExtended.do`` (form,
 JSON or query string), ``refund.do`` and ``reverse.do`` (form, JSON or query string).
 Test controls live under ``/sandbox``: ``GET ledger`` (``?state=REFUNDED``,
-``?bindingId=...``), ``POST reset``, ``GET health``.
+``?bindingId=...``), ``GET requests`` (``?since=MS``: every gateway call served, as
+``[epoch ms, method]``, for checking a rate limit), ``POST reset``, ``GET health``.
 Nothing here opens a socket; see :mod:`billing.sandbox.server` for that.
 
 ``refund.do`` (``orderId`` or else ``orderNumber``; ``amount`` optional, 0 or omitted =
@@ -399,6 +400,7 @@ def _settled(order: Order, plan: Plan, pending_queries: int) -> Order:
 async def recurrent_payment(request: Request) -> Response:
     """``recurrentPayment.do``: charge a binding."""
     rt = _runtime(request)
+    rt.ledger.record_request("recurrentPayment.do", _now_ms())
     params = await _read_params(request)
     await rt.pause(rt.config.latency)
     if not _authorized(params, rt.config):
@@ -451,6 +453,7 @@ def _charge_answer(plan: Plan, order: Order | None) -> Response:
 async def order_status(request: Request) -> Response:
     """``getOrderStatusExtended.do``: the order by orderId (first) or orderNumber."""
     rt = _runtime(request)
+    rt.ledger.record_request("getOrderStatusExtended.do", _now_ms())
     params = await _read_params(request)
     await rt.pause(rt.config.latency)
     if not _authorized(params, rt.config):
@@ -494,6 +497,7 @@ def _find_order(ledger: Ledger, params: dict[str, Any]) -> Order | JSONResponse:
 async def refund(request: Request) -> Response:
     """``refund.do``: give back (part of) a deposited order; see the module docstring."""
     rt = _runtime(request)
+    rt.ledger.record_request("refund.do", _now_ms())
     params = await _read_params(request)
     await rt.pause(rt.config.latency)
     if not _authorized(params, rt.config):
@@ -519,6 +523,7 @@ async def refund(request: Request) -> Response:
 async def reverse(request: Request) -> Response:
     """``reverse.do``: cancel a DEPOSITED order on the (UTC) day of its deposit."""
     rt = _runtime(request)
+    rt.ledger.record_request("reverse.do", _now_ms())
     params = await _read_params(request)
     await rt.pause(rt.config.latency)
     if not _authorized(params, rt.config):
@@ -549,6 +554,15 @@ async def ledger_view(request: Request) -> Response:
         if binding_id is None or o.binding_id == binding_id
     ]
     return JSONResponse({"orders": orders})
+
+
+async def requests_view(request: Request) -> Response:
+    """``GET /sandbox/requests?since=MS``: the gateway calls served, ``[ms, method]`` each."""
+    since = request.query_params.get("since", "0")
+    if not since.isdigit():
+        return JSONResponse({"error": f"since must be epoch milliseconds, not {since!r}"}, 400)
+    calls = _runtime(request).ledger.requests(int(since))
+    return JSONResponse({"requests": [[ms, method] for ms, method in calls]})
 
 
 async def reset(request: Request) -> Response:
@@ -582,6 +596,7 @@ def create_app(
             Route(f"{base}/refund.do", refund, methods=["POST"]),
             Route(f"{base}/reverse.do", reverse, methods=["POST"]),
             Route("/sandbox/ledger", ledger_view, methods=["GET"]),
+            Route("/sandbox/requests", requests_view, methods=["GET"]),
             Route("/sandbox/reset", reset, methods=["POST"]),
             Route("/sandbox/health", health, methods=["GET"]),
         ]

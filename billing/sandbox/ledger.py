@@ -19,17 +19,26 @@ gateway documents it and where it is silent, as chosen here:
 
 An order refunded or reversed was still charged once: :meth:`Ledger.deposited_count`
 counts it.
+
+The ledger also keeps a bounded log of the gateway calls it served (time and method,
+:meth:`Ledger.requests`) so a benchmark can check the calls per second the gateway saw.
+Every operation is O(1) in the number of orders (except listing them): the sandbox must
+never be the bottleneck of a benchmark.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
+
+#: How many gateway calls the request log keeps (the oldest are forgotten first).
+REQUEST_LOG_SIZE = 500_000
 
 
 class OrderState(StrEnum):
@@ -209,6 +218,10 @@ class Ledger:
         self._by_id: dict[str, Order] = {}
         self._id_by_number: dict[str, str] = {}
         self._calls: dict[str, int] = {}
+        #: Orders registered per binding id (kept with ``add`` so a charge costs O(1)).
+        self._orders_by_binding: dict[str, int] = {}
+        #: (epoch ms, method) of the latest gateway calls, oldest first.
+        self._requests: deque[tuple[int, str]] = deque(maxlen=REQUEST_LOG_SIZE)
 
     @contextmanager
     def atomic(self) -> Iterator[Ledger]:
@@ -223,6 +236,8 @@ class Ledger:
                 return False
             self._by_id[order.order_id] = order
             self._id_by_number[order.order_number] = order.order_id
+            binding = order.binding_id
+            self._orders_by_binding[binding] = self._orders_by_binding.get(binding, 0) + 1
             return True
 
     def put(self, order: Order) -> bool:
@@ -275,7 +290,7 @@ class Ledger:
     def count_for_binding(self, binding_id: str) -> int:
         """How many orders were registered with ``binding_id``."""
         with self._lock:
-            return sum(1 for o in self._by_id.values() if o.binding_id == binding_id)
+            return self._orders_by_binding.get(binding_id, 0)
 
     def next_call(self, binding_id: str) -> int:
         """Count one more charge call for ``binding_id``; its 1-based number."""
@@ -284,9 +299,22 @@ class Ledger:
             self._calls[binding_id] = number
             return number
 
+    def record_request(self, method: str, now_ms: int) -> None:
+        """Note one gateway call (``recurrentPayment.do``...) at ``now_ms``."""
+        with self._lock:
+            self._requests.append((now_ms, method))
+
+    def requests(self, since_ms: int = 0) -> list[tuple[int, str]]:
+        """The gateway calls noted at or after ``since_ms`` (the latest
+        :data:`REQUEST_LOG_SIZE` at most), oldest first."""
+        with self._lock:
+            return [r for r in self._requests if r[0] >= since_ms]
+
     def reset(self) -> None:
-        """Forget every order and counter."""
+        """Forget every order, counter and noted call."""
         with self._lock:
             self._by_id.clear()
             self._id_by_number.clear()
             self._calls.clear()
+            self._orders_by_binding.clear()
+            self._requests.clear()

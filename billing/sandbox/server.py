@@ -26,8 +26,19 @@ _STOP_TIMEOUT = 10.0
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080, config: SandboxConfig | None = None) -> None:
-    """Serve the sandbox gateway until interrupted (Ctrl+C)."""
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info", lifespan="off")
+    """Serve the sandbox gateway until interrupted (Ctrl+C).
+
+    No access log: a line per call would cost more CPU than the call itself under load
+    (``GET /sandbox/requests`` lists the calls served).
+    """
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        lifespan="off",
+    )
 
 
 class SandboxServer:
