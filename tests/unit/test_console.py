@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from billing.admin.auth import token_fingerprint
 from billing.console import ConsoleDeps, Operator, create_console_app
 from billing.policy import DEFAULT_POLICY
 from billing.services.operations import Operations
@@ -24,6 +25,7 @@ TOKENS = {
     "view-token": Operator("bob", "viewer"),
     "backend-token": Operator("saas", "backend"),
 }
+OWNERS = {token_fingerprint(token): who for token, who in TOKENS.items()}
 
 
 class Browser:
@@ -62,8 +64,11 @@ def setup(tmp_path: Path) -> Iterator[tuple[Browser, Subscriptions, RecordingDis
         db, gateway=FakeGateway(), policy=DEFAULT_POLICY, dispatcher=dispatcher, clock=clock
     )
     subscriptions = operations.subscriptions
-    deps = ConsoleDeps(db=db, operations=operations, clock=clock, authenticate=TOKENS.get)
-    browser = Browser(create_console_app(deps, session_secret="test-secret"))
+    deps = ConsoleDeps(
+        db=db, operations=operations, clock=clock, authenticate=TOKENS.get, owner=OWNERS.get
+    )
+    # Plain http in tests: the Secure cookie flag is turned off explicitly.
+    browser = Browser(create_console_app(deps, session_secret="test-secret", https_only=False))
     yield browser, subscriptions, dispatcher
     browser.close()
     db.dispose()
