@@ -38,6 +38,7 @@ from billing.admin.auth import (
     Role,
     TokenConfig,
 )
+from billing.admin.middleware import install as install_middleware
 from billing.callbacks import callback_config, create_callback_app
 from billing.console import ConsoleDeps, Operator, create_console_app
 from billing.errors import (
@@ -149,6 +150,7 @@ def create_admin_app(
         redoc_url=None,
     )
     api.state.tokens = tokens
+    install_middleware(api, max_body_bytes=app.settings.max_request_bytes)
 
     # -- errors ---------------------------------------------------------------------------------
 
@@ -169,6 +171,7 @@ def create_admin_app(
     @api.exception_handler(HTTPException)
     def _http(_request: Request, exc: HTTPException) -> JSONResponse:
         codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "not_allowed"}
+        codes[413] = "too_large"
         return JSONResponse(
             {"error": codes.get(exc.status_code, "http_error"), "message": exc.detail},
             status_code=exc.status_code,

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from billing.admin.middleware import middleware as security_middleware
 from billing.callbacks.signature import is_hex, load_rsa_public_key, verify_hmac, verify_rsa
 from billing.errors import BrokerError, ConfigurationError, StorageError
 from billing.services.ports import Clock, Dispatcher, system_clock
@@ -452,5 +453,6 @@ def create_callback_app(
         routes=[
             Route(CALLBACK_PATH, gateway_callback, methods=["GET", "POST"]),
             Route(HEALTH_PATH, health, methods=["GET"]),
-        ]
+        ],
+        middleware=security_middleware(max_body_bytes=MAX_BODY_BYTES),
     )
