@@ -12,6 +12,7 @@ import pydantic
 from billing.errors import ConfigurationError
 from billing.gateway.client import GatewayClient, GatewayConfig
 from billing.gateway.ratelimit import RateLimitedGateway, build_limiter
+from billing.gateway.redact import RedactingFilter, Secrets
 from billing.policy import DEFAULT_POLICY, DunningPolicy, load_policy
 from billing.services.charging import Charger
 from billing.services.ports import Clock, Gateway, system_clock
@@ -44,6 +45,28 @@ class App:
         self.db.dispose()
 
 
+#: Installed on the root handlers by :func:`configure_logging`; knows every configured secret.
+LOG_REDACTION = RedactingFilter()
+
+
+def settings_secrets(settings: Settings) -> Secrets:
+    """Every secret value in the settings (the admin tokens one by one)."""
+    values = [
+        secret.get_secret_value()
+        for secret in (
+            settings.gateway_password,
+            settings.gateway_token,
+            settings.callback_secret,
+            settings.console_session_secret,
+        )
+        if secret is not None
+    ]
+    if settings.admin_tokens is not None:
+        for entry in settings.admin_tokens.get_secret_value().split(","):
+            values.append(entry.split(":", 2)[-1].strip())
+    return Secrets.of(secrets=values)
+
+
 def gateway_config(settings: Settings) -> GatewayConfig:
     try:
         return GatewayConfig.from_settings(settings)
@@ -60,6 +83,7 @@ def build_app(
     clock: Clock = system_clock,
     policy: DunningPolicy | None = None,
 ) -> App:
+    LOG_REDACTION.remember(settings_secrets(settings))  # whatever logs, from now on
     db = Database(settings.database_url, pool_size=max(settings.worker_threads, 5))
     if policy is None:
         policy = load_policy(settings.dunning_policy) if settings.dunning_policy else DEFAULT_POLICY
@@ -108,10 +132,18 @@ def build_app(
     )
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", *, settings: Settings | None = None) -> None:
+    """Log to stderr; every root handler redacts the configured secrets and bindingIds
+    (:data:`LOG_REDACTION`, fed by ``settings`` here and by :func:`build_app`), so DEBUG
+    output of httpx/httpcore cannot leak them either."""
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
+    if settings is not None:
+        LOG_REDACTION.remember(settings_secrets(settings))
+    for handler in logging.getLogger().handlers:
+        if LOG_REDACTION not in handler.filters:
+            handler.addFilter(LOG_REDACTION)
     # httpx logs full request URLs at INFO; keep it quiet, our gateway client logs calls.
     logging.getLogger("httpx").setLevel(logging.WARNING)
