@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 
 from billing.admin.auth import token_fingerprint
 from billing.storage.database import Database
@@ -124,12 +124,3 @@ class SessionStore:
                 .where(ConsoleSession.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
-
-    def active_count(self, now: datetime) -> int:
-        with self.db.transaction() as session:
-            rows = session.scalars(
-                select(ConsoleSession.id_hash)
-                .where(ConsoleSession.revoked_at.is_(None))
-                .where(ConsoleSession.expires_at > now)
-            ).all()
-            return len(rows)
