@@ -5,7 +5,8 @@
     BILLING_ADMIN_TOKENS="anna:operator:9f2c…,crm:backend:51ab…,grafana:viewer:77de…"
 
 * ``name`` (letters, digits, ``.``, ``_``, ``-``; at most 48) is what the audit log records
-  as the actor of every change made with that token;
+  as the actor of every change made with that token; ``system``, ``scheduler`` and
+  ``gateway`` are reserved for the machine's own entries, so a person never hides among them;
 * ``role`` is ``viewer`` (read only), ``operator`` (read and every action, refunds and
   retries included) or ``backend`` (the SaaS backend: read, and create / update / set the
   binding of / pause / resume / cancel subscriptions);
@@ -19,6 +20,7 @@ and the console) authenticates with it.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
@@ -29,6 +31,16 @@ from billing.errors import ConfigurationError
 MIN_TOKEN_LENGTH = 24
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,48}$")
 _TOKEN = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces
+#: Actor names the service itself writes in the audit log (any case).
+RESERVED_NAMES = frozenset({"system", "scheduler", "gateway"})
+_FINGERPRINT_CONTEXT = b"billing-admin-token-fingerprint:"
+
+
+def token_fingerprint(token: str) -> str:
+    """A stable, one-way fingerprint of a token (SHA-256, domain-separated): what a console
+    session stores to know, later, whether its token is still configured."""
+    data = _FINGERPRINT_CONTEXT + token.encode("utf-8", "surrogateescape")
+    return hashlib.sha256(data).hexdigest()
 
 
 class Role(StrEnum):
@@ -91,6 +103,11 @@ class TokenConfig:
                     f"BILLING_ADMIN_TOKENS entry {position}: the name must be 1 to 48 letters, "
                     "digits, '.', '_' or '-'"
                 )
+            if name.lower() in RESERVED_NAMES:
+                raise ConfigurationError(
+                    f"BILLING_ADMIN_TOKENS entry {position}: the name {name} is reserved for "
+                    "the service's own audit entries; choose a person's or a system's own name"
+                )
             if role not in {r.value for r in Role}:
                 choices = ", ".join(r.value for r in Role)
                 raise ConfigurationError(
@@ -113,6 +130,16 @@ class TokenConfig:
             tokens.add(token)
             entries.append(_Entry(Principal(name, Role(role)), token.encode()))
         return cls(tuple(entries))
+
+    def by_fingerprint(self, fingerprint: str) -> Principal | None:
+        """The principal whose configured token has this fingerprint, or None (constant time)."""
+        given = fingerprint.encode("ascii", "replace")
+        found: Principal | None = None
+        for entry in self.entries:  # every entry is compared: no early exit
+            mine = token_fingerprint(entry.token.decode("utf-8", "surrogateescape")).encode()
+            if hmac.compare_digest(given, mine):
+                found = entry.principal
+        return found
 
     def authenticate(self, token: str | None) -> Principal | None:
         """The principal whose token this is, or None. Constant time in the token."""

@@ -19,6 +19,7 @@ from billing.errors import ConfigurationError
 from billing.gateway.client import GatewayClient, GatewayConfig
 from billing.gateway.port import Gateway
 from billing.gateway.rate_limit import RateLimitedGateway, build_limiter
+from billing.gateway.redact import RedactingFilter, Secrets
 from billing.queue.dramatiq import Actors, DramatiqDispatcher, build_broker, declare_actors
 from billing.services.actions import (
     Actions,
@@ -58,6 +59,28 @@ class App:
         self.db.dispose()
 
 
+#: Installed on the root handlers by :func:`configure_logging`; knows every configured secret.
+LOG_REDACTION = RedactingFilter()
+
+
+def settings_secrets(settings: Settings) -> Secrets:
+    """Every secret value in the settings (the admin tokens one by one)."""
+    values = [
+        secret.get_secret_value()
+        for secret in (
+            settings.gateway_password,
+            settings.gateway_token,
+            settings.callback_secret,
+            settings.console_session_secret,
+        )
+        if secret is not None
+    ]
+    if settings.admin_tokens is not None:
+        for entry in settings.admin_tokens.get_secret_value().split(","):
+            values.append(entry.split(":", 2)[-1].strip())
+    return Secrets.of(secrets=values)
+
+
 def gateway_config(settings: Settings) -> GatewayConfig:
     try:
         return GatewayConfig(
@@ -85,6 +108,7 @@ def build_app(
     policy: DunningPolicy | None = None,
     dispatcher: Dispatcher | None = None,
 ) -> App:
+    LOG_REDACTION.remember(settings_secrets(settings))  # whatever logs, from now on
     db = Database(settings.database_url, pool_size=max(settings.worker_threads, 5))
     if policy is None:
         policy = load_policy(settings.dunning_policy) if settings.dunning_policy else DEFAULT_POLICY
@@ -141,10 +165,18 @@ def build_app(
     )
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", *, settings: Settings | None = None) -> None:
+    """Log to stderr; every root handler redacts the configured secrets and bindingIds
+    (:data:`LOG_REDACTION`, fed by ``settings`` here and by :func:`build_app`), so DEBUG
+    output of httpx/httpcore cannot leak them either."""
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
+    if settings is not None:
+        LOG_REDACTION.remember(settings_secrets(settings))
+    for handler in logging.getLogger().handlers:
+        if LOG_REDACTION not in handler.filters:
+            handler.addFilter(LOG_REDACTION)
     # httpx logs full request URLs at INFO; keep it quiet, our gateway client logs calls.
     logging.getLogger("httpx").setLevel(logging.WARNING)

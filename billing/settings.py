@@ -1,6 +1,9 @@
 """Settings from ``BILLING_*`` environment variables and an optional TOML file.
 
 Precedence: explicit arguments > environment > TOML file (``BILLING_CONFIG_FILE``) > defaults.
+Every mistake (a bad log level, a malformed Redis URL, an unwritable SQLite path, a weak
+console session secret…) is refused here, before anything starts, as one line naming the
+setting; a secret's value is never echoed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ from pydantic_settings import (
 from billing.errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite:///billing.db"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_SESSION_SECRET_BYTES = 32
+#: Values people paste from examples; refused as a console session secret whatever their length.
+PLACEHOLDER_SECRETS = frozenset(
+    {"change-me", "changeme", "change_me", "secret", "password", "example", "test", "default"}
+)
 
 
 class Settings(BaseSettings):
@@ -75,8 +84,43 @@ class Settings(BaseSettings):
     console_session_secret: SecretStr | None = None
     #: The timezone the console shows times in.
     console_timezone: str = "Europe/Moscow"
-    #: Mark the session cookie Secure (serve the console over HTTPS).
-    console_https_only: bool = False
+    #: Mark the session cookie Secure (serve the console over HTTPS). Turn it off only for
+    #: local use over plain http (``BILLING_CONSOLE_HTTPS_ONLY=false``).
+    console_https_only: bool = True
+    #: Request bodies larger than this are refused with 413 before authentication.
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level; use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_redis_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_redis_url(value)
+        return value
+
+    @field_validator("console_session_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("console_session_secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_session_secret(value.get_secret_value())
+        return value
 
     @field_validator("admin_tokens", mode="before")
     @classmethod
@@ -103,6 +147,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:// or postgresql://")
         if value.startswith("postgresql://"):
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        check_database_url(value)
         return value
 
     @field_validator("callback_secret", "callback_public_key", mode="before")
@@ -185,3 +230,72 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigurationError(f"invalid setting {name}: {first['msg']}") from None
     except Exception as exc:  # TOML syntax errors and the like, from pydantic-settings
         raise ConfigurationError(f"cannot read settings: {exc}") from None
+
+
+# -- checks (pure but for the file-system look-ups of the SQLite path) -----------------------
+
+
+def check_session_secret(secret: str) -> None:
+    """Refuse a console session secret that is short, a known placeholder or one repeated
+    character. The message never contains the secret."""
+    hint = "generate one with: openssl rand -hex 32"
+    lowered = secret.strip().lower()
+    if lowered in PLACEHOLDER_SECRETS or any(
+        lowered.startswith(p) for p in ("change-me", "changeme", "change_me")
+    ):
+        raise ValueError(f"is a placeholder value; {hint}")
+    if len(set(secret)) <= 1:
+        raise ValueError(f"is one character repeated; {hint}")
+    if len(secret.encode("utf-8")) < MIN_SESSION_SECRET_BYTES:
+        raise ValueError(f"must be at least {MIN_SESSION_SECRET_BYTES} bytes; {hint}")
+    if len(set(secret)) < 8:
+        raise ValueError(f"has too few distinct characters to be random; {hint}")
+
+
+def check_redis_url(url: str) -> None:
+    """A ``redis://``, ``rediss://`` or ``unix://`` URL with a host (or path) and a numeric db."""
+    from urllib.parse import urlsplit
+
+    example = "use redis://host:6379/0"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"is not a valid URL; {example}") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"must start with redis://, rediss:// or unix://; {example}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError("a unix:// URL needs the socket path, e.g. unix:///run/redis.sock")
+        return
+    if not parts.hostname:
+        raise ValueError(f"has no host; {example}")
+    if port == 0:
+        raise ValueError(f"has port 0; {example}")
+    db = parts.path.strip("/")
+    if db and not (db.isascii() and db.isdigit()):
+        raise ValueError(f"the database after the host must be a number; {example}")
+
+
+def check_database_url(url: str) -> None:
+    """A parseable URL; for a SQLite file, a directory that exists and can be written."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ValueError("is not a valid database URL") from None
+    if not parsed.drivername.startswith("sqlite"):
+        return
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    path = Path(database)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"no such directory for the SQLite file: {folder}")
+    if path.exists() and (path.is_dir() or not os.access(path, os.R_OK | os.W_OK)):
+        raise ValueError(f"cannot write the SQLite file: {path}")
+    if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot create the SQLite file in {folder} (not writable)")

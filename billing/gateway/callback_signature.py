@@ -4,6 +4,11 @@ The signed string: drop ``checksum`` and ``sign_alias``, sort the remaining para
 name, join as ``name1;value1;name2;value2;`` (trailing ``;``). Values are used exactly as
 received (URL-decoded once), so ``callbackCreationDate`` keeps its spaces.
 
+The string must not be re-splittable into other parameters: a name given twice, or a name
+or value containing the separator ``;`` (or a control character), is refused by
+:func:`signable_problem` before any checksum is computed, and :func:`build_signed_string`
+refuses it too (so such parameters never verify).
+
 * Symmetric: HMAC-SHA256 with the shared secret, upper-case hex. A received checksum is
   compared case-insensitively (normalised to upper case first) and always in constant
   time with :func:`hmac.compare_digest`.
@@ -16,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,12 +31,40 @@ from billing.errors import ConfigurationError
 
 #: Parameters that are never part of the signed string.
 UNSIGNED_PARAMS = frozenset({"checksum", "sign_alias"})
+#: What joins names and values in the signed string.
+SEPARATOR = ";"
 _HEX = frozenset(string.hexdigits)
 _MIN_RSA_BITS = 2048
 
 
+def signable_problem(pairs: Iterable[tuple[str, str]]) -> str | None:
+    """Why these parameters cannot be signed unambiguously, or None (pure).
+
+    The messages never echo a received name or value.
+    """
+    names: set[str] = set()
+    for position, (name, value) in enumerate(pairs, start=1):
+        if name in names:
+            return f"parameter {position} repeats the name of an earlier one"
+        names.add(name)
+        if SEPARATOR in name or _has_control(name):
+            return f"the name of parameter {position} contains ';' or a control character"
+        if SEPARATOR in value or _has_control(value):
+            return f"the value of parameter {position} contains ';' or a control character"
+    return None
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(char) < 0x20 or ord(char) == 0x7F for char in text)
+
+
 def build_signed_string(params: Mapping[str, str]) -> str:
-    """``name1;value1;name2;value2;`` over every parameter but the checksum itself."""
+    """``name1;value1;name2;value2;`` over every parameter but the checksum itself.
+
+    Raises ValueError when the parameters could be re-split into others.
+    """
+    if signable_problem(params.items()) is not None:
+        raise ValueError("parameters cannot be signed unambiguously")
     names = sorted(name for name in params if name not in UNSIGNED_PARAMS)
     return "".join(f"{name};{params[name]};" for name in names)
 
@@ -51,7 +84,7 @@ def sign_hmac(params: Mapping[str, str], secret: str) -> str:
 
 def verify_hmac(params: Mapping[str, str], checksum: str, secret: str) -> bool:
     """Whether ``checksum`` is the HMAC of ``params``; constant-time, case-insensitive."""
-    if not is_hex(checksum):
+    if not is_hex(checksum) or signable_problem(params.items()) is not None:
         return False
     expected = sign_hmac(params, secret)
     return hmac.compare_digest(checksum.upper().encode("ascii"), expected.encode("ascii"))
@@ -78,7 +111,7 @@ def load_rsa_public_key(pem: str) -> rsa.RSAPublicKey:
 
 def verify_rsa(params: Mapping[str, str], checksum: str, public_key: rsa.RSAPublicKey) -> bool:
     """Whether ``checksum`` is a hex RSA/SHA-512 (PKCS#1 v1.5) signature of ``params``."""
-    if not is_hex(checksum):
+    if not is_hex(checksum) or signable_problem(params.items()) is not None:
         return False
     try:
         public_key.verify(

@@ -20,6 +20,8 @@ Mapping (httpx 0.28 exception tree, see ``httpx/_exceptions.py``):
 
 Logs (logger ``billing.gateway``) carry the method, orderNumber, elapsed ms, the
 result kind and the HTTP status; never the password, the token or a full bindingId.
+Everything kept from an answer (the JSON body, a text snippet, an error detail, the
+request id header) goes through :mod:`billing.gateway.redact` first.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -39,6 +41,7 @@ from billing.domain.model import mask_binding
 from billing.errors import GatewayError
 from billing.gateway.models import ActionResponse, OrderStatusResponse, RecurrentPaymentResponse
 from billing.gateway.port import ChargeRequest, RefundRequest, ReverseRequest
+from billing.gateway.redact import Secrets, redact_cut, redact_json
 from billing.gateway.results import (
     ConnectionFailed,
     ConnectionLost,
@@ -61,9 +64,6 @@ _REQUEST_ID_HEADERS: Final = (
     "x-correlation-id",
     "x-trace-id",
 )
-#: Keys whose values are masked in a reply body before it is kept or shown.
-_SECRET_KEYS: Final = frozenset({"password", "token"})
-_BINDING_KEYS: Final = frozenset({"bindingid"})
 _MAX_ORDER_NUMBER: Final = 32
 _MAX_AMOUNT: Final = 10**12 - 1  # N..12
 _MAX_BINDING_ID: Final = 255
@@ -262,14 +262,16 @@ class GatewayClient:
             "password": self._config.password.get_secret_value(),
         }
 
-    def _secrets(self, binding_id: str | None) -> list[tuple[str, str]]:
-        """Values that must never appear in a detail, a snippet or a log line."""
-        pairs = [(self._config.password.get_secret_value(), "***")]
-        if self._config.token is not None:
-            pairs.append((self._config.token.get_secret_value(), "***"))
-        if binding_id:
-            pairs.append((binding_id, mask_binding(binding_id)))
-        return [(value, mask) for value, mask in pairs if value]
+    def _secrets(self, binding_id: str | None) -> Secrets:
+        """Values that must never appear in a detail, a snippet, a request id or a log line."""
+        token = self._config.token
+        return Secrets.of(
+            secrets=(
+                self._config.password.get_secret_value(),
+                token.get_secret_value() if token is not None else None,
+            ),
+            bindings=(binding_id,),
+        )
 
     def _call(
         self,
@@ -311,17 +313,17 @@ class GatewayClient:
 
 
 def _to_result(
-    response: httpx.Response, parse: Callable[[Any], object], secrets: list[tuple[str, str]]
+    response: httpx.Response, parse: Callable[[Any], object], secrets: Secrets
 ) -> GatewayResult:
     status = response.status_code
-    request_id = _request_id(response.headers)
+    request_id = _request_id(response.headers, secrets)
     content_type = response.headers.get("content-type", "")[:100]
     body = _json_object(response.content)
 
     if status >= 500:
         return HttpErrorReply(status, _snippet(response, secrets), request_id)
     if body is not None and (200 <= status <= 299 or 400 <= status <= 499):
-        _mask_in_place(body, secrets)
+        redact_json(body, secrets)
         try:
             parse(body)
         except ValidationError:
@@ -341,49 +343,21 @@ def _json_object(content: bytes) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def _mask_in_place(body: dict[str, Any], secrets: list[tuple[str, str]]) -> None:
-    """Mask what the gateway echoes: secrets and bindingIds (``bindingInfo.bindingId``),
-    by key and inside any string. Iterative, so deep nesting cannot overflow the stack."""
-    stack: list[dict[Any, Any] | list[Any]] = [body]
-    while stack:
-        node = stack.pop()
-        keys: Iterable[Any] = list(node) if isinstance(node, dict) else range(len(node))
-        for key in keys:
-            value = node[key]
-            lowered = key.lower() if isinstance(key, str) else ""
-            if isinstance(value, str):
-                if lowered in _SECRET_KEYS:
-                    node[key] = "***"
-                elif lowered in _BINDING_KEYS:
-                    node[key] = mask_binding(value)
-                else:
-                    node[key] = _scrub(value, secrets)
-            elif isinstance(value, dict | list):
-                stack.append(value)
-
-
-def _request_id(headers: httpx.Headers) -> str | None:
+def _request_id(headers: httpx.Headers, secrets: Secrets) -> str | None:
     for name in _REQUEST_ID_HEADERS:
         value = headers.get(name)
         if isinstance(value, str) and value:
-            return value[:128]
+            return redact_cut(value, secrets, 128)
     return None
 
 
-def _snippet(response: httpx.Response, secrets: list[tuple[str, str]]) -> str:
-    # Scrub before cutting, so that a secret straddling the cut cannot leave a prefix.
-    return _scrub(response.text[: SNIPPET_LIMIT * 20], secrets)[:SNIPPET_LIMIT]
+def _snippet(response: httpx.Response, secrets: Secrets) -> str:
+    return redact_cut(response.text, secrets, SNIPPET_LIMIT)
 
 
-def _detail(exc: Exception, secrets: list[tuple[str, str]]) -> str:
+def _detail(exc: Exception, secrets: Secrets) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return _scrub(text, secrets)[:_DETAIL_LIMIT]
-
-
-def _scrub(text: str, secrets: list[tuple[str, str]]) -> str:
-    for value, mask in secrets:
-        text = text.replace(value, mask)
-    return text
+    return redact_cut(text, secrets, _DETAIL_LIMIT)
 
 
 def _log_result(

@@ -226,3 +226,22 @@ class IdempotencyKey(Base):
     response: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConsoleSession(Base):
+    """A console login: the cookie carries a random id, this row whether it still counts.
+
+    ``id_hash`` is the SHA-256 of that id (a database reader cannot forge a cookie);
+    ``token_fingerprint`` ties the session to the token it logged in with, so removing
+    the token from the settings ends it; ``expires_at`` is fixed at login (no extension).
+    """
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    token_fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -45,7 +45,11 @@ def test_an_operator_retries_a_past_due_subscription_and_sees_it_paid(
         "serve",
         "--port",
         str(port),
-        env={**slow_dunning, "BILLING_ADMIN_TOKENS": f"alice:operator:{TOKEN}"},
+        env={
+            **slow_dunning,
+            "BILLING_ADMIN_TOKENS": f"alice:operator:{TOKEN}",
+            "BILLING_CONSOLE_HTTPS_ONLY": "false",  # plain http on 127.0.0.1
+        },
     )
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: _up(f"{base}/api/health"), 30, "the admin app")

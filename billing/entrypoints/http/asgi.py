@@ -57,6 +57,10 @@ def _console(app: App, tokens: TokenConfig) -> Starlette:
         principal = tokens.authenticate(token)
         return None if principal is None else Operator(principal.name, principal.role.value)
 
+    def console_owner(fingerprint: str) -> Operator | None:
+        principal = tokens.by_fingerprint(fingerprint)
+        return None if principal is None else Operator(principal.name, principal.role.value)
+
     secret = app.settings.console_session_secret
     if secret is None:
         log.info("console: no BILLING_CONSOLE_SESSION_SECRET; sessions end when the app restarts")
@@ -66,6 +70,7 @@ def _console(app: App, tokens: TokenConfig) -> Starlette:
             app=app,
             clock=app.clock,
             authenticate=console_login,
+            owner=console_owner,
             display_timezone=app.settings.console_timezone,
         ),
         session_secret=secret.get_secret_value() if secret else secrets.token_urlsafe(32),

@@ -10,7 +10,9 @@
   never settles anything by itself. Unknown orders get 200 (so the gateway stops
   retrying) and an event; a broker or database failure gets 503 (so the gateway
   retries). The same (order, operation, status) is acted on at most once per
-  :data:`REPEAT_WINDOW` in this process.
+  :data:`REPEAT_WINDOW`: across all processes sharing
+  ``BILLING_REDIS_URL`` (:mod:`billing.entrypoints.http.callback_replay`), else in this
+  process.
 * ``GET /callbacks/health``: liveness.
 
 Nothing here opens a socket or connects at import time.
@@ -33,8 +35,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from billing.entrypoints.http.callback_replay import ReplayFilter, shared_replay_filter
+from billing.entrypoints.http.middleware import middleware as security_middleware
 from billing.errors import BrokerError, ConfigurationError, StorageError
-from billing.gateway.callback_signature import is_hex, load_rsa_public_key, verify_hmac, verify_rsa
+from billing.gateway.callback_signature import (
+    is_hex,
+    load_rsa_public_key,
+    signable_problem,
+    verify_hmac,
+    verify_rsa,
+)
 from billing.services.pipeline.callbacks import CallbackHandler, Notification, shown
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.settings import Settings
@@ -60,6 +70,8 @@ class CallbackConfig:
     rsa_public_key_pem: str | None = None
     #: Refuse to start without a key; set False only to accept unsigned callbacks on purpose.
     require_signature: bool = True
+    #: Where the replay filter shared by every callback process lives (None: per process).
+    redis_url: str | None = field(default=None, repr=False)
 
 
 class RepeatFilter:
@@ -204,6 +216,9 @@ async def read_params(request: Request) -> dict[str, str]:
             raise MalformedCallback(
                 f"parameter {shown(name)} is longer than {MAX_VALUE_LENGTH} characters"
             )
+    problem = signable_problem(pairs)  # a name twice, a ';' that could re-split the checksum
+    if problem is not None:
+        raise MalformedCallback(problem)
     params: dict[str, str] = _reject_duplicates(pairs)
     if not params.get("orderNumber") and not params.get("mdOrder"):
         raise MalformedCallback("neither orderNumber nor mdOrder given")
@@ -263,6 +278,7 @@ def callback_config(settings: Settings) -> CallbackConfig:
         hmac_secret=secret.get_secret_value() if secret else None,
         rsa_public_key_pem=settings.callback_public_key,
         require_signature=not settings.callback_allow_unsigned,
+        redis_url=settings.redis_url,
     )
 
 
@@ -272,14 +288,19 @@ def create_callback_app(
     config: CallbackConfig,
     *,
     clock: Clock = system_clock,
-    repeats: RepeatFilter | None = None,
+    repeats: ReplayFilter | None = None,
 ) -> Starlette:
     """Build the callback app. Raises ConfigurationError for a missing or unusable key."""
     verifier = Verifier(config)
     if not verifier.enabled:
         log.warning("gateway callbacks are NOT authenticated: unsigned callbacks are accepted")
     handler = CallbackHandler(db, dispatcher, clock=clock)
-    seen = repeats if repeats is not None else RepeatFilter(REPEAT_WINDOW, clock=clock)
+    seen: ReplayFilter = (
+        repeats
+        if repeats is not None  # (an empty RepeatFilter is falsy)
+        else shared_replay_filter(config.redis_url, REPEAT_WINDOW)
+        or RepeatFilter(REPEAT_WINDOW, clock=clock)
+    )
 
     async def gateway_callback(request: Request) -> Response:
         if request.method not in ("GET", "POST"):
@@ -331,5 +352,6 @@ def create_callback_app(
         routes=[
             Route(CALLBACK_PATH, gateway_callback, methods=["GET", "POST"]),
             Route(HEALTH_PATH, health, methods=["GET"]),
-        ]
+        ],
+        middleware=security_middleware(max_body_bytes=MAX_BODY_BYTES),
     )

@@ -95,8 +95,8 @@ def send(app: Starlette, method: str = "GET", **kwargs: Any) -> httpx.Response:
     return asyncio.run(go())
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def callback_world(tmp_path: Path) -> Iterator[World]:
+    """SQLite, one charge attempt, a recording dispatcher: the callback tests' world."""
     db = Database(f"sqlite:///{tmp_path / 'billing.db'}")
     db.upgrade()
     clock = ManualClock()
@@ -119,6 +119,11 @@ def world(tmp_path: Path) -> Iterator[World]:
     dispatcher.charges.clear()
     yield World(db, clock, dispatcher, attempt)
     db.dispose()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    yield from callback_world(tmp_path)
 
 
 def test_a_signed_callback_enqueues_a_status_recheck_and_marks_nothing(world: World) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from billing.auth_tokens import token_fingerprint
 from billing.domain.dunning_policy import DEFAULT_POLICY
 from billing.domain.subscription import NewSubscription
 from billing.entrypoints.http.console import ConsoleDeps, Operator, create_console_app
@@ -23,6 +24,7 @@ TOKENS = {
     "view-token": Operator("bob", "viewer"),
     "backend-token": Operator("saas", "backend"),
 }
+OWNERS = {token_fingerprint(token): who for token, who in TOKENS.items()}
 
 
 class Browser:
@@ -64,8 +66,9 @@ def setup(tmp_path: Path) -> Iterator[tuple[Browser, SubscriptionActions, Record
     )
     db = app.db
     subscriptions = app.actions.subscriptions
-    deps = ConsoleDeps(db=db, app=app, clock=clock, authenticate=TOKENS.get)
-    browser = Browser(create_console_app(deps, session_secret="test-secret"))
+    deps = ConsoleDeps(db=db, app=app, clock=clock, authenticate=TOKENS.get, owner=OWNERS.get)
+    # Plain http in tests: the Secure cookie flag is turned off explicitly.
+    browser = Browser(create_console_app(deps, session_secret="test-secret", https_only=False))
     yield browser, subscriptions, dispatcher
     browser.close()
     db.dispose()

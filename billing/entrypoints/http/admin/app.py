@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 from billing import __version__
 from billing.auth_tokens import TokenConfig
 from billing.entrypoints.http.admin import money, subscriptions, system
+from billing.entrypoints.http.middleware import install as install_middleware
 from billing.errors import (
     BillingError,
     BrokerError,
@@ -92,6 +93,7 @@ def create_admin_app(app: "App", tokens: TokenConfig) -> FastAPI:
     )
     api.state.tokens = tokens
     api.state.services = app
+    install_middleware(api, max_body_bytes=app.settings.max_request_bytes)
     _handle_errors(api)
 
     @api.get("/api/health", tags=["status"])
@@ -130,6 +132,7 @@ def _handle_errors(api: FastAPI) -> None:
     @api.exception_handler(HTTPException)
     def _http(_request: Request, exc: HTTPException) -> JSONResponse:
         codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "not_allowed"}
+        codes[413] = "too_large"
         return JSONResponse(
             {"error": codes.get(exc.status_code, "http_error"), "message": exc.detail},
             status_code=exc.status_code,

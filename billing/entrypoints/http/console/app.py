@@ -1,5 +1,11 @@
 """Console pages (Starlette + Jinja). Log in with an operator or viewer token; the session
-is a signed, HttpOnly, SameSite=strict cookie; every form carries a CSRF token."""
+is a signed, HttpOnly, SameSite=strict (and, unless turned off for local use, Secure) cookie
+holding a random session id; every form carries a CSRF token.
+
+Every request re-checks the session server-side
+(:mod:`billing.entrypoints.http.console.sessions`): a logged-out session, one past its
+fixed lifetime, or one whose token was removed from the settings is refused. The cookie
+never holds a token."""
 
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from billing.domain.subscription import parse_amount
+from billing.entrypoints.http.console.sessions import SessionStore, session_verdict
 from billing.errors import BillingError, NotFoundError
 from billing.services.ports import Clock
 
@@ -31,7 +38,7 @@ if TYPE_CHECKING:
 from billing.services.read.dashboard import audit_log, dashboard, failing_subscriptions
 from billing.storage.database import Database
 
-log = logging.getLogger("billing.console")
+log = logging.getLogger("billing.entrypoints.http.console")
 TEMPLATES = Path(__file__).parent / "templates"
 CONSOLE_ROLES = frozenset({"viewer", "operator"})
 
@@ -54,12 +61,16 @@ class ConsoleDeps:
     clock: Clock
     #: token → who it belongs to (constant-time comparison is the caller's job), or None.
     authenticate: Callable[[str], Operator | None]
+    #: token fingerprint (:func:`billing.auth_tokens.token_fingerprint`) → who its configured
+    #: token belongs to now, or None once the token is gone from the settings.
+    owner: Callable[[str], Operator | None]
     display_timezone: str = "Europe/Moscow"
 
 
 def create_console_app(
-    deps: ConsoleDeps, *, session_secret: str, https_only: bool = False, root_path: str = ""
+    deps: ConsoleDeps, *, session_secret: str, https_only: bool = True, root_path: str = ""
 ) -> Starlette:
+    store = SessionStore(deps.db)
     templates = Jinja2Templates(directory=str(TEMPLATES))
     zone = ZoneInfo(deps.display_timezone)
 
@@ -80,10 +91,23 @@ def create_console_app(
     templates.env.filters["money"] = money
 
     def current(request: Request) -> Operator | None:
-        data = request.session.get("operator")
-        if not isinstance(data, dict):
+        found = getattr(request.state, "operator", None)
+        return found if isinstance(found, Operator) else None
+
+    async def check_session(request: Request) -> Operator | None:
+        """The person behind the cookie, checked against the server-side record."""
+        session_id = request.session.get("sid")
+        if not isinstance(session_id, str):
             return None
-        return Operator(name=str(data.get("name")), role=str(data.get("role")))
+        record = await run_in_threadpool(store.find, session_id)
+        verdict = session_verdict(record, deps.clock(), deps.owner)
+        if isinstance(verdict, str) or verdict.role not in CONSOLE_ROLES:
+            why = verdict if isinstance(verdict, str) else "role may not use the console"
+            log.info("console: session refused (%s)", why)
+            request.session.clear()
+            return None
+        request.state.operator = verdict
+        return verdict
 
     def csrf_token(request: Request) -> str:
         token = request.session.get("csrf")
@@ -118,7 +142,7 @@ def create_console_app(
         handler: Callable[[Request, Operator], Any],
     ) -> Callable[[Request], Any]:
         async def wrapped(request: Request) -> Response:
-            operator = current(request)
+            operator = await check_session(request)
             if operator is None:
                 return to("/login")
             result: Response = await handler(request, operator)
@@ -140,14 +164,22 @@ def create_console_app(
                 "console: failed login from %s", request.client.host if request.client else "?"
             )
             return page(request, "login.html", 401, error="That token is not valid here.")
+        session_id = await run_in_threadpool(
+            lambda: store.open(
+                deps.clock(), operator=operator.name, role=operator.role, token=token
+            )
+        )
         request.session.clear()
-        request.session["operator"] = {"name": operator.name, "role": operator.role}
+        request.session["sid"] = session_id
         request.session["csrf"] = secrets.token_urlsafe(32)
         log.info("console: %s (%s) logged in", operator.name, operator.role)
         return to("/")
 
     async def logout(request: Request) -> Response:
         if await csrf_ok(request) is not None:
+            session_id = request.session.get("sid")
+            if isinstance(session_id, str):
+                await run_in_threadpool(store.revoke, session_id, deps.clock())
             request.session.clear()
         return to("/login")
 
@@ -272,7 +304,7 @@ def create_console_app(
             session_cookie="billing_console",
             same_site="strict",
             https_only=https_only,
-            max_age=8 * 3600,
+            max_age=int(store.lifetime.total_seconds()),
         )
     ]
     return Starlette(routes=routes, middleware=middleware)
