@@ -53,8 +53,8 @@ RECONCILE_ACTION_CODES: Final = MappingProxyType(
         2008: "outcome_unknown",
         433: "outcome_unknown",
         434: "outcome_unknown",
-        # Payment-page session expired: not expected for recurrentPayment.do, so an
-        # operator looks instead of the dunning schedule guessing.
+        # Payment-page session expired: not expected for recurrentPayment.do. In a final
+        # DECLINED order it is a soft decline (see DECLINED_UNKNOWN_REASON).
         -2007: "session_expired",
     }
 )
@@ -169,6 +169,10 @@ ACTION_CODES: Final = MappingProxyType(
         for code, reason in group.items()
     }
 )
+
+#: A final decline (orderStatus 6) with a missing, zero, unlisted or "reconcile" actionCode:
+#: nothing was taken and the order will not change, so it is retried per the schedule.
+DECLINED_UNKNOWN_REASON: Final = Rule(Category.SOFT_DECLINE, "declined_unknown_reason")
 
 # -- error codes of recurrentPayment.do -------------------------------------------------------
 

@@ -278,10 +278,12 @@ class Charger:
         level = logging.ERROR if outcome.category is Category.MERCHANT_CONFIG else logging.INFO
         log.log(
             level,
-            "attempt %s: %s (%s) -> %s",
+            "attempt %s: %s (%s, errorCode %s, actionCode %s) -> %s",
             attempt_id,
             outcome.category.value,
             outcome.reason,
+            outcome.error_code,
+            outcome.action_code,
             decision.action.value,
         )
         return outcome.category.value
