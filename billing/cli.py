@@ -563,6 +563,7 @@ def subscriptions_cancel(
 @click.option("--schedule", default=None, help="Cron; the next charge is recomputed.")
 @click.option("--timezone", default=None, help="IANA zone; the next charge is recomputed.")
 @click.option("--description", default=None, help='"" clears it.')
+@click.option("--currency", default=None, help="ISO 4217 numeric code, from the next invoice.")
 @reason_option
 @json_option
 def subscriptions_update(
@@ -571,6 +572,7 @@ def subscriptions_update(
     schedule: str | None,
     timezone: str | None,
     description: str | None,
+    currency: str | None,
     reason: str,
     as_json: bool,
 ) -> None:
@@ -585,6 +587,7 @@ def subscriptions_update(
         schedule=schedule,
         timezone=timezone,
         description=description,
+        currency=currency,
     )
     _emit(view, as_json, _changed)
 

@@ -125,7 +125,6 @@ DO_NOT_RETRY_ACTION_CODES: Final = MappingProxyType(
 MERCHANT_CONFIG_ACTION_CODES: Final = MappingProxyType(
     {
         109: "invalid_merchant",
-        110: "invalid_amount",
         2002: "merchant_config",
         2003: "merchant_config",
         2004: "merchant_config",
@@ -135,11 +134,18 @@ MERCHANT_CONFIG_ACTION_CODES: Final = MappingProxyType(
         2016: "merchant_config",
         -2012: "merchant_config",
         341014: "merchant_config",
-        4005: "declined_by_merchant",
         2022: "merchant_config",
         914: "merchant_config",
         2009: "merchant_config",
         -2002: "merchant_limit_exceeded",
+    }
+)
+
+#: Refused for this one order, not for the merchant: the subscription is held.
+REQUEST_REJECTED_ACTION_CODES: Final = MappingProxyType(
+    {
+        110: "invalid_amount",
+        4005: "declined_by_merchant",
     }
 )
 
@@ -157,6 +163,7 @@ ACTION_CODE_GROUPS: Final = MappingProxyType(
         ),
         Category.DO_NOT_RETRY: DO_NOT_RETRY_ACTION_CODES,
         Category.MERCHANT_CONFIG: MERCHANT_CONFIG_ACTION_CODES,
+        Category.REQUEST_REJECTED: REQUEST_REJECTED_ACTION_CODES,
     }
 )
 
@@ -216,12 +223,14 @@ ERROR_TEXT_RULES: Final[tuple[tuple[tuple[str, ...], Rule], ...]] = (
         ),
         Rule(Category.MERCHANT_CONFIG, "auth_error"),
     ),
-    (("invalid amount",), Rule(Category.MERCHANT_CONFIG, "invalid_amount")),
-    (("incorrect value of [currency",), Rule(Category.MERCHANT_CONFIG, "invalid_currency")),
+    # About this one request's data: the subscription is held, nobody else is paused.
+    (("invalid amount",), Rule(Category.REQUEST_REJECTED, "invalid_amount")),
+    (("incorrect value of [currency",), Rule(Category.REQUEST_REJECTED, "invalid_currency")),
+    (("incorrect value of [amount",), Rule(Category.REQUEST_REJECTED, "invalid_amount")),
     (("incorrect value of [language",), Rule(Category.MERCHANT_CONFIG, "invalid_language")),
     (
         ("incorrect value of [orderdescription",),
-        Rule(Category.MERCHANT_CONFIG, "invalid_description"),
+        Rule(Category.REQUEST_REJECTED, "invalid_description"),
     ),
     (
         ("incorrect value of [ordernumber",),

@@ -16,6 +16,10 @@ class SubscriptionStatus(StrEnum):
     SUSPENDED = "suspended"  # soft-decline schedule ran out
     CANCELED = "canceled"
     PAUSED = "paused"  # by an operator
+    #: The gateway refused this subscription's own charge (amount, currency, description,
+    #: a merchant-side decline of that order): no charges until an operator fixes the data
+    #: and resumes it. Everyone else keeps being charged.
+    HELD = "held"
 
 
 #: Statuses for which the scheduler opens new invoices.
@@ -24,6 +28,7 @@ BILLABLE_STATUSES = frozenset(
         SubscriptionStatus.ACTIVE,
         SubscriptionStatus.PAST_DUE,
         SubscriptionStatus.NEEDS_PAYMENT_METHOD,
+        SubscriptionStatus.HELD,  # periods keep being billed; charged once resumed
     }
 )
 #: Statuses for which open invoices are charged automatically.
@@ -70,6 +75,9 @@ class Category(StrEnum):
     TRANSIENT = "transient"
     UNKNOWN = "unknown"
     MERCHANT_CONFIG = "merchant_config"
+    #: The gateway refused this one request (its amount, currency or description, or the
+    #: merchant side declined that order): hold the subscription, not everyone.
+    REQUEST_REJECTED = "request_rejected"
 
 
 @dataclass(frozen=True)

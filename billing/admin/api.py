@@ -274,6 +274,7 @@ def create_admin_app(
             schedule=body.schedule,
             timezone=body.timezone,
             description=body.description,
+            currency=body.currency,
         )
 
     @api.post(

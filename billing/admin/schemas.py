@@ -54,6 +54,7 @@ class UpdateSubscription(_Request):
     description: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description='"" clears it'
     )
+    currency: str | None = Field(default=None, description="ISO 4217 numeric, e.g. 643")
     reason: Reason
 
 

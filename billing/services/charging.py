@@ -51,6 +51,7 @@ RECOVERING = (
     SubscriptionStatus.PAST_DUE,
     SubscriptionStatus.NEEDS_PAYMENT_METHOD,
     SubscriptionStatus.SUSPENDED,
+    SubscriptionStatus.HELD,  # an operator's manual retry went through with the fixed data
 )
 CONFIRM_REASON = "binding_not_found"
 DECLINED_ORDER = 6  # orderStatus: authorization declined
@@ -150,7 +151,11 @@ class Charger:
             log.warning("charge: attempt %s held back: charging is paused", attempt.id)
             return "paused"
         subscription = session.get_one(Subscription, attempt.subscription_id)
-        stopped = {SubscriptionStatus.PAUSED.value, SubscriptionStatus.CANCELED.value}
+        stopped = {
+            SubscriptionStatus.PAUSED.value,
+            SubscriptionStatus.CANCELED.value,
+            SubscriptionStatus.HELD.value,
+        }
         if subscription.status in stopped and attempt.trigger != AttemptTrigger.MANUAL:
             status = subscription.status
             return _skip(
@@ -275,7 +280,8 @@ class Charger:
             # gateway took the money: record it (and flag a second charge), never drop it.
             return self._recheck(attempt_id, outcome, now)
         self._update_circuit(outcome, now)
-        level = logging.ERROR if outcome.category is Category.MERCHANT_CONFIG else logging.INFO
+        alert = (Category.MERCHANT_CONFIG, Category.REQUEST_REJECTED)
+        level = logging.ERROR if outcome.category in alert else logging.INFO
         log.log(
             level,
             "attempt %s: %s (%s, errorCode %s, actionCode %s) -> %s",

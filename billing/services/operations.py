@@ -62,6 +62,7 @@ from billing.gateway.results import (
 )
 from billing.policy import DunningPolicy
 from billing.schedule import next_due
+from billing.services.holds import release_hold
 from billing.services.lifecycle import change_status, recover
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.services.records import load_circuit, record_event
@@ -512,16 +513,17 @@ class Operations:
         schedule: str | None = None,
         timezone: str | None = None,
         description: str | None = None,
+        currency: str | None = None,
     ) -> dict[str, Any]:
-        """Change the price, schedule, timezone or description (``""`` clears it).
+        """Change the price, schedule, timezone, description (``""`` clears it) or currency.
 
         A new amount applies to invoices opened from now on. A new schedule or timezone
         recomputes the next charge from now.
         """
         actor, reason = clean_actor(actor), clean_reason(reason)
-        if amount is None and schedule is None and timezone is None and description is None:
+        if all(v is None for v in (amount, schedule, timezone, description, currency)):
             raise ValidationError(
-                "nothing to change: give amount, schedule, timezone or description"
+                "nothing to change: give amount, schedule, timezone, description or currency"
             )
         now = self.clock()
         with self.db.transaction() as session:
@@ -533,7 +535,7 @@ class Operations:
                 binding_id=sub.binding_id,
                 amount=sub.amount if amount is None else amount,
                 schedule=sub.schedule if schedule is None else schedule,
-                currency=sub.currency,
+                currency=sub.currency if currency is None else currency.strip(),
                 timezone=sub.timezone if timezone is None else timezone,
                 description=sub.description if description is None else (description or None),
             ).validated()
@@ -541,6 +543,9 @@ class Operations:
             if merged.amount != sub.amount:
                 changes.append(f"amount {sub.amount} → {merged.amount} from the next invoice")
                 sub.amount = merged.amount
+            if merged.currency != sub.currency:
+                changes.append(f"currency {sub.currency} → {merged.currency} from the next invoice")
+                sub.currency = merged.currency
             if merged.description != sub.description:
                 changes.append("description changed")
                 sub.description = merged.description
@@ -594,6 +599,9 @@ class Operations:
         now = self.clock()
         with self.db.transaction() as session:
             sub = _lock_subscription(session, subscription_id)
+            if sub.status == SubscriptionStatus.HELD:
+                retried = release_hold(session, sub, now, actor, reason)
+                return subscription_summary(sub) | {"retried_invoices": retried}
             if sub.status != SubscriptionStatus.PAUSED:
                 if sub.ends_at is not None and sub.status != SubscriptionStatus.CANCELED:
                     return self._unschedule_cancel(session, sub, now, actor, reason)

@@ -478,7 +478,8 @@ def test_action_code_tables_do_not_overlap() -> None:
         (-30001, Category.SOFT_DECLINE, "declined_unknown_reason"),
         (151019, Category.SOFT_DECLINE, "declined_unknown_reason"),
         (-100, Category.SOFT_DECLINE, "declined_unknown_reason"),
-        (4005, Category.MERCHANT_CONFIG, "declined_by_merchant"),
+        (4005, Category.REQUEST_REJECTED, "declined_by_merchant"),
+        (110, Category.REQUEST_REJECTED, "invalid_amount"),
         (-2002, Category.MERCHANT_CONFIG, "merchant_limit_exceeded"),
         (-2005, Category.HARD_DECLINE, "3ds_required"),
         (-2018, Category.HARD_DECLINE, "3ds_required"),
@@ -534,7 +535,7 @@ def test_every_error_text_of_the_ambiguous_codes(code: str, needle: str, rule: c
         ("1", "Wrong order number.", Category.UNKNOWN, "wrong_order_number"),
         ("1", "Order with this number already processed", Category.UNKNOWN, "duplicate_order"),
         ("5", "Using binding is disabled.", Category.HARD_DECLINE, "binding_disabled"),
-        ("5", "Invalid amount", Category.MERCHANT_CONFIG, "invalid_amount"),
+        ("5", "Invalid amount", Category.REQUEST_REJECTED, "invalid_amount"),
         ("5", "Incorrect login.", Category.MERCHANT_CONFIG, "auth_error"),
         ("5", "Incorrect password", Category.MERCHANT_CONFIG, "auth_error"),
         ("5", "Authentication error", Category.MERCHANT_CONFIG, "auth_error"),
@@ -547,7 +548,7 @@ def test_every_error_text_of_the_ambiguous_codes(code: str, needle: str, rule: c
             Category.UNKNOWN,
             "duplicate_order",
         ),
-        ("10", "Incorrect value of [currency]", Category.MERCHANT_CONFIG, "invalid_currency"),
+        ("10", "Incorrect value of [currency]", Category.REQUEST_REJECTED, "invalid_currency"),
         ("10", "Incorrect value of [language]", Category.MERCHANT_CONFIG, "invalid_language"),
         ("10", "Duplicate order number", Category.UNKNOWN, "duplicate_order"),
         (
@@ -559,10 +560,10 @@ def test_every_error_text_of_the_ambiguous_codes(code: str, needle: str, rule: c
         (
             "10",
             "Incorrect value of [orderDescription]. Links in the order description are not allowed",
-            Category.MERCHANT_CONFIG,
+            Category.REQUEST_REJECTED,
             "invalid_description",
         ),
-        ("10", "Incorrect value of [amount]", Category.MERCHANT_CONFIG, "invalid_parameter"),
+        ("10", "Incorrect value of [amount]", Category.REQUEST_REJECTED, "invalid_amount"),
         ("1", "Something we never saw", Category.UNKNOWN, "unrecognised_error_text"),
         ("5", "", Category.UNKNOWN, "unrecognised_error_text"),
         ("10", "Недостаточно средств", Category.UNKNOWN, "unrecognised_error_text"),
@@ -838,6 +839,9 @@ EVERY_CATEGORY: dict[Category, GatewayResult] = {
     Category.UNKNOWN: ReadTimedOut("timed out"),
     Category.MERCHANT_CONFIG: reply(
         {"success": False, "error": {"code": "5", "message": "Access denied"}}
+    ),
+    Category.REQUEST_REJECTED: reply(
+        {"success": False, "error": {"code": "10", "message": "Incorrect value of [currency]"}}
     ),
 }
 
