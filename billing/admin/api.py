@@ -339,7 +339,7 @@ def create_admin_app(
         tags=["retries"],
     )
     def bulk_retry(body: schemas.BulkRetry, who: Money) -> dict[str, Any]:
-        """Retry every past_due subscription whose open invoice last failed this way."""
+        """Retry every active or past_due subscription whose open invoice last failed so."""
         return ops.bulk_retry(
             body.failure, actor=who.name, reason=body.reason, dry_run=body.dry_run
         )

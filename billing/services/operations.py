@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from billing.domain import (
+    CHARGEABLE_STATUSES,
     IN_FLIGHT_STATES,
     AttemptState,
     InvoiceStatus,
@@ -50,6 +51,7 @@ from billing.errors import (
     NotFoundError,
     ValidationError,
 )
+from billing.failures import clean_failure_filter
 from billing.gateway.models import ActionResponse
 from billing.gateway.results import (
     ConnectionFailed,
@@ -770,10 +772,12 @@ class Operations:
         dry_run: bool = False,
         limit: int = MAX_BULK,
     ) -> dict[str, Any]:
-        """Retry every past_due subscription whose open invoice last failed with ``failure``
-        (a category such as ``soft_decline`` or a reason such as ``insufficient_funds``).
+        """Retry every active or past_due subscription whose open invoice last failed with
+        ``failure`` (a category such as ``transient`` or a reason such as
+        ``insufficient_funds``; anything else is refused, listing the categories).
         A dry run only counts them and writes nothing."""
-        actor, reason, value = clean_actor(actor), clean_reason(reason), clean_failure(failure)
+        actor, reason = clean_actor(actor), clean_reason(reason)
+        value = clean_failure_filter(clean_failure(failure))
         in_flight = exists().where(
             ChargeAttempt.invoice_id == Invoice.id,
             ChargeAttempt.state.in_([s.value for s in IN_FLIGHT_STATES]),
@@ -782,7 +786,7 @@ class Operations:
             select(Subscription.id)
             .join(Invoice, Invoice.subscription_id == Subscription.id)
             .where(
-                Subscription.status == SubscriptionStatus.PAST_DUE,
+                Subscription.status.in_([s.value for s in CHARGEABLE_STATUSES]),
                 Invoice.status == InvoiceStatus.OPEN,
                 or_(Invoice.last_category == value, Invoice.last_reason == value),
                 ~in_flight,
