@@ -6,6 +6,7 @@ Imports no infrastructure: no SQLAlchemy, no httpx, no dramatiq.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -115,6 +116,10 @@ class AttemptSummary:
     trigger: AttemptTrigger
     binding_version: int = 1
     confirm_before_decline: bool = False
+    #: When it was sent (or created, if never sent); None = not known.
+    at: datetime | None = None
+    #: False for a give-up of our own rate limiter: no request left, nothing to count.
+    counted: bool = True
 
 
 def mask_binding(binding_id: str) -> str:

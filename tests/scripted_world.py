@@ -93,7 +93,9 @@ class ScriptedWorld(ServiceWorld):
         return int(self.subscriptions.create(new)["id"])
 
 
-def make_world(tmp_path: Path, policy: DunningPolicy | None = None) -> ScriptedWorld:
+def make_world(
+    tmp_path: Path, policy: DunningPolicy | None = None, *, outage_threshold: int = 3
+) -> ScriptedWorld:
     db = Database(f"sqlite:///{tmp_path / 'billing.db'}")
     db.upgrade()
     clock = ManualClock()
@@ -106,7 +108,7 @@ def make_world(tmp_path: Path, policy: DunningPolicy | None = None) -> ScriptedW
         policy,
         clock=clock,
         stale_sending_after=timedelta(seconds=30),
-        outage_threshold=3,
+        outage_threshold=outage_threshold,
     )
     scheduler = Scheduler(
         db,

@@ -31,6 +31,8 @@ from billing.domain import (
 from billing.dunning import Action, Decision, decide, next_retry_after_new_binding
 from billing.gateway.ratelimit import RATE_LIMIT_DETAIL
 from billing.policy import DunningPolicy
+from billing.retry_limits import cap_transient
+from billing.services.attempt_limits import apply_card_budget, reached_bank
 from billing.services.lifecycle import change_status, recover
 from billing.services.ports import Clock, Gateway, system_clock
 from billing.services.records import load_circuit, record_event, save_circuit
@@ -314,10 +316,17 @@ class Charger:
                 trigger=AttemptTrigger(p.trigger),
                 binding_version=p.binding_version,
                 confirm_before_decline=p.reason == CONFIRM_REASON,
+                at=p.sent_at or p.created_at,
+                counted=not (p.message or "").startswith(RATE_LIMIT_DETAIL),
             )
             for p in prior
             if p.category is not None and p.state != AttemptState.UNKNOWN
         ]
+        reached = reached_bank(outcome.reason, outcome.message)
+        rate_limited = outcome.message.startswith(RATE_LIMIT_DETAIL)
+        outcome = cap_transient(
+            self.policy.transient, summaries, outcome, now, counted=not rate_limited
+        )
         decision = decide(
             self.policy,
             summaries,
@@ -332,6 +341,9 @@ class Charger:
         if card_refused and attempt.binding_version < subscription.binding_version:
             # The card was replaced while this charge was in flight: try the new one now.
             decision = next_retry_after_new_binding(now)
+        decision = apply_card_budget(
+            session, self.policy.card_budget, subscription, attempt, reached, decision
+        )
         _record_outcome(attempt, outcome, decision, now)
         action = decision.action
         if action is Action.RECONCILE:
