@@ -53,7 +53,9 @@ def apply_card_budget(
             ChargeAttempt.sent_at > decision.at - budget.window,
         )
     ).all()
-    sent: list[datetime] = [at for at, reason, message in rows if reached_bank(reason, message)]
+    sent: list[datetime] = [
+        at for at, reason, message in rows if at is not None and reached_bank(reason, message)
+    ]
     this_card = attempt.binding_version == subscription.binding_version
     if attempt.sent_at is not None and attempt_reached_bank and this_card:
         sent.append(attempt.sent_at)
