@@ -612,7 +612,11 @@ class Operations:
                     "(and not set to cancel at period end)"
                 )
             target = SubscriptionStatus(sub.paused_from or SubscriptionStatus.ACTIVE.value)
-            waiting = (SubscriptionStatus.NEEDS_PAYMENT_METHOD, SubscriptionStatus.SUSPENDED)
+            waiting = (
+                SubscriptionStatus.NEEDS_PAYMENT_METHOD,
+                SubscriptionStatus.SUSPENDED,
+                SubscriptionStatus.HELD,  # paused while held: still held; resume it again
+            )
             paused_at = sub.paused_at or now
             new_card = target in waiting and _binding_changed_since(session, sub.id, paused_at)
             if target in waiting and not new_card:

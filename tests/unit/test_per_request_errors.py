@@ -157,3 +157,14 @@ def test_a_subscription_with_such_a_currency_is_refused_at_creation(
 ) -> None:
     with pytest.raises(ValidationError, match="currency"):
         world.subscribe("approve-1", currency=code)
+
+
+def test_pausing_and_resuming_a_held_subscription_keeps_it_held(world: ScriptedWorld) -> None:
+    world.gateway.script = _refuse_currency
+    sub_id = world.subscribe("approve-1")
+    _force_currency(world, sub_id, "999")
+    world.tick()
+    world.operations.pause(sub_id, actor="op", reason="customer call")
+    assert world.operations.resume(sub_id, actor="op", reason="call over")["status"] == "held"
+    world.tick(60)
+    assert len(world.attempts(sub_id)) == 1  # the bad currency is not sent again
