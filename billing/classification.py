@@ -13,8 +13,10 @@ The money rules
   unlisted or a "reconcile" code is a SOFT_DECLINE ``declined_unknown_reason`` (never
   polled for days: the order is final and no money was taken).
 * A recurrentPayment.do answer that carries a non-zero error code *and* mentions an
-  order (``orderId`` or an order block) is UNKNOWN ``error_with_order``: the order's
-  status settles it before any new orderNumber is used (it may even be DEPOSITED).
+  order is settled by that order's status: by the answer's own order block when it says
+  the order is final and not paid (declined: its actionCode decides), otherwise UNKNOWN
+  ``error_with_order`` — the worker queries the status before any new orderNumber is
+  used (the order may even be DEPOSITED).
 * Anything unknown (error code, action code, text of the ambiguous codes 1/5/10,
   order status, shape) is never PAID and never a decline the customer hears about:
   UNKNOWN when the order may exist (the worker reconciles), TRANSIENT only when the
@@ -169,6 +171,11 @@ def _payment_reply(reply: JsonReply) -> Outcome:
             block=block,
             http_status=http_status,
         )
+        if block is not None and _has_order_facts(block) and block.error_code in (None, "0"):
+            # The answer carries the order's own status: a final one (declined...) decides.
+            by_order = _order_outcome(block, http_status=http_status, order_id=order_id)
+            if by_order.category not in (Category.PAID, Category.UNKNOWN):
+                return replace(by_order, error_code=code)
         return _order_decides(outcome) if mentions_order else outcome
 
     if block is not None and (_has_order_facts(block) or block.error_code not in (None, "0")):

@@ -127,3 +127,13 @@ def test_status_and_payment_answers_agree_on_an_unreadable_final_decline() -> No
     ):
         assert outcome.category is Category.SOFT_DECLINE
         assert outcome.action_code == -2007
+
+
+def test_a_deposited_block_next_to_an_error_code_is_never_read_as_a_decline() -> None:
+    body = {
+        "success": False,
+        "error": {"code": "1", "message": "The funds on the card are not sufficient"},
+        "orderStatus": {"errorCode": "0", "orderStatus": 2, "actionCode": 0},
+    }
+    outcome = classify_payment(JsonReply(200, body))
+    assert (outcome.category, outcome.reason) == (Category.UNKNOWN, "error_with_order")
