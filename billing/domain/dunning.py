@@ -2,7 +2,9 @@
 
 :func:`decide` looks at the outcome of the attempt being settled and the invoice's earlier
 finished attempts and returns a :class:`Decision`: retry when, reconcile when, suspend,
-cancel, wait for a new card, pause charging for everyone, or call an operator.
+cancel, wait for a new card, pause charging for everyone, hold one subscription for an
+operator (the gateway refused its own data), or call an operator. It never pauses everyone
+for an error that concerns one request.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Action(StrEnum):
     NEEDS_PAYMENT_METHOD = "needs_payment_method"
     PAUSE_CHARGING = "pause_charging"  # for everyone, until ``at``
     NEEDS_OPERATOR = "needs_operator"
+    HOLD = "hold"  # this subscription only: no charges until an operator resumes it
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,30 @@ def decide(
                 f"until {format_time(at)}; the customer is not at fault"
             ),
         )
+    if category is Category.REQUEST_REJECTED:
+        return Decision(
+            Action.HOLD,
+            None,
+            SubscriptionStatus.HELD,
+            counts_as_dunning=False,
+            reason=(
+                f"the gateway refused this subscription's charge ({_why(outcome, 'rejected')}"
+                f"{_codes(outcome)}); held for an operator: fix it with `update`, then `resume`; "
+                "other subscriptions are charged as usual"
+            ),
+        )
     raise ValueError(f"unexpected outcome category {category!r}")  # pragma: no cover
+
+
+def _codes(outcome: Outcome) -> str:
+    parts = []
+    if outcome.error_code is not None:
+        parts.append(f"errorCode {outcome.error_code}")
+    if outcome.action_code is not None:
+        parts.append(f"actionCode {outcome.action_code}")
+    if outcome.message:
+        parts.append(repr(outcome.message[:120]))
+    return (", " + ", ".join(parts)) if parts else ""
 
 
 def _soft_decline(

@@ -101,8 +101,30 @@ class TransientPolicy:
         timedelta(hours=2),
     )
 
+    #: This many temporary failures in a row for one invoice (rate-limit give-ups not
+    #: counted) and it enters dunning like a soft decline.
+    max_attempts: int = 24
+    #: ... or once temporary failures have gone on this long.
+    give_up_after: timedelta = timedelta(days=3)
+
     def __post_init__(self) -> None:
         _check_schedule("transient.backoff", self.backoff)
+        _check_count("transient.max_attempts", self.max_attempts)
+        _check_positive("transient.give_up_after", self.give_up_after)
+
+
+@dataclass(frozen=True)
+class CardBudgetPolicy:
+    """At most ``max_attempts`` charges reaching the bank per card in any ``window``
+    (card schemes' reattempt rules: Visa allows 20 in 30 days). A retry that would exceed
+    it is pushed to when the window allows it."""
+
+    max_attempts: int = 20
+    window: timedelta = timedelta(days=30)
+
+    def __post_init__(self) -> None:
+        _check_count("card_budget.max_attempts", self.max_attempts)
+        _check_positive("card_budget.window", self.window)
 
 
 @dataclass(frozen=True)
@@ -168,6 +190,7 @@ class DunningPolicy:
     unknown: UnknownPolicy = field(default_factory=UnknownPolicy)
     merchant_config: MerchantConfigPolicy = field(default_factory=MerchantConfigPolicy)
     catch_up: CatchUpPolicy = field(default_factory=CatchUpPolicy)
+    card_budget: CardBudgetPolicy = field(default_factory=CardBudgetPolicy)
 
 
 # -- validation shared by the dataclasses -------------------------------------------------
@@ -180,6 +203,11 @@ def _fail(key: str, problem: str, prefix: str = _PREFIX) -> ConfigurationError:
 def _check_positive(key: str, value: timedelta) -> None:
     if value <= timedelta(0):
         raise _fail(key, f"must be a positive duration, got {value}")
+
+
+def _check_count(key: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _fail(key, f"must be a whole number of at least 1, got {value!r}")
 
 
 def _check_optional(key: str, value: timedelta | None) -> None:
@@ -204,10 +232,11 @@ _KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "soft_decline": ("retry_after", "on_exhausted", "cancel_after"),
     "hard_decline": ("confirm_after", "cancel_after"),
     "do_not_retry": ("action",),
-    "transient": ("backoff",),
+    "transient": ("backoff", "max_attempts", "give_up_after"),
     "unknown": ("reconcile_backoff", "give_up_after"),
     "merchant_config": ("pause_backoff",),
     "catch_up": ("mode",),
+    "card_budget": ("max_attempts", "window"),
 }
 
 
@@ -251,6 +280,12 @@ class _Reader:
         if isinstance(raw, str) and not raw.strip():
             return None
         return self._duration(key, raw)
+
+    def count(self, key: str) -> int:
+        raw = self.table[key]
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+            raise self.fail(key, f"must be a whole number of at least 1, got {raw!r}")
+        return raw
 
     def schedule(self, key: str) -> tuple[timedelta, ...]:
         raw = self.table[key]
@@ -317,8 +352,25 @@ def _build(data: Mapping[str, object], prefix: str) -> DunningPolicy:
         never = DoNotRetryPolicy(action=reader.choice("action", DoNotRetryAction))
 
     transient = policy.transient
-    if (reader := _section(prefix, data, "transient")) is not None and reader.has("backoff"):
-        transient = TransientPolicy(backoff=reader.schedule("backoff"))
+    if (reader := _section(prefix, data, "transient")) is not None:
+        transient = TransientPolicy(
+            backoff=reader.schedule("backoff") if reader.has("backoff") else transient.backoff,
+            max_attempts=reader.count("max_attempts")
+            if reader.has("max_attempts")
+            else transient.max_attempts,
+            give_up_after=reader.duration("give_up_after")
+            if reader.has("give_up_after")
+            else transient.give_up_after,
+        )
+
+    budget = policy.card_budget
+    if (reader := _section(prefix, data, "card_budget")) is not None:
+        budget = CardBudgetPolicy(
+            max_attempts=reader.count("max_attempts")
+            if reader.has("max_attempts")
+            else budget.max_attempts,
+            window=reader.duration("window") if reader.has("window") else budget.window,
+        )
 
     unknown = policy.unknown
     if (reader := _section(prefix, data, "unknown")) is not None:
@@ -349,6 +401,7 @@ def _build(data: Mapping[str, object], prefix: str) -> DunningPolicy:
         unknown=unknown,
         merchant_config=merchant,
         catch_up=catch_up,
+        card_budget=budget,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -17,6 +18,10 @@ class SubscriptionStatus(StrEnum):
     SUSPENDED = "suspended"  # soft-decline schedule ran out
     CANCELED = "canceled"
     PAUSED = "paused"  # by an operator
+    #: The gateway refused this subscription's own charge (amount, currency, description,
+    #: a merchant-side decline of that order): no charges until an operator fixes the data
+    #: and resumes it. Everyone else keeps being charged.
+    HELD = "held"
 
 
 #: Statuses for which the scheduler opens new invoices.
@@ -25,6 +30,7 @@ BILLABLE_STATUSES = frozenset(
         SubscriptionStatus.ACTIVE,
         SubscriptionStatus.PAST_DUE,
         SubscriptionStatus.NEEDS_PAYMENT_METHOD,
+        SubscriptionStatus.HELD,  # periods keep being billed; charged once resumed
     }
 )
 #: Statuses for which open invoices are charged automatically.
@@ -74,6 +80,9 @@ class Category(StrEnum):
     TRANSIENT = "transient"
     UNKNOWN = "unknown"
     MERCHANT_CONFIG = "merchant_config"
+    #: The gateway refused this one request (its amount, currency or description, or the
+    #: merchant side declined that order): hold the subscription, not everyone.
+    REQUEST_REJECTED = "request_rejected"
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,10 @@ class AttemptSummary:
     trigger: AttemptTrigger
     binding_version: int = 1
     confirm_before_decline: bool = False
+    #: When it was sent (or created, if never sent); None = not known.
+    at: datetime | None = None
+    #: False for a give-up of our own rate limiter: no request left, nothing to count.
+    counted: bool = True
 
 
 def mask_binding(binding_id: str) -> str:

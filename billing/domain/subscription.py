@@ -11,12 +11,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from billing.domain.currencies import validate_currency
 from billing.domain.periods import first_due, validate_cron, validate_timezone
 from billing.errors import ValidationError
 
 MAX_AMOUNT = 10**12 - 1
 MAX_BACKDATE = timedelta(days=1)  # N..12 in the gateway's terms
-_CURRENCY = re.compile(r"^\d{3}$")
 _BINDING = re.compile(r"^[A-Za-z0-9_\-:.]{1,255}$")
 
 
@@ -47,8 +47,7 @@ class NewSubscription:
             raise ValidationError("amount must be a whole number of minor units (e.g. 49900)")
         if not 0 < self.amount <= MAX_AMOUNT:
             raise ValidationError(f"amount must be between 1 and {MAX_AMOUNT} minor units")
-        if not _CURRENCY.match(self.currency):
-            raise ValidationError("currency must be a 3-digit ISO 4217 code such as 643")
+        validate_currency(self.currency)
         if self.description is not None and len(self.description) > 512:
             raise ValidationError("description must be at most 512 characters")
         schedule = validate_cron(self.schedule)

@@ -9,7 +9,14 @@ The money rules
   or 0, no error code is set, ``success`` is not ``false`` and the HTTP status is 2xx.
 * ``success: true`` without an order status → UNKNOWN (reconcile by status).
 * A declined order (``orderStatus`` 6 / DECLINED) is classified by its ``actionCode``
-  (:data:`billing.gateway.codes.ACTION_CODES`).
+  (:data:`billing.gateway.codes.ACTION_CODES`); a final decline whose code is missing, 0,
+  unlisted or a "reconcile" code is a SOFT_DECLINE ``declined_unknown_reason`` (never
+  polled for days: the order is final and no money was taken).
+* A recurrentPayment.do answer that carries a non-zero error code *and* mentions an
+  order is settled by that order's status: by the answer's own order block when it says
+  the order is final and not paid (declined: its actionCode decides), otherwise UNKNOWN
+  ``error_with_order`` — the worker queries the status before any new orderNumber is
+  used (the order may even be DEPOSITED).
 * Anything unknown (error code, action code, text of the ambiguous codes 1/5/10,
   order status, shape) is never PAID and never a decline the customer hears about:
   UNKNOWN when the order may exist (the worker reconciles), TRANSIENT only when the
@@ -156,21 +163,30 @@ def _payment_reply(reply: JsonReply) -> Outcome:
     error = response.error
     code = error.code if error is not None else None
 
+    block = response.order_status
+    mentions_order = bool(order_id) or (block is not None and _has_order_facts(block))
     if error is not None and code is not None and code != "0":
-        return _from_rule(
+        outcome = _from_rule(
             _payment_error_rule(code, error),
             message=error.description or error.message,
             error_code=code,
             order_id=order_id,
-            block=response.order_status,
+            block=block,
             http_status=http_status,
         )
+        if block is not None and _has_order_facts(block) and block.error_code in (None, "0"):
+            # The answer carries the order's own status: a final one (declined...) decides.
+            by_order = _order_outcome(block, http_status=http_status, order_id=order_id)
+            if by_order.category not in (Category.PAID, Category.UNKNOWN):
+                return replace(by_order, error_code=code)
+        return _order_decides(outcome) if mentions_order else outcome
 
-    block = response.order_status
     if block is not None and (_has_order_facts(block) or block.error_code not in (None, "0")):
         outcome = _order_outcome(block, http_status=http_status, order_id=order_id)
         if outcome.category is Category.PAID and response.success is False:
             return _replace_category(outcome, Category.UNKNOWN, "contradictory_status")
+        if mentions_order and block.error_code not in (None, "0"):
+            return _order_decides(outcome)
         return outcome
 
     message = (error.description or error.message) if error is not None else None
@@ -188,6 +204,15 @@ def _payment_reply(reply: JsonReply) -> Outcome:
         order_id=order_id,
         http_status=http_status,
     )
+
+
+def _order_decides(outcome: Outcome) -> Outcome:
+    """An error code next to an order (an ``orderId`` or an order block): the order may
+    exist, maybe even DEPOSITED, so its status — not the error code — settles the charge
+    before any new orderNumber is used."""
+    if outcome.category is Category.UNKNOWN:
+        return outcome
+    return _replace_category(outcome, Category.UNKNOWN, "error_with_order")
 
 
 def _payment_error_rule(code: str, error: ErrorBlock) -> Rule:
@@ -294,11 +319,13 @@ def _family_rule(family: str, action: int | None, http_status: int | None) -> Ru
             return Rule(Category.UNKNOWN, "contradictory_status")
         return Rule(Category.PAID, "deposited")
     if family == codes.DECLINED:
-        if action is None:
-            return Rule(Category.UNKNOWN, "declined_without_code")
-        if action in codes.APPROVED_ACTION_CODES:
-            return Rule(Category.UNKNOWN, "contradictory_status")
-        return codes.ACTION_CODES.get(action) or Rule(Category.UNKNOWN, "unknown_action_code")
+        rule = codes.ACTION_CODES.get(action) if action is not None else None
+        if rule is None or rule.category is Category.UNKNOWN:
+            # A final decline whose reason we cannot read (no code, 0, an unlisted code,
+            # a "reconcile" code such as -2007 or -100): no money was taken and asking
+            # again gives the same answer, so it is retried on the dunning schedule.
+            return codes.DECLINED_UNKNOWN_REASON
+        return rule
     if family in (codes.HELD, codes.PENDING, codes.REVERSED, codes.REFUNDED):
         return Rule(Category.UNKNOWN, family)
     return Rule(Category.UNKNOWN, "unknown_order_status")

@@ -53,8 +53,8 @@ RECONCILE_ACTION_CODES: Final = MappingProxyType(
         2008: "outcome_unknown",
         433: "outcome_unknown",
         434: "outcome_unknown",
-        # Payment-page session expired: not expected for recurrentPayment.do, so an
-        # operator looks instead of the dunning schedule guessing.
+        # Payment-page session expired: not expected for recurrentPayment.do. In a final
+        # DECLINED order it is a soft decline (see DECLINED_UNKNOWN_REASON).
         -2007: "session_expired",
     }
 )
@@ -125,7 +125,6 @@ DO_NOT_RETRY_ACTION_CODES: Final = MappingProxyType(
 MERCHANT_CONFIG_ACTION_CODES: Final = MappingProxyType(
     {
         109: "invalid_merchant",
-        110: "invalid_amount",
         2002: "merchant_config",
         2003: "merchant_config",
         2004: "merchant_config",
@@ -135,11 +134,18 @@ MERCHANT_CONFIG_ACTION_CODES: Final = MappingProxyType(
         2016: "merchant_config",
         -2012: "merchant_config",
         341014: "merchant_config",
-        4005: "declined_by_merchant",
         2022: "merchant_config",
         914: "merchant_config",
         2009: "merchant_config",
         -2002: "merchant_limit_exceeded",
+    }
+)
+
+#: Refused for this one order, not for the merchant: the subscription is held.
+REQUEST_REJECTED_ACTION_CODES: Final = MappingProxyType(
+    {
+        110: "invalid_amount",
+        4005: "declined_by_merchant",
     }
 )
 
@@ -157,6 +163,7 @@ ACTION_CODE_GROUPS: Final = MappingProxyType(
         ),
         Category.DO_NOT_RETRY: DO_NOT_RETRY_ACTION_CODES,
         Category.MERCHANT_CONFIG: MERCHANT_CONFIG_ACTION_CODES,
+        Category.REQUEST_REJECTED: REQUEST_REJECTED_ACTION_CODES,
     }
 )
 
@@ -169,6 +176,10 @@ ACTION_CODES: Final = MappingProxyType(
         for code, reason in group.items()
     }
 )
+
+#: A final decline (orderStatus 6) with a missing, zero, unlisted or "reconcile" actionCode:
+#: nothing was taken and the order will not change, so it is retried per the schedule.
+DECLINED_UNKNOWN_REASON: Final = Rule(Category.SOFT_DECLINE, "declined_unknown_reason")
 
 # -- error codes of recurrentPayment.do -------------------------------------------------------
 
@@ -212,12 +223,14 @@ ERROR_TEXT_RULES: Final[tuple[tuple[tuple[str, ...], Rule], ...]] = (
         ),
         Rule(Category.MERCHANT_CONFIG, "auth_error"),
     ),
-    (("invalid amount",), Rule(Category.MERCHANT_CONFIG, "invalid_amount")),
-    (("incorrect value of [currency",), Rule(Category.MERCHANT_CONFIG, "invalid_currency")),
+    # About this one request's data: the subscription is held, nobody else is paused.
+    (("invalid amount",), Rule(Category.REQUEST_REJECTED, "invalid_amount")),
+    (("incorrect value of [currency",), Rule(Category.REQUEST_REJECTED, "invalid_currency")),
+    (("incorrect value of [amount",), Rule(Category.REQUEST_REJECTED, "invalid_amount")),
     (("incorrect value of [language",), Rule(Category.MERCHANT_CONFIG, "invalid_language")),
     (
         ("incorrect value of [orderdescription",),
-        Rule(Category.MERCHANT_CONFIG, "invalid_description"),
+        Rule(Category.REQUEST_REJECTED, "invalid_description"),
     ),
     (
         ("incorrect value of [ordernumber",),

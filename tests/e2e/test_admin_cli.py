@@ -61,7 +61,7 @@ def test_retry_all_dry_run_and_the_old_retry_form(stack: Stack) -> None:
     sub_id = stack.subscribe("insufficient-e2e-admin-2")
     stack.cli("scheduler", "--once")  # no scheduler loop: the dunning retry is not created
     wait_until(lambda: _status(stack, sub_id) == "past_due", 40, "the first decline")
-    dry = stack.json("retry", "--all", "--reason", "insufficient_funds", "--dry-run")
+    dry = stack.json("retry", "--all", "--category", "insufficient_funds", "--dry-run")
     assert (dry["dry_run"], dry["subscription_ids"]) == (True, [sub_id])
     assert len(stack.show(sub_id)["invoices"][0]["attempts"]) == 1
     done = stack.json("retry", str(sub_id), "--note", "customer says funds are back")

@@ -57,8 +57,16 @@ class ServiceWorld:
     dispatcher: RecordingDispatcher
 
     @classmethod
-    def build(cls, database_url: str, *, policy: DunningPolicy, **settings: Any) -> Self:
-        clock, gateway, dispatcher = ManualClock(), FakeGateway(), RecordingDispatcher()
+    def build(
+        cls,
+        database_url: str,
+        *,
+        policy: DunningPolicy,
+        gateway: FakeGateway | None = None,
+        **settings: Any,
+    ) -> Self:
+        clock, dispatcher = ManualClock(), RecordingDispatcher()
+        gateway = gateway or FakeGateway()
         app = build_test_app(
             database_url,
             policy=policy,

@@ -185,7 +185,7 @@ def test_doc_unsuccessful_payment_is_a_duplicate_to_reconcile() -> None:
 def test_doc_status_example_declined_session_expired_is_not_paid() -> None:
     outcome = classify_status(reply(DOC_STATUS_DECLINED))
     assert not outcome.is_paid
-    check(outcome, Category.UNKNOWN, "session_expired")
+    check(outcome, Category.SOFT_DECLINE, "declined_unknown_reason")
     assert outcome.action_code == -2007
     assert outcome.order_status == 6
     assert outcome.order_id == "b9054496-c65a-4975-9418-1051d101f1b9"
@@ -303,8 +303,8 @@ TRAPS = [
     ),
     pytest.param(
         payment_with(paid_block(errorCode="7")),
-        Category.TRANSIENT,
-        "system_error",
+        Category.UNKNOWN,
+        "error_with_order",
         id="paid-block-with-error-code",
     ),
     pytest.param(
@@ -313,8 +313,8 @@ TRAPS = [
             "error": {"code": "7", "description": "System error"},
             "orderStatus": paid_block(),
         },
-        Category.TRANSIENT,
-        "system_error",
+        Category.UNKNOWN,
+        "error_with_order",
         id="error-block-beats-paid-block",
     ),
     pytest.param(
@@ -349,17 +349,20 @@ TRAPS = [
     ),
     pytest.param(
         payment_with(declined(None)),
-        Category.UNKNOWN,
-        "declined_without_code",
+        Category.SOFT_DECLINE,
+        "declined_unknown_reason",
         id="declined-without-code",
     ),
     pytest.param(
-        payment_with(declined(0)), Category.UNKNOWN, "contradictory_status", id="declined-code-0"
+        payment_with(declined(0)),
+        Category.SOFT_DECLINE,
+        "declined_unknown_reason",
+        id="declined-code-0",
     ),
     pytest.param(
         payment_with(declined(987654)),
-        Category.UNKNOWN,
-        "unknown_action_code",
+        Category.SOFT_DECLINE,
+        "declined_unknown_reason",
         id="declined-unknown-code",
     ),
     pytest.param(
@@ -446,7 +449,9 @@ def test_every_action_code_in_a_declined_order(action: int, rule: codes.Rule) ->
         (classify_status, reply({"errorCode": "0", "state": "DECLINED", "actionCode": action})),
     ):
         outcome = classify(result)
-        check(outcome, rule.category, rule.reason)
+        # A final decline is never polled: an "unknown" code in it is a soft decline.
+        expected = codes.DECLINED_UNKNOWN_REASON if rule.category is Category.UNKNOWN else rule
+        check(outcome, expected.category, expected.reason)
         assert outcome.action_code == action
 
 
@@ -470,14 +475,16 @@ def test_action_code_tables_do_not_overlap() -> None:
         (208, Category.DO_NOT_RETRY, "lost_card"),
         (999, Category.DO_NOT_RETRY, "fraud_suspected"),
         (910, Category.TRANSIENT, "issuer_unreachable"),
-        (-30001, Category.UNKNOWN, "pending"),
-        (151019, Category.UNKNOWN, "issuer_no_answer"),
-        (4005, Category.MERCHANT_CONFIG, "declined_by_merchant"),
+        (-30001, Category.SOFT_DECLINE, "declined_unknown_reason"),
+        (151019, Category.SOFT_DECLINE, "declined_unknown_reason"),
+        (-100, Category.SOFT_DECLINE, "declined_unknown_reason"),
+        (4005, Category.REQUEST_REJECTED, "declined_by_merchant"),
+        (110, Category.REQUEST_REJECTED, "invalid_amount"),
         (-2002, Category.MERCHANT_CONFIG, "merchant_limit_exceeded"),
         (-2005, Category.HARD_DECLINE, "3ds_required"),
         (-2018, Category.HARD_DECLINE, "3ds_required"),
         (-2025, Category.HARD_DECLINE, "3ds_required"),
-        (-2007, Category.UNKNOWN, "session_expired"),
+        (-2007, Category.SOFT_DECLINE, "declined_unknown_reason"),
     ],
     ids=lambda v: str(v),
 )
@@ -528,7 +535,7 @@ def test_every_error_text_of_the_ambiguous_codes(code: str, needle: str, rule: c
         ("1", "Wrong order number.", Category.UNKNOWN, "wrong_order_number"),
         ("1", "Order with this number already processed", Category.UNKNOWN, "duplicate_order"),
         ("5", "Using binding is disabled.", Category.HARD_DECLINE, "binding_disabled"),
-        ("5", "Invalid amount", Category.MERCHANT_CONFIG, "invalid_amount"),
+        ("5", "Invalid amount", Category.REQUEST_REJECTED, "invalid_amount"),
         ("5", "Incorrect login.", Category.MERCHANT_CONFIG, "auth_error"),
         ("5", "Incorrect password", Category.MERCHANT_CONFIG, "auth_error"),
         ("5", "Authentication error", Category.MERCHANT_CONFIG, "auth_error"),
@@ -541,7 +548,7 @@ def test_every_error_text_of_the_ambiguous_codes(code: str, needle: str, rule: c
             Category.UNKNOWN,
             "duplicate_order",
         ),
-        ("10", "Incorrect value of [currency]", Category.MERCHANT_CONFIG, "invalid_currency"),
+        ("10", "Incorrect value of [currency]", Category.REQUEST_REJECTED, "invalid_currency"),
         ("10", "Incorrect value of [language]", Category.MERCHANT_CONFIG, "invalid_language"),
         ("10", "Duplicate order number", Category.UNKNOWN, "duplicate_order"),
         (
@@ -553,10 +560,10 @@ def test_every_error_text_of_the_ambiguous_codes(code: str, needle: str, rule: c
         (
             "10",
             "Incorrect value of [orderDescription]. Links in the order description are not allowed",
-            Category.MERCHANT_CONFIG,
+            Category.REQUEST_REJECTED,
             "invalid_description",
         ),
-        ("10", "Incorrect value of [amount]", Category.MERCHANT_CONFIG, "invalid_parameter"),
+        ("10", "Incorrect value of [amount]", Category.REQUEST_REJECTED, "invalid_amount"),
         ("1", "Something we never saw", Category.UNKNOWN, "unrecognised_error_text"),
         ("5", "", Category.UNKNOWN, "unrecognised_error_text"),
         ("10", "Недостаточно средств", Category.UNKNOWN, "unrecognised_error_text"),
@@ -832,6 +839,9 @@ EVERY_CATEGORY: dict[Category, GatewayResult] = {
     Category.UNKNOWN: ReadTimedOut("timed out"),
     Category.MERCHANT_CONFIG: reply(
         {"success": False, "error": {"code": "5", "message": "Access denied"}}
+    ),
+    Category.REQUEST_REJECTED: reply(
+        {"success": False, "error": {"code": "10", "message": "Incorrect value of [currency]"}}
     ),
 }
 

@@ -80,17 +80,17 @@ def invoices_write_off(invoice_id: int, reason: str, as_json: bool) -> None:
     "--all",
     "retry_all",
     is_flag=True,
-    help="Every past_due subscription whose open invoice last failed with --reason.",
+    help="Every active or past_due subscription whose open invoice last failed with --category.",
 )
 @click.option(
-    "--reason",
+    "--category",
     "failure",
     default=None,
-    help="With --all: the failure to match, a category (soft_decline) or a reason "
-    "(insufficient_funds).",
+    help="With --all: the failure to match: transient, soft_decline or merchant_config, "
+    "or a reason (insufficient_funds).",
 )
 @click.option("--dry-run", is_flag=True, help="With --all: only count; change nothing.")
-@click.option("--note", default=None, help="Why, for the audit log.")
+@click.option("--reason", "--note", "note", default=None, help="Why, for the audit log.")
 @json_option
 def retry(
     subscription_id: int | None,
@@ -104,9 +104,12 @@ def retry(
     if retry_all == (subscription_id is not None):
         raise click.UsageError("give a SUBSCRIPTION_ID or --all (not both)")
     if not retry_all and (failure is not None or dry_run):
-        raise click.UsageError("--reason and --dry-run go with --all")
+        raise click.UsageError("--category and --dry-run go with --all")
     if retry_all and not failure:
-        raise click.UsageError("--all needs --reason (e.g. --reason insufficient_funds)")
+        raise click.UsageError(
+            "--all needs --category: transient, soft_decline, merchant_config "
+            "or a reason such as insufficient_funds"
+        )
     app = _app(need_broker=not dry_run)
     if subscription_id is not None:
         result = app.actions.retries.retry(

@@ -174,6 +174,7 @@ def subscriptions_cancel(
 @click.option("--schedule", default=None, help="Cron; the next charge is recomputed.")
 @click.option("--timezone", default=None, help="IANA zone; the next charge is recomputed.")
 @click.option("--description", default=None, help='"" clears it.')
+@click.option("--currency", default=None, help="ISO 4217 numeric code, from the next invoice.")
 @reason_option
 @json_option
 def subscriptions_update(
@@ -182,10 +183,11 @@ def subscriptions_update(
     schedule: str | None,
     timezone: str | None,
     description: str | None,
+    currency: str | None,
     reason: str,
     as_json: bool,
 ) -> None:
-    """Change the price, schedule, timezone or description."""
+    """Change the price, schedule, timezone, description or currency."""
     from billing.domain.subscription import parse_amount
 
     view = _app().actions.subscriptions.update(
@@ -196,6 +198,7 @@ def subscriptions_update(
         schedule=schedule,
         timezone=timezone,
         description=description,
+        currency=currency,
     )
     _emit(view, as_json, render.changed)
     render.warnings(view)

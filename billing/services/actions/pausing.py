@@ -22,6 +22,7 @@ from billing.errors import (
     ConflictError,
 )
 from billing.services.audit import clean_actor, clean_reason, record_event
+from billing.services.holds import release_hold
 from billing.services.lifecycle import (
     binding_changed_since,
     change_status,
@@ -80,6 +81,9 @@ class PauseActions:
         now = self.clock()
         with self.db.transaction() as session:
             sub = lock_subscription(session, subscription_id)
+            if sub.status == SubscriptionStatus.HELD:
+                retried = release_hold(session, sub, now, actor, reason)
+                return subscription_summary(sub) | {"retried_invoices": retried}
             if sub.status != SubscriptionStatus.PAUSED:
                 if sub.ends_at is not None and sub.status != SubscriptionStatus.CANCELED:
                     return self._unschedule_cancel(session, sub, now, actor, reason)
@@ -88,7 +92,11 @@ class PauseActions:
                     "(and not set to cancel at period end)"
                 )
             target = SubscriptionStatus(sub.paused_from or SubscriptionStatus.ACTIVE.value)
-            waiting = (SubscriptionStatus.NEEDS_PAYMENT_METHOD, SubscriptionStatus.SUSPENDED)
+            waiting = (
+                SubscriptionStatus.NEEDS_PAYMENT_METHOD,
+                SubscriptionStatus.SUSPENDED,
+                SubscriptionStatus.HELD,  # paused while held: still held; resume it again
+            )
             paused_at = sub.paused_at or now
             new_card = target in waiting and binding_changed_since(session, sub.id, paused_at)
             if target in waiting and not new_card:

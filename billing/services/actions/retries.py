@@ -14,6 +14,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from billing.domain.model import (
+    CHARGEABLE_STATUSES,
     IN_FLIGHT_STATES,
     AttemptState,
     AttemptTrigger,
@@ -28,6 +29,7 @@ from billing.errors import (
     NotFoundError,
 )
 from billing.services.audit import clean_actor, clean_failure, clean_reason, record_event
+from billing.services.failures import clean_failure_filter
 from billing.services.lifecycle import (
     has_in_flight,
 )
@@ -126,10 +128,12 @@ class RetryActions:
         dry_run: bool = False,
         limit: int = MAX_BULK,
     ) -> dict[str, Any]:
-        """Retry every past_due subscription whose open invoice last failed with ``failure``
-        (a category such as ``soft_decline`` or a reason such as ``insufficient_funds``).
+        """Retry every active or past_due subscription whose open invoice last failed with
+        ``failure`` (a category such as ``transient`` or a reason such as
+        ``insufficient_funds``; anything else is refused, listing the categories).
         A dry run only counts them and writes nothing."""
-        actor, reason, value = clean_actor(actor), clean_reason(reason), clean_failure(failure)
+        actor, reason = clean_actor(actor), clean_reason(reason)
+        value = clean_failure_filter(clean_failure(failure))
         in_flight = exists().where(
             ChargeAttempt.invoice_id == Invoice.id,
             ChargeAttempt.state.in_(IN_FLIGHT_STATES),
@@ -138,7 +142,7 @@ class RetryActions:
             select(Subscription.id)
             .join(Invoice, Invoice.subscription_id == Subscription.id)
             .where(
-                Subscription.status == SubscriptionStatus.PAST_DUE,
+                Subscription.status.in_(CHARGEABLE_STATUSES),
                 Invoice.status == InvoiceStatus.OPEN,
                 or_(Invoice.last_category == value, Invoice.last_reason == value),
                 ~in_flight,

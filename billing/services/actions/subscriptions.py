@@ -125,17 +125,18 @@ class SubscriptionActions:
         schedule: str | None = None,
         timezone: str | None = None,
         description: str | None = None,
+        currency: str | None = None,
     ) -> dict[str, Any]:
-        """Change the price, schedule, timezone or description (``""`` clears it).
+        """Change the price, schedule, timezone, description (``""`` clears it) or currency.
 
         A new amount applies to invoices opened from now on. A new schedule or timezone
         starts where the current period ends; a period already due is still invoiced
         (billing.services.period_invoices.change_schedule).
         """
         actor, reason = clean_actor(actor), clean_reason(reason)
-        if amount is None and schedule is None and timezone is None and description is None:
+        if all(v is None for v in (amount, schedule, timezone, description, currency)):
             raise ValidationError(
-                "nothing to change: give amount, schedule, timezone or description"
+                "nothing to change: give amount, schedule, timezone, description or currency"
             )
         now = self.clock()
         with self.db.transaction() as session:
@@ -147,7 +148,7 @@ class SubscriptionActions:
                 binding_id=sub.binding_id,
                 amount=sub.amount if amount is None else amount,
                 schedule=sub.schedule if schedule is None else schedule,
-                currency=sub.currency,
+                currency=sub.currency if currency is None else currency.strip(),
                 timezone=sub.timezone if timezone is None else timezone,
                 description=sub.description if description is None else (description or None),
             ).validated()
@@ -155,6 +156,9 @@ class SubscriptionActions:
             if merged.amount != sub.amount:
                 changes.append(f"amount {sub.amount} → {merged.amount} from the next invoice")
                 sub.amount = merged.amount
+            if merged.currency != sub.currency:
+                changes.append(f"currency {sub.currency} → {merged.currency} from the next invoice")
+                sub.currency = merged.currency
             if merged.description != sub.description:
                 changes.append("description changed")
                 sub.description = merged.description

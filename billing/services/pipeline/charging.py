@@ -29,9 +29,11 @@ from billing.domain.model import (
     Outcome,
     SubscriptionStatus,
 )
+from billing.domain.retry_limits import cap_transient
 from billing.gateway.classify import classify_payment, classify_status
 from billing.gateway.port import CHARGE_LANGUAGE, ChargeRequest, Gateway
 from billing.gateway.results import RATE_LIMITED
+from billing.services.attempt_limits import apply_card_budget, reached_bank
 from billing.services.audit import record_event
 from billing.services.lifecycle import change_status, recover
 from billing.services.ports import Clock, system_clock
@@ -53,6 +55,7 @@ RECOVERING = (
     SubscriptionStatus.PAST_DUE,
     SubscriptionStatus.NEEDS_PAYMENT_METHOD,
     SubscriptionStatus.SUSPENDED,
+    SubscriptionStatus.HELD,  # an operator's manual retry went through with the fixed data
 )
 CONFIRM_REASON = "binding_not_found"
 DECLINED_ORDER = 6  # orderStatus: authorization declined
@@ -143,7 +146,11 @@ class Charger:
             log.warning("charge: attempt %s held back: charging is paused", attempt.id)
             return "paused"
         subscription = session.get_one(Subscription, attempt.subscription_id)
-        stopped = {SubscriptionStatus.PAUSED.value, SubscriptionStatus.CANCELED.value}
+        stopped = {
+            SubscriptionStatus.PAUSED.value,
+            SubscriptionStatus.CANCELED.value,
+            SubscriptionStatus.HELD.value,
+        }
         if subscription.status in stopped and attempt.trigger != AttemptTrigger.MANUAL:
             status = subscription.status
             return _skip(
@@ -269,13 +276,16 @@ class Charger:
             # gateway took the money: record it (and flag a second charge), never drop it.
             return self._recheck(attempt_id, outcome, now)
         self._update_circuit(outcome, now)
-        level = logging.ERROR if outcome.category is Category.MERCHANT_CONFIG else logging.INFO
+        alert = (Category.MERCHANT_CONFIG, Category.REQUEST_REJECTED)
+        level = logging.ERROR if outcome.category in alert else logging.INFO
         log.log(
             level,
-            "attempt %s: %s (%s) -> %s",
+            "attempt %s: %s (%s, errorCode %s, actionCode %s) -> %s",
             attempt_id,
             outcome.category.value,
             outcome.reason,
+            outcome.error_code,
+            outcome.action_code,
             decision.action.value,
         )
         return outcome.category.value
@@ -300,10 +310,17 @@ class Charger:
                 trigger=AttemptTrigger(p.trigger),
                 binding_version=p.binding_version,
                 confirm_before_decline=p.reason == CONFIRM_REASON,
+                at=p.sent_at or p.created_at,
+                counted=p.reason != RATE_LIMITED,
             )
             for p in prior
             if p.category is not None and p.state != AttemptState.UNKNOWN
         ]
+        reached = reached_bank(outcome.reason)
+        rate_limited = outcome.reason == RATE_LIMITED
+        outcome = cap_transient(
+            self.policy.transient, summaries, outcome, now, counted=not rate_limited
+        )
         decision = decide(
             self.policy,
             summaries,
@@ -318,6 +335,9 @@ class Charger:
         if card_refused and attempt.binding_version < subscription.binding_version:
             # The card was replaced while this charge was in flight: try the new one now.
             decision = next_retry_after_new_binding(now)
+        decision = apply_card_budget(
+            session, self.policy.card_budget, subscription, attempt, reached, decision
+        )
         _record_outcome(attempt, outcome, decision, now)
         action = decision.action
         if action is Action.RECONCILE:

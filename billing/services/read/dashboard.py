@@ -18,6 +18,7 @@ FAILING = [
     SubscriptionStatus.PAST_DUE.value,
     SubscriptionStatus.NEEDS_PAYMENT_METHOD.value,
     SubscriptionStatus.SUSPENDED.value,
+    SubscriptionStatus.HELD.value,
 ]
 
 

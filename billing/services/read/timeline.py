@@ -114,6 +114,9 @@ def build_timeline(
     elif status is SubscriptionStatus.NEEDS_PAYMENT_METHOD:
         end = f"; canceled on {day(sub.cancel_at, zone, now)}" if sub.cancel_at else ""
         lines.append(f"waiting for a new card{since}{end} unless one is set")
+    elif status is SubscriptionStatus.HELD:
+        why = f": {last_status.reason}" if last_status is not None and since else ""
+        lines.append(f"held for an operator{since}{why}")
     if sub.ends_at is not None:
         lines.append(f"cancels at the end of the period, {moment_text(sub.ends_at, zone, now)}")
     elif sub.next_charge_at is not None and status is not SubscriptionStatus.PAUSED:
@@ -175,6 +178,8 @@ def _invoice_line(
             parts.append(f"{label} {moment_text(invoice.next_attempt_at, zone, now)}")
     elif status is SubscriptionStatus.NEEDS_PAYMENT_METHOD:
         parts.append("no retry until a new card is set")
+    elif status is SubscriptionStatus.HELD:
+        parts.append("no retry until an operator fixes the data and resumes it")
     elif failed:
         parts.append("no automatic retry planned")
     if (

@@ -70,7 +70,7 @@ def retry(
 
 @retries.post("/retries/bulk", response_model=schemas.BulkRetryOut)
 def bulk_retry(body: schemas.BulkRetry, who: Money, app: Services) -> dict[str, Any]:
-    """Retry every past_due subscription whose open invoice last failed this way."""
+    """Retry every active or past_due subscription whose open invoice last failed so."""
     return app.actions.retries.bulk_retry(
         body.failure, actor=who.name, reason=body.reason, dry_run=body.dry_run
     )

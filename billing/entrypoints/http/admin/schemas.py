@@ -54,6 +54,7 @@ class UpdateSubscription(_Request):
     description: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description='"" clears it'
     )
+    currency: str | None = Field(default=None, description="ISO 4217 numeric, e.g. 643")
     reason: Reason
 
 
@@ -81,9 +82,10 @@ class BulkRetry(_Request):
         str,
         StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9_]{1,64}$"),
         Field(
-            validation_alias=AliasChoices("failure", "filter"),
-            description="The open invoice's last failure: a category (soft_decline) or a "
-            "reason (insufficient_funds). Also accepted as `filter`.",
+            validation_alias=AliasChoices("failure", "filter", "category"),
+            description="The open invoice's last failure: a category (transient, "
+            "soft_decline, merchant_config) or a reason (insufficient_funds). Also accepted "
+            "as `filter` or `category`.",
         ),
     ]
     dry_run: StrictBool = Field(default=False, description="Only count; write nothing")

@@ -94,6 +94,7 @@ def update_subscription(
         schedule=body.schedule,
         timezone=body.timezone,
         description=body.description,
+        currency=body.currency,
     )
 
 
