@@ -35,6 +35,7 @@ def db_upgrade(revision: str) -> None:
 
     database = Database(_settings().database_url)
     database.upgrade(revision)
+    click.echo(f"database is at revision {revision}")
 
 
 @click.command("reconcile")
