@@ -267,3 +267,31 @@ def recover_if_nothing_fails(
         statuses=(SubscriptionStatus.PAST_DUE, SubscriptionStatus.SUSPENDED),
         actor=actor,
     )
+
+
+def cancel_subscription(
+    session: Session, subscription: Subscription, now: datetime, reason: str
+) -> None:
+    """Cancel a subscription: no new invoices; its open invoices become uncollectible."""
+    for invoice in session.scalars(
+        select(Invoice)
+        .where(Invoice.subscription_id == subscription.id, Invoice.status == InvoiceStatus.OPEN)
+        .with_for_update()
+    ):
+        invoice.status = InvoiceStatus.UNCOLLECTIBLE
+        invoice.next_attempt_at = None
+        invoice.closed_at = invoice.updated_at = now
+        record_event(
+            session,
+            now,
+            "invoice_uncollectible",
+            reason,
+            subscription_id=subscription.id,
+            invoice_id=invoice.id,
+            from_state="open",
+            to_state="uncollectible",
+        )
+    change_status(session, subscription, SubscriptionStatus.CANCELED, now, reason)
+    subscription.next_charge_at = None
+    subscription.cancel_at = None
+    subscription.updated_at = now

@@ -11,8 +11,7 @@ import redis
 
 from billing.entrypoints.http.callback_replay import KEY_PREFIX, RedisReplayFilter
 from billing.entrypoints.http.callbacks import CallbackConfig, create_callback_app
-from tests.unit.callback_world import callback_world
-from tests.unit.test_callback_app import SECRET, World, send
+from tests.unit.entrypoints.test_callback_app import SECRET, World, callback_world, send
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ from billing.domain.dunning_policy import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.services.actions.subscriptions import SubscriptionActions
 from billing.services.pipeline.scheduler_pass import Scheduler
-from billing.services.ports import RecordingDispatcher
 from billing.storage.database import Database
 from billing.storage.tables import Event, Invoice, Subscription
-from tests.support.fakes import ManualClock
+from tests.support.fakes import ManualClock, RecordingDispatcher
 
 pytestmark = pytest.mark.integration
 FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"

@@ -133,7 +133,7 @@ def test_concurrent_outages_on_a_fresh_database_are_all_counted_by_the_breaker(
         try:
             charger = Charger(db, FakeGateway(), policy, clock=clock, outage_threshold=100)
             barrier.wait()
-            charger._update_circuit(outage, clock())
+            charger.settlement.update_circuit(outage, clock())
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:

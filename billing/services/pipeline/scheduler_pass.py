@@ -41,8 +41,8 @@ from billing.errors import BillingError
 from billing.gateway.classify import classify_status
 from billing.gateway.port import Gateway
 from billing.services.audit import record_event
+from billing.services.lifecycle import cancel_subscription
 from billing.services.period_invoices import invoice_row, opened_events, skipped_events
-from billing.services.pipeline.charging import cancel_subscription
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.storage.bulk import bulk_insert, bulk_update
 from billing.storage.circuit_row import load_circuit, save_circuit

@@ -1,0 +1,372 @@
+"""Settling one attempt's outcome: the attempt, its invoice, its subscription and the
+breaker, in one transaction each.
+
+It decides, from a classified outcome and the pure dunning decision, what the attempt,
+the invoice and the subscription become (paid, declined, retry at, reconcile, needs an
+operator) and records every change with its reason. "Paid" is recorded only from an
+outcome that says the order is DEPOSITED. It must never call the gateway: charging and
+reconciliation ask, this module only writes what they learned.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from billing.domain import circuit_breaker as breaker
+from billing.domain.dunning import Action, Decision, decide, next_retry_after_new_binding
+from billing.domain.dunning_policy import DunningPolicy
+from billing.domain.model import (
+    AttemptState,
+    AttemptSummary,
+    AttemptTrigger,
+    Category,
+    InvoiceStatus,
+    Outcome,
+    SubscriptionStatus,
+)
+from billing.domain.retry_limits import cap_transient
+from billing.gateway.results import RATE_LIMITED
+from billing.services.attempt_limits import apply_card_budget, reached_bank
+from billing.services.audit import record_event
+from billing.services.lifecycle import cancel_subscription, change_status, recover
+from billing.services.ports import Clock, system_clock
+from billing.storage.circuit_row import load_circuit, save_circuit
+from billing.storage.database import Database
+from billing.storage.tables import ChargeAttempt, GatewayCircuit, Invoice, Subscription
+
+log = logging.getLogger("billing.charging")
+
+#: Settled as "no money taken", yet re-checked when a callback or an audit says otherwise.
+RECHECKABLE_STATES = frozenset({AttemptState.FAILED, AttemptState.DECLINED})
+DECLINED_CATEGORIES = frozenset(
+    {Category.SOFT_DECLINE, Category.HARD_DECLINE, Category.DO_NOT_RETRY}
+)
+#: Answers to a status query that cannot settle an attempt: ask again later.
+UNSETTLED_STATUS = frozenset({Category.UNKNOWN, Category.TRANSIENT, Category.MERCHANT_CONFIG})
+#: Statuses a paid invoice brings back to active (a payment proves the card works).
+RECOVERING = (
+    SubscriptionStatus.PAST_DUE,
+    SubscriptionStatus.NEEDS_PAYMENT_METHOD,
+    SubscriptionStatus.SUSPENDED,
+    SubscriptionStatus.HELD,  # an operator's manual retry went through with the fixed data
+)
+CONFIRM_REASON = "binding_not_found"
+DECLINED_ORDER = 6  # orderStatus: authorization declined
+
+
+class Settlement:
+    """Writes outcomes: safe to call twice for one attempt (the second finds it settled)."""
+
+    def __init__(
+        self,
+        db: Database,
+        policy: DunningPolicy,
+        *,
+        clock: Clock = system_clock,
+        outage_threshold: int = 20,
+    ) -> None:
+        self.db = db
+        self.policy = policy
+        self.clock = clock
+        self.outage_threshold = outage_threshold
+
+    def recheck(self, attempt_id: int, outcome: Outcome, now: datetime) -> str:
+        if not outcome.is_paid:
+            return "unchanged"
+        with self.db.transaction() as session:
+            attempt = lock_attempt(session, attempt_id)
+            if attempt is None or AttemptState(attempt.state) not in RECHECKABLE_STATES:
+                return "settled_elsewhere"
+            previous = attempt.state
+            invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
+            subscription = session.get_one(
+                Subscription, attempt.subscription_id, with_for_update=True
+            )
+            attempt.state = AttemptState.PAID
+            attempt.category = Category.PAID.value
+            attempt.reason = "paid_on_recheck"
+            attempt.message = f"recorded as {previous}, but the order status says DEPOSITED"
+            attempt.gateway_order_id = outcome.order_id or attempt.gateway_order_id
+            attempt.updated_at = now
+            record_event(
+                session,
+                now,
+                "late_payment_found",
+                attempt.message,
+                subscription_id=subscription.id,
+                invoice_id=invoice.id,
+                attempt_id=attempt.id,
+                from_state=previous,
+                to_state="paid",
+            )
+            log.error("attempt %s: %s", attempt.id, attempt.message)
+            self._mark_paid(session, invoice, subscription, attempt, now)
+        return "paid_on_recheck"
+
+    def finish(
+        self,
+        attempt_id: int,
+        outcome: Outcome,
+        expected: set[AttemptState],
+        *,
+        status_check: bool,
+    ) -> str:
+        now = self.clock()
+        with self.db.transaction() as session:
+            attempt = lock_attempt(session, attempt_id)
+            if attempt is None:
+                return "missing"
+            state = AttemptState(attempt.state)
+            late_payment = state not in expected and outcome.is_paid and state in RECHECKABLE_STATES
+            if state not in expected and not late_payment:
+                log.info("attempt %s was settled elsewhere; keeping that result", attempt_id)
+                return "settled_elsewhere"
+            if not late_payment:
+                if status_check:
+                    attempt.status_checks += 1
+                decision = self._settle(session, attempt, outcome, now)
+        if late_payment:
+            # Settled as "no money taken" meanwhile (a stalled send looked lost), yet the
+            # gateway took the money: record it (and flag a second charge), never drop it.
+            return self.recheck(attempt_id, outcome, now)
+        self.update_circuit(outcome, now)
+        alert = (Category.MERCHANT_CONFIG, Category.REQUEST_REJECTED)
+        level = logging.ERROR if outcome.category in alert else logging.INFO
+        log.log(
+            level,
+            "attempt %s: %s (%s, errorCode %s, actionCode %s) -> %s",
+            attempt_id,
+            outcome.category.value,
+            outcome.reason,
+            outcome.error_code,
+            outcome.action_code,
+            decision.action.value,
+        )
+        return outcome.category.value
+
+    def _settle(
+        self, session: Session, attempt: ChargeAttempt, outcome: Outcome, now: datetime
+    ) -> Decision:
+        invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
+        subscription = session.get_one(Subscription, attempt.subscription_id, with_for_update=True)
+        prior = session.scalars(
+            select(ChargeAttempt)
+            .where(
+                ChargeAttempt.invoice_id == invoice.id,
+                ChargeAttempt.id != attempt.id,
+                ChargeAttempt.category.is_not(None),
+            )
+            .order_by(ChargeAttempt.attempt_number)
+        ).all()
+        summaries = [
+            AttemptSummary(
+                category=Category(p.category),
+                trigger=AttemptTrigger(p.trigger),
+                binding_version=p.binding_version,
+                confirm_before_decline=p.reason == CONFIRM_REASON,
+                at=p.sent_at or p.created_at,
+                counted=p.reason != RATE_LIMITED,
+            )
+            for p in prior
+            if p.category is not None and p.state != AttemptState.UNKNOWN
+        ]
+        reached = reached_bank(outcome.reason)
+        rate_limited = outcome.reason == RATE_LIMITED
+        outcome = cap_transient(
+            self.policy.transient, summaries, outcome, now, counted=not rate_limited
+        )
+        decision = decide(
+            self.policy,
+            summaries,
+            outcome,
+            now,
+            binding_version=subscription.binding_version,
+            trigger=AttemptTrigger(attempt.trigger),
+            first_unknown_at=attempt.sent_at,
+            checks_so_far=max(attempt.status_checks - 1, 0),
+        )
+        card_refused = outcome.category in (Category.HARD_DECLINE, Category.DO_NOT_RETRY)
+        if card_refused and attempt.binding_version < subscription.binding_version:
+            # The card was replaced while this charge was in flight: try the new one now.
+            decision = next_retry_after_new_binding(now)
+        decision = apply_card_budget(
+            session, self.policy.card_budget, subscription, attempt, reached, decision
+        )
+        _record_outcome(attempt, outcome, decision, now)
+        action = decision.action
+        if action is Action.RECONCILE:
+            return decision
+        if action is Action.NEEDS_OPERATOR:
+            invoice.next_attempt_at = None
+            record_event(
+                session,
+                now,
+                "needs_operator",
+                decision.reason,
+                subscription_id=subscription.id,
+                invoice_id=invoice.id,
+                attempt_id=attempt.id,
+                from_state="unknown",
+                to_state="needs_operator",
+            )
+            log.error("attempt %s needs an operator: %s", attempt.id, decision.reason)
+            return decision
+        record_event(
+            session,
+            now,
+            f"attempt_{attempt.state}",
+            decision.reason,
+            subscription_id=subscription.id,
+            invoice_id=invoice.id,
+            attempt_id=attempt.id,
+            to_state=attempt.state,
+        )
+        if action is Action.MARK_PAID:
+            self._mark_paid(session, invoice, subscription, attempt, now)
+            return decision
+
+        # A failure: the invoice stays open unless the subscription is canceled.
+        invoice.last_category = outcome.category.value
+        invoice.last_reason = outcome.reason
+        invoice.failing_since = invoice.failing_since or now
+        invoice.updated_at = now
+        if invoice.status != InvoiceStatus.OPEN:
+            return decision
+        invoice.next_attempt_at = (
+            decision.at if action in (Action.RETRY, Action.PAUSE_CHARGING) else None
+        )
+        if action is Action.CANCEL:
+            cancel_subscription(session, subscription, now, decision.reason)
+            return decision
+        frozen = {SubscriptionStatus.CANCELED.value, SubscriptionStatus.PAUSED.value}
+        new_status = decision.subscription_status
+        if new_status is not None and subscription.status not in frozen:
+            if new_status.value != subscription.status:
+                change_status(
+                    session, subscription, new_status, now, decision.reason, invoice_id=invoice.id
+                )
+            subscription.cancel_at = decision.cancel_at
+            subscription.updated_at = now
+        return decision
+
+    def _mark_paid(
+        self,
+        session: Session,
+        invoice: Invoice,
+        subscription: Subscription,
+        attempt: ChargeAttempt,
+        now: datetime,
+    ) -> None:
+        if invoice.status in (InvoiceStatus.PAID, InvoiceStatus.VOID):
+            attempt.needs_refund = True
+            message = (
+                f"DOUBLE CHARGE: attempt {attempt.id} (order {attempt.order_number}) took money "
+                f"for invoice {invoice.id}, which is already {invoice.status}; refund it"
+            )
+            record_event(
+                session,
+                now,
+                "double_charge",
+                message,
+                subscription_id=subscription.id,
+                invoice_id=invoice.id,
+                attempt_id=attempt.id,
+            )
+            log.error(message)
+            return
+        record_event(
+            session,
+            now,
+            "invoice_paid",
+            f"paid by order {attempt.order_number}",
+            subscription_id=subscription.id,
+            invoice_id=invoice.id,
+            attempt_id=attempt.id,
+            from_state=invoice.status,
+            to_state="paid",
+        )
+        invoice.status = InvoiceStatus.PAID
+        invoice.paid_at = invoice.closed_at = invoice.updated_at = now
+        invoice.next_attempt_at = None
+        recover(
+            session,
+            subscription,
+            now,
+            "open invoice paid; dunning reset",
+            statuses=RECOVERING,
+            invoice_id=invoice.id,
+        )
+
+    def update_circuit(self, outcome: Outcome, now: datetime) -> None:
+        category = outcome.category
+        if category is Category.UNKNOWN or outcome.reason == RATE_LIMITED:
+            return  # our own throttling says nothing about the gateway's health
+        with self.db.transaction() as session:
+            if category not in (Category.TRANSIENT, Category.MERCHANT_CONFIG):
+                # Cheap path for the common case: reset a non-zero outage count, if any.
+                session.execute(
+                    update(GatewayCircuit)
+                    .where(
+                        GatewayCircuit.state == "closed", GatewayCircuit.consecutive_failures > 0
+                    )
+                    .values(consecutive_failures=0, updated_at=now)
+                )
+                return
+            current = load_circuit(session, for_update=True)
+            after = breaker.after_outcome(
+                current,
+                category,
+                outcome.reason,
+                now,
+                pause_backoff=self.policy.merchant_config.pause_backoff,
+                outage_threshold=self.outage_threshold,
+            )
+            if after != current:
+                save_circuit(session, after, now)
+                if after.state != current.state:
+                    record_event(
+                        session,
+                        now,
+                        "charging_paused",
+                        after.reason or "",
+                        from_state=current.state,
+                        to_state=after.state,
+                    )
+                    log.error(
+                        "CHARGING PAUSED for everyone until %s: %s", after.retry_at, after.reason
+                    )
+
+
+def lock_attempt(session: Session, attempt_id: int) -> ChargeAttempt | None:
+    return session.get(ChargeAttempt, attempt_id, with_for_update=True, populate_existing=True)
+
+
+def _record_outcome(
+    attempt: ChargeAttempt, outcome: Outcome, decision: Decision, now: datetime
+) -> None:
+    attempt.category = outcome.category.value
+    attempt.reason = outcome.reason[:64]
+    attempt.message = (outcome.message or decision.reason)[:512]
+    attempt.error_code = outcome.error_code
+    attempt.action_code = outcome.action_code
+    attempt.http_status = outcome.http_status
+    attempt.gateway_order_id = outcome.order_id or attempt.gateway_order_id
+    attempt.updated_at = now
+    if decision.action is Action.RECONCILE:
+        attempt.state = AttemptState.UNKNOWN
+        attempt.next_check_at = decision.at
+        return
+    attempt.next_check_at = None
+    attempt.finished_at = now
+    if decision.action is Action.NEEDS_OPERATOR:
+        attempt.state = AttemptState.NEEDS_OPERATOR
+    elif outcome.category is Category.PAID:
+        attempt.state = AttemptState.PAID
+    elif outcome.category in DECLINED_CATEGORIES:
+        attempt.state = AttemptState.DECLINED
+    else:
+        attempt.state = AttemptState.FAILED
