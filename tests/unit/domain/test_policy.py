@@ -21,7 +21,7 @@ from billing.domain.dunning_policy import (
 )
 from billing.errors import ConfigurationError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 D = timedelta(days=1)
 H = timedelta(hours=1)
 M = timedelta(minutes=1)

@@ -43,7 +43,7 @@ from billing.storage.tables import (
 )
 from tests.support.world import ServiceWorld
 
-FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
+FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
 OK = {"errorCode": "0", "errorMessage": "Success"}
 
 

@@ -20,7 +20,7 @@ from billing.errors import ConflictError, ValidationError
 from billing.storage.tables import ChargeAttempt, Event, Subscription
 from tests.support.world import ServiceWorld
 
-FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
+FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
 
 
 @dataclass

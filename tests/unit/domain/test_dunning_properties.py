@@ -12,7 +12,7 @@ from billing.domain.dunning import Action, decide
 from billing.domain.dunning_policy import DEFAULT_POLICY, load_policy
 from billing.domain.model import AttemptSummary, AttemptTrigger, Category, Outcome
 
-FAST = load_policy(Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml")
+FAST = load_policy(Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml")
 
 categories = st.sampled_from(list(Category))
 triggers = st.sampled_from(list(AttemptTrigger))

@@ -21,7 +21,7 @@ from billing.domain.subscription import NewSubscription
 from billing.errors import ConfigurationError, ValidationError
 from tests.support.period_world import FAST_POLICY, period_world
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 START = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
 
 
