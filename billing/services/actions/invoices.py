@@ -7,6 +7,7 @@ refused until it settles. This module never calls the gateway.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -36,12 +37,12 @@ from billing.storage.tables import (
 )
 
 
+@dataclass(frozen=True)
 class InvoiceActions:
     """Void and write off invoices."""
 
-    def __init__(self, db: Database, *, clock: Clock = system_clock) -> None:
-        self.db = db
-        self.clock = clock
+    db: Database
+    clock: Clock = system_clock
 
     def void(self, invoice_id: int, *, actor: str, reason: str) -> dict[str, Any]:
         """Nobody owes this invoice (a mistake, a goodwill gesture)."""

@@ -7,6 +7,7 @@ transaction. This module never calls the gateway.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -46,12 +47,12 @@ from billing.storage.tables import (
 )
 
 
+@dataclass(frozen=True)
 class PauseActions:
     """Pause, resume and cancel subscriptions."""
 
-    def __init__(self, db: Database, *, clock: Clock = system_clock) -> None:
-        self.db = db
-        self.clock = clock
+    db: Database
+    clock: Clock = system_clock
 
     def pause(self, subscription_id: int, *, actor: str, reason: str) -> dict[str, Any]:
         """No new invoices, no charges until resumed. A charge already sent settles itself."""

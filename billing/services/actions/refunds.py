@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,13 +50,13 @@ from billing.storage.tables import (
 )
 
 
+@dataclass(frozen=True)
 class RefundActions:
     """Refunds and reversals of paid attempts, through the gateway port."""
 
-    def __init__(self, db: Database, *, gateway: Gateway, clock: Clock = system_clock) -> None:
-        self.db = db
-        self.gateway = gateway
-        self.clock = clock
+    db: Database
+    gateway: Gateway
+    clock: Clock = system_clock
 
     def refund(
         self,

@@ -7,6 +7,7 @@ use up a dunning step. Every retry records its actor and reason with the attempt
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -45,15 +46,13 @@ from billing.storage.tables import (
 MAX_BULK = 10_000
 
 
+@dataclass(frozen=True)
 class RetryActions:
     """Manual and bulk retries."""
 
-    def __init__(
-        self, db: Database, *, dispatcher: Dispatcher, clock: Clock = system_clock
-    ) -> None:
-        self.db = db
-        self.dispatcher = dispatcher
-        self.clock = clock
+    db: Database
+    dispatcher: Dispatcher
+    clock: Clock = system_clock
 
     def retry(self, subscription_id: int, *, actor: str, reason: str) -> dict[str, Any]:
         """An operator's manual retry of the oldest open invoice, now: refused when nothing is

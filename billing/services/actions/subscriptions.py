@@ -9,6 +9,7 @@ are in :mod:`billing.services.actions.pausing`. This module never calls the gate
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -50,12 +51,12 @@ from billing.storage.tables import (
 )
 
 
+@dataclass(frozen=True)
 class SubscriptionActions:
     """Create, update and set a new card on subscriptions."""
 
-    def __init__(self, db: Database, *, clock: Clock = system_clock) -> None:
-        self.db = db
-        self.clock = clock
+    db: Database
+    clock: Clock = system_clock
 
     def create(
         self,

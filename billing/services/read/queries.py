@@ -3,6 +3,7 @@ the system's status. Read-only: nothing here writes, and every list is bounded."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -44,13 +45,13 @@ from billing.storage.tables import (
 MAX_LIST = 1000
 
 
+@dataclass(frozen=True)
 class Reads:
     """The read side shared by the CLI, the HTTP API and the console."""
 
-    def __init__(self, db: Database, *, policy: DunningPolicy, clock: Clock = system_clock) -> None:
-        self.db = db
-        self.policy = policy
-        self.clock = clock
+    db: Database
+    policy: DunningPolicy
+    clock: Clock = system_clock
 
     def list_subscriptions(
         self,
