@@ -25,17 +25,12 @@ with ``depositedAmount`` 0.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import random
-import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,6 +38,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from billing.errors import ConfigurationError
+from billing.sandbox.answers import (
+    charge_body,
+    error_body,
+    now_ms,
+    status_body,
+)
 from billing.sandbox.behaviours import (
     PENDING_ACTION_CODE,
     PENDING_DESCRIPTION,
@@ -56,13 +57,17 @@ from billing.sandbox.behaviours import (
     plan_for,
 )
 from billing.sandbox.ledger import Ledger, Order, OrderState, Refusal
+from billing.sandbox.requests import (
+    ChargeParams,
+    authorized,
+    param_text,
+    parse_refund_amount,
+    read_params,
+    validate_charge,
+)
 
 DEFAULT_CURRENCY = "643"
-_MAX_ORDER_NUMBER = 32
-_AMOUNT = re.compile(r"[0-9]{1,12}")
 _MAX_REFUND_ID = 255
-_CURRENCY = re.compile(r"[0-9]{3}")
-_LANGUAGE = re.compile(r"[A-Za-z]{2}")
 _PAUSE_STEP = 0.05
 
 _HTML_500 = (
@@ -138,217 +143,7 @@ class _Runtime:
 # ---------------------------------------------------------------- request parsing
 
 
-async def _read_params(request: Request) -> dict[str, Any]:
-    """Query string merged with a JSON or form-encoded body (the body wins)."""
-    params: dict[str, Any] = dict(request.query_params)
-    body = (await request.body()).decode("utf-8", errors="replace").strip()
-    if not body:
-        return params
-    if "json" in request.headers.get("content-type", "") or body.startswith("{"):
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            params.update(parsed)
-    else:
-        params.update(parse_qsl(body, keep_blank_values=True))
-    return params
-
-
-def _text(params: dict[str, Any], name: str) -> str | None:
-    value = params.get(name)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _amount(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        amount = value
-    elif isinstance(value, str) and _AMOUNT.fullmatch(value):
-        amount = int(value)
-    else:
-        return None
-    return amount if 0 < amount < 10**12 else None
-
-
-def _refund_amount(value: object) -> int | Refusal | None:
-    """refund.do's amount: ``None`` when omitted or 0 (everything left), else the amount;
-    a :class:`Refusal` when it is not a whole number of minor units."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        amount = value
-    elif isinstance(value, str) and _AMOUNT.fullmatch(value):
-        amount = int(value)
-    else:
-        return Refusal("Invalid amount")
-    if not 0 <= amount < 10**12:
-        return Refusal("Invalid amount")
-    return amount or None
-
-
-def _same(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
-
-
-def _authorized(params: dict[str, Any], config: SandboxConfig) -> bool:
-    token = _text(params, "token")
-    if config.token is not None and token is not None:
-        return _same(token, config.token)
-    user_ok = _same(_text(params, "userName"), config.username)
-    password_ok = _same(_text(params, "password"), config.password)
-    return user_ok and password_ok
-
-
-def _merchant_params(value: object) -> tuple[tuple[str, str], ...]:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return ()
-    if not isinstance(value, dict):
-        return ()
-    return tuple((str(k), str(v)) for k, v in value.items())
-
-
-@dataclass(frozen=True)
-class _Charge:
-    """A validated recurrentPayment.do request."""
-
-    order_number: str
-    binding_id: str
-    amount: int
-    currency: str
-    description: str
-    client_id: str
-    merchant_params: tuple[tuple[str, str], ...]
-
-
-def _validate_charge(params: dict[str, Any]) -> _Charge | tuple[str, str]:
-    """The charge, or the (error code, text) the gateway answers."""
-    number = _text(params, "orderNumber")
-    if not number or len(number) > _MAX_ORDER_NUMBER:
-        return "10", "Incorrect value of [orderNumber]"
-    amount = _amount(params.get("amount"))
-    if amount is None:
-        return "5", "Invalid amount"
-    currency = _text(params, "currency")
-    if currency is None and params.get("currency") is None:
-        currency = DEFAULT_CURRENCY
-    if currency is None or not _CURRENCY.fullmatch(currency):
-        return "10", "Incorrect value of [currency]"
-    language = params.get("language")
-    if language not in (None, "") and not (
-        isinstance(language, str) and _LANGUAGE.fullmatch(language)
-    ):
-        return "10", "Incorrect value of [language]"
-    binding_id = _text(params, "bindingId")
-    if not binding_id:
-        return "2", "The binding is not found"
-    return _Charge(
-        order_number=number,
-        binding_id=binding_id,
-        amount=amount,
-        currency=currency,
-        description=_text(params, "description") or "",
-        client_id=_text(params, "clientId") or "sandbox-client",
-        merchant_params=_merchant_params(params.get("additionalParameters")),
-    )
-
-
 # ---------------------------------------------------------------- response bodies
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _digits(seed: str, count: int) -> str:
-    number = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
-    return str(number % 10**count).zfill(count)
-
-
-def _error(code: str, description: str, message: str | None = None) -> JSONResponse:
-    error = {"code": code, "description": description, "message": message or description}
-    return JSONResponse({"error": error, "success": False})
-
-
-def _card_info(order: Order) -> dict[str, Any]:
-    pan = "411111**" + _digits(order.binding_id, 4)
-    expired = order.action_code == 101
-    info: dict[str, Any] = {
-        "expiration": "202001" if expired else "203012",
-        "cardholderName": "SANDBOX CARDHOLDER",
-        "paymentSystem": "VISA",
-        "pan": pan,
-        "maskedPan": pan,
-    }
-    if order.charged:
-        info["approvalCode"] = _digits(order.order_id, 6)
-    return info
-
-
-def _order_block(order: Order) -> dict[str, Any]:
-    """The order-status fields shared by both endpoints' answers."""
-    block: dict[str, Any] = {
-        "errorCode": "0",
-        "orderNumber": order.order_number,
-        "orderStatus": order.order_status,
-        "actionCode": order.action_code,
-        "actionCodeDescription": order.action_code_description,
-        "amount": order.amount,
-        "currency": order.currency,
-        "date": order.created_ms,
-        "orderDescription": order.description,
-        "merchantOrderParams": [{"name": k, "value": v} for k, v in order.merchant_params],
-        "attributes": [],
-        "cardAuthInfo": _card_info(order),
-        "terminalId": "11111111",
-        "paymentAmountInfo": {
-            "paymentState": order.state.value,
-            "approvedAmount": order.amount if order.charged else 0,
-            "depositedAmount": order.deposited_amount,
-            "refundedAmount": order.refunded_amount,
-        },
-        "bankInfo": {"bankCountryName": "<UNKNOWN>"},
-        "chargeback": False,
-    }
-    if order.state is not OrderState.CREATED:
-        block["authDateTime"] = order.deposited_ms or order.created_ms
-        block["authRefNum"] = _digits(order.order_id + "ref", 12)
-    if order.charged:
-        block["depositedDate"] = order.deposited_ms
-        block["operations"] = [
-            {"amount": order.amount, "cardHolder": "SANDBOX CARDHOLDER", "authCode": "123456"}
-        ]
-    return block
-
-
-def _charge_body(plan: Plan, order: Order) -> dict[str, Any]:
-    declined = order.state is OrderState.DECLINED and not plan.success_flag_on_decline
-    body: dict[str, Any] = {"success": not declined, "data": {"orderId": order.order_id}}
-    if declined:
-        body["error"] = {
-            "code": plan.error_code,
-            "description": plan.message,
-            "message": plan.message,
-        }
-    body["orderStatus"] = _order_block(order)
-    return body
-
-
-def _status_body(order: Order) -> dict[str, Any]:
-    body = _order_block(order)
-    body["errorMessage"] = "Success"
-    body["attributes"] = [{"name": "mdOrder", "value": order.order_id}]
-    body["bindingInfo"] = {"clientId": order.client_id, "bindingId": order.binding_id}
-    body["paymentWay"] = "CARD_BINDING"
-    body["refunds"] = [r.to_json() for r in order.refunds]
-    return body
 
 
 # ---------------------------------------------------------------- handlers
@@ -359,8 +154,8 @@ def _runtime(request: Request) -> _Runtime:
     return runtime
 
 
-def _new_order(charge: _Charge, plan: Plan, *, final: bool, pending_queries: int) -> Order:
-    now = _now_ms()
+def _new_order(charge: ChargeParams, plan: Plan, *, final: bool, pending_queries: int) -> Order:
+    now = now_ms()
     order = Order(
         order_id=str(uuid.uuid4()),
         order_number=charge.order_number,
@@ -381,7 +176,7 @@ def _new_order(charge: _Charge, plan: Plan, *, final: bool, pending_queries: int
 def _settled(order: Order, plan: Plan, pending_queries: int) -> Order:
     """``order`` as the plan leaves it once processing is over."""
     if plan.result is Result.APPROVED:
-        return order.deposited(_now_ms())
+        return order.deposited(now_ms())
     if plan.result is Result.DECLINED:
         return replace(
             order,
@@ -400,14 +195,14 @@ def _settled(order: Order, plan: Plan, pending_queries: int) -> Order:
 async def recurrent_payment(request: Request) -> Response:
     """``recurrentPayment.do``: charge a binding."""
     rt = _runtime(request)
-    rt.ledger.record_request("recurrentPayment.do", _now_ms())
-    params = await _read_params(request)
+    rt.ledger.record_request("recurrentPayment.do", now_ms())
+    params = await read_params(request)
     await rt.pause(rt.config.latency)
-    if not _authorized(params, rt.config):
-        return _error("5", "Access denied")
-    charge = _validate_charge(params)
+    if not authorized(params, rt.config):
+        return error_body("5", "Access denied")
+    charge = validate_charge(params)
     if isinstance(charge, tuple):
-        return _error(*charge)
+        return error_body(*charge)
     behaviour = behaviour_for(charge.binding_id)
     fault = rt.fault()
     if fault is Fault.HTTP_500:
@@ -415,7 +210,7 @@ async def recurrent_payment(request: Request) -> Response:
     order: Order | None = None
     with rt.ledger.atomic() as ledger:
         if ledger.find_by_number(charge.order_number) is not None:
-            return _error(
+            return error_body(
                 "10",
                 "An order with this number has already been registered",
                 "An order with this number has already been registered.",
@@ -446,32 +241,32 @@ def _charge_answer(plan: Plan, order: Order | None) -> Response:
     if plan.result is Result.HTML_PAGE:
         return HTMLResponse(_HTML_ANTI_DDOS)
     if order is None:
-        return _error(plan.error_code, plan.message)
-    return JSONResponse(_charge_body(plan, order))
+        return error_body(plan.error_code, plan.message)
+    return JSONResponse(charge_body(plan, order))
 
 
 async def order_status(request: Request) -> Response:
     """``getOrderStatusExtended.do``: the order by orderId (first) or orderNumber."""
     rt = _runtime(request)
-    rt.ledger.record_request("getOrderStatusExtended.do", _now_ms())
-    params = await _read_params(request)
+    rt.ledger.record_request("getOrderStatusExtended.do", now_ms())
+    params = await read_params(request)
     await rt.pause(rt.config.latency)
-    if not _authorized(params, rt.config):
+    if not authorized(params, rt.config):
         return JSONResponse({"errorCode": "5", "errorMessage": "Access denied"})
-    order_id = _text(params, "orderId")
-    order_number = _text(params, "orderNumber")
+    order_id = param_text(params, "orderId")
+    order_number = param_text(params, "orderNumber")
     if order_id:
-        order = rt.ledger.observe(order_id, _now_ms())
+        order = rt.ledger.observe(order_id, now_ms())
         missing = "Unregistered orderId"
     elif order_number:
         found = rt.ledger.find_by_number(order_number)
-        order = None if found is None else rt.ledger.observe(found.order_id, _now_ms())
+        order = None if found is None else rt.ledger.observe(found.order_id, now_ms())
         missing = "Order not found"
     else:
         return JSONResponse({"errorCode": "5", "errorMessage": "[orderId] is empty"})
     if order is None:
         return JSONResponse({"errorCode": "6", "errorMessage": missing})
-    return JSONResponse(_status_body(order))
+    return JSONResponse(status_body(order))
 
 
 def _answer(code: str, message: str) -> JSONResponse:
@@ -481,8 +276,8 @@ def _answer(code: str, message: str) -> JSONResponse:
 
 def _find_order(ledger: Ledger, params: dict[str, Any]) -> Order | JSONResponse:
     """The order named by ``orderId`` (first) or ``orderNumber``, or the error answer."""
-    order_id = _text(params, "orderId")
-    order_number = _text(params, "orderNumber")
+    order_id = param_text(params, "orderId")
+    order_number = param_text(params, "orderNumber")
     if order_id:
         order = ledger.find_by_id(order_id)
         missing = "Unregistered orderId"
@@ -497,22 +292,22 @@ def _find_order(ledger: Ledger, params: dict[str, Any]) -> Order | JSONResponse:
 async def refund(request: Request) -> Response:
     """``refund.do``: give back (part of) a deposited order; see the module docstring."""
     rt = _runtime(request)
-    rt.ledger.record_request("refund.do", _now_ms())
-    params = await _read_params(request)
+    rt.ledger.record_request("refund.do", now_ms())
+    params = await read_params(request)
     await rt.pause(rt.config.latency)
-    if not _authorized(params, rt.config):
+    if not authorized(params, rt.config):
         return _answer("5", "Access denied")
-    amount = _refund_amount(params.get("amount"))
+    amount = parse_refund_amount(params.get("amount"))
     if isinstance(amount, Refusal):
         return _answer("5", amount.message)
-    external = _text(params, "externalRefundId") or None
+    external = param_text(params, "externalRefundId") or None
     if external is not None and len(external) > _MAX_REFUND_ID:
         return _answer("5", "Incorrect value of [externalRefundId]")
     with rt.ledger.atomic() as ledger:
         order = _find_order(ledger, params)
         if isinstance(order, JSONResponse):
             return order
-        after = order.refund(amount, external, str(uuid.uuid4()), _now_ms())
+        after = order.refund(amount, external, str(uuid.uuid4()), now_ms())
         if isinstance(after, Refusal):
             return _answer("7", after.message)
         if after is not order:
@@ -523,16 +318,16 @@ async def refund(request: Request) -> Response:
 async def reverse(request: Request) -> Response:
     """``reverse.do``: cancel a DEPOSITED order on the (UTC) day of its deposit."""
     rt = _runtime(request)
-    rt.ledger.record_request("reverse.do", _now_ms())
-    params = await _read_params(request)
+    rt.ledger.record_request("reverse.do", now_ms())
+    params = await read_params(request)
     await rt.pause(rt.config.latency)
-    if not _authorized(params, rt.config):
+    if not authorized(params, rt.config):
         return _answer("5", "Access denied")
     with rt.ledger.atomic() as ledger:
         order = _find_order(ledger, params)
         if isinstance(order, JSONResponse):
             return order
-        after = order.reverse(_now_ms())
+        after = order.reverse(now_ms())
         if isinstance(after, Refusal):
             return _answer("7", after.message)
         ledger.put(after)
