@@ -55,7 +55,6 @@ def _open_invoices(session: Session, subscription_id: int) -> list[Invoice]:
             select(Invoice)
             .where(Invoice.subscription_id == subscription_id, Invoice.status == InvoiceStatus.OPEN)
             .order_by(Invoice.period_start, Invoice.id)
-            .with_for_update()
         )
     )
 
@@ -70,7 +69,21 @@ def release_next(
     chosen = to_collect(SubscriptionStatus(sub.status), invoice_facts(session, invoices))
     if chosen is None:
         return None
-    invoice = next(i for i in invoices if i.id == chosen)
+    # Only the chosen row is locked, and a row another transaction holds is skipped: that
+    # transaction is settling or changing it and decides its next step (no lock-order cycle
+    # with a concurrent settlement of that invoice).
+    invoice = session.scalars(
+        select(Invoice)
+        .where(
+            Invoice.id == chosen,
+            Invoice.status == InvoiceStatus.OPEN,
+            Invoice.next_attempt_at.is_(None),
+        )
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    ).first()
+    if invoice is None:
+        return None
     invoice.next_attempt_at = now
     invoice.updated_at = now
     record_event(

@@ -95,9 +95,12 @@ class DunningWorld(ServiceWorld):
             ]
 
 
-def make_dunning_world(tmp_path: Path, policy: DunningPolicy) -> DunningWorld:
+def make_dunning_world(
+    tmp_path: Path, policy: DunningPolicy, *, database_url: str | None = None
+) -> DunningWorld:
+    """On ``database_url``, or an SQLite file in ``tmp_path``."""
     return DunningWorld.build(
-        f"sqlite:///{tmp_path / 'billing.db'}",
+        database_url or f"sqlite:///{tmp_path / 'billing.db'}",
         policy=policy,
         gateway=CardGateway(),
         stale_sending_after=30,

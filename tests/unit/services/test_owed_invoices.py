@@ -15,9 +15,10 @@ FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.tom
 DAY = 24 * 3600
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DunningWorld]:
-    w = make_dunning_world(tmp_path, DunningPolicy())
+@pytest.fixture(params=["sqlite", "postgresql"])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DunningWorld]:
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    w = make_dunning_world(tmp_path, DunningPolicy(), database_url=url)
     yield w
     w.db.dispose()
 
@@ -79,3 +80,24 @@ def test_a_manual_retry_in_flight_when_a_new_card_is_set_is_followed_by_the_new_
     assert invoice.status == "paid"
     assert fast.sub(sub_id).status == "active"
     assert fast.gateway.cards[-2:] == ["insufficient-1", "approve-2"]
+
+
+def test_an_invoice_that_waited_is_charged_when_the_failing_one_is_voided_during_a_pause(
+    world: DunningWorld,
+) -> None:
+    sub_id = world.subscribe("insufficient-1", "0 3 * * *")
+    world.tick(4 * 3600)
+    world.tick(DAY)  # the day-1 invoice waits for the failing day-0 one
+    first, second = world.invoices(sub_id)
+    assert second.next_attempt_at is None
+    pausing = world.app.actions.pausing
+    pausing.pause(sub_id, actor="ops", reason="customer on holiday")
+    world.check()
+    world.app.actions.invoices.void(first.id, actor="ops", reason="goodwill")
+    world.check()
+    world.set_card(sub_id, "approve-2")  # no dunning run while paused: only the card changes
+    pausing.resume(sub_id, actor="ops", reason="back")
+    world.check()
+    world.tick(60)
+    assert [i.status for i in world.invoices(sub_id)] == ["void", "paid"]
+    assert world.sub(sub_id).status == "active"
