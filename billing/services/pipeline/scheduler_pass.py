@@ -161,17 +161,15 @@ class Scheduler:
         """Invoice rows, subscription advances and ``period_skipped`` events for due rows.
 
         One collection at a time, oldest first (billing.domain.collection): the invoice of a
-        subscription in dunning (``past_due``, or with a failing open invoice) plans no
-        charge; it waits for the older one and is charged when that one is paid or closed.
+        subscription in dunning (with a failing open invoice) plans no charge; it waits for
+        the older one and is charged when that one is paid or closed.
         """
         catch_up_all = self.policy.catch_up.mode == CatchUpMode.ALL
         invoices, advances, skipped = [], [], []
         for sub_id, due_at, schedule, timezone, status, amount, currency in due:
             plan = due_periods(schedule, timezone, due_at, now, catch_up_all=catch_up_all)
-            chargeable = (
-                SubscriptionStatus(status) in CHARGEABLE_STATUSES
-                and SubscriptionStatus(status) is not SubscriptionStatus.PAST_DUE
-                and sub_id not in in_dunning
+            chargeable = SubscriptionStatus(status) in CHARGEABLE_STATUSES and (
+                sub_id not in in_dunning
             )
             invoices.append(
                 invoice_row(sub_id, plan.open, schedule, timezone, amount, currency, now)
