@@ -110,7 +110,8 @@ def decide(
     """Decide what follows ``outcome``.
 
     ``attempts``: the invoice's earlier finished attempts, oldest first, without the one
-    being decided. ``binding_version``: the subscription's current binding version.
+    being decided. ``binding_version``: the subscription's current binding version (only
+    soft declines on that binding use up the dunning schedule).
     ``trigger``: how the attempt being decided was started (a MANUAL soft decline does not
     use up a dunning step). ``first_unknown_at``: when the attempt's outcome became
     unknown (usually when it was sent). ``checks_so_far``: status checks already made for
@@ -129,7 +130,7 @@ def decide(
             reason="paid",
         )
     if category is Category.SOFT_DECLINE:
-        return _soft_decline(policy, attempts, outcome, now, trigger)
+        return _soft_decline(policy, attempts, outcome, now, trigger, binding_version)
     if category is Category.HARD_DECLINE:
         return _hard_decline(policy, attempts, outcome, now, binding_version)
     if category is Category.DO_NOT_RETRY:
@@ -194,14 +195,18 @@ def _soft_decline(
     outcome: Outcome,
     now: datetime,
     trigger: AttemptTrigger,
+    binding_version: int,
 ) -> Decision:
     soft = policy.soft_decline
     total = len(soft.retry_after)
+    # Dunning is per card: declines of an earlier binding do not count (a new card starts
+    # a fresh run).
     used = sum(
         1
         for attempt in attempts
         if attempt.category is Category.SOFT_DECLINE
         and attempt.trigger is not AttemptTrigger.MANUAL
+        and attempt.binding_version == binding_version
     )
     why = _why(outcome, "declined")
     if trigger is AttemptTrigger.MANUAL:
@@ -350,7 +355,8 @@ def _unknown(
 
 
 def next_retry_after_new_binding(now: datetime) -> Decision:
-    """A new binding was set while the invoice is unpaid: charge it once, right away."""
+    """A new binding was set while the invoice is unpaid (or while a charge on the old card
+    was in flight and then declined): charge the new card right away, a fresh dunning run."""
     now = _utc(now, "now")
     return Decision(
         Action.RETRY,

@@ -1,9 +1,9 @@
 """A subscription's and an invoice's state changes, each written with its reason.
 
 Every status change goes through :func:`change_status` (one event per change), recovery from
-dunning through :func:`recover`; the helpers below lock rows, hold attempts that were never
-sent, and close invoices, always on the caller's session. Nothing here commits or calls the
-gateway.
+dunning through :func:`recover` (which then charges the oldest waiting invoice); the helpers
+below lock rows, hold attempts that were never sent, and close invoices, always on the
+caller's session. Nothing here commits or calls the gateway.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from billing.domain.model import (
 from billing.domain.periods import next_due
 from billing.errors import NotFoundError
 from billing.services.audit import record_event
+from billing.services.collection import release_next
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 
 
@@ -87,6 +88,9 @@ def recover(
         session, sub, SubscriptionStatus.ACTIVE, now, reason, actor=actor, invoice_id=invoice_id
     )
     sub.cancel_at = None
+    # Invoices that waited (opened while in dunning or waiting for a card) are collected
+    # now, oldest first.
+    release_next(session, sub, now, "recovered", actor=actor)
     return True
 
 
@@ -259,7 +263,7 @@ def recover_if_nothing_fails(
 ) -> None:
     """After an invoice is closed by hand: a subscription in dunning only for it is active
     again (a card known to be bad keeps ``needs_payment_method``)."""
-    recover(
+    recovered = recover(
         session,
         sub,
         now,
@@ -267,6 +271,8 @@ def recover_if_nothing_fails(
         statuses=(SubscriptionStatus.PAST_DUE, SubscriptionStatus.SUSPENDED),
         actor=actor,
     )
+    if not recovered:  # e.g. still active: the next invoice waiting for this one goes now
+        release_next(session, sub, now, why, actor=actor)
 
 
 def cancel_subscription(

@@ -23,6 +23,7 @@ from billing.errors import (
     ConflictError,
 )
 from billing.services.audit import clean_actor, clean_reason, record_event
+from billing.services.collection import release_next
 from billing.services.holds import release_hold
 from billing.services.lifecycle import (
     binding_changed_since,
@@ -118,6 +119,7 @@ class PauseActions:
             sub.paused_from = sub.paused_at = None
             why = reason + (" (a new card was set while paused)" if new_card else "")
             change_status(session, sub, target, now, why, actor=actor)
+            release_next(session, sub, now, "resumed", actor=actor)  # an invoice that waited
             return subscription_summary(sub)
 
     def _unschedule_cancel(

@@ -31,6 +31,7 @@ from billing.errors import (
     ValidationError,
 )
 from billing.services.audit import clean_actor, clean_reason, record_event
+from billing.services.collection import release_next
 from billing.services.idempotency import Stored, check_key, claim_key, request_hash
 from billing.services.lifecycle import (
     change_status,
@@ -185,7 +186,8 @@ class SubscriptionActions:
     def set_binding(
         self, subscription_id: int, binding_id: str, *, actor: str, reason: str
     ) -> dict[str, Any]:
-        """A new card: dunning restarts for this binding, and a waiting invoice is retried now."""
+        """A new card: dunning restarts for this binding, and the oldest open invoice of a
+        subscription in dunning (past_due, suspended, needs_payment_method) is retried now."""
         actor, reason = clean_actor(actor), clean_reason(reason)
         binding = clean_binding(binding_id)
         now = self.clock()
@@ -214,7 +216,7 @@ class SubscriptionActions:
                 subscription_id=sub.id,
                 actor=actor,
             )
-            if sub.status in WAITING_FOR_CARD:
+            if sub.status in WAITING_FOR_CARD or sub.status == SubscriptionStatus.PAST_DUE:
                 _retry_with_new_card(session, sub, now, actor)
             return subscription_summary(sub)
 
@@ -267,21 +269,24 @@ WAITING_FOR_CARD = frozenset(
 
 
 def _retry_with_new_card(session: Session, sub: Subscription, now: datetime, actor: str) -> None:
-    """A subscription waiting for a card got one: back to past_due, open invoices now."""
-    if sub.status == SubscriptionStatus.SUSPENDED and (
-        sub.next_charge_at is not None and sub.next_charge_at <= now
-    ):
-        # Periods that passed while suspended are not billed retroactively.
-        sub.next_charge_at = next_due(sub.schedule, sub.timezone, now)
-    change_status(
-        session,
-        sub,
-        SubscriptionStatus.PAST_DUE,
-        now,
-        "new binding set: retrying the open invoice now",
-        actor=actor,
-    )
-    sub.cancel_at = None
+    """A new card starts a fresh dunning run: a subscription waiting for a card is past_due
+    again, and the oldest open invoice is charged now (one collection at a time; an invoice
+    with a charge in flight decides for itself, see settlement)."""
+    if sub.status in WAITING_FOR_CARD:
+        if sub.status == SubscriptionStatus.SUSPENDED and (
+            sub.next_charge_at is not None and sub.next_charge_at <= now
+        ):
+            # Periods that passed while suspended are not billed retroactively.
+            sub.next_charge_at = next_due(sub.schedule, sub.timezone, now)
+        change_status(
+            session,
+            sub,
+            SubscriptionStatus.PAST_DUE,
+            now,
+            "new binding set: retrying the open invoice now",
+            actor=actor,
+        )
+        sub.cancel_at = None
     in_flight = exists().where(
         ChargeAttempt.invoice_id == Invoice.id,
         ChargeAttempt.state.in_(IN_FLIGHT_STATES),
@@ -291,9 +296,10 @@ def _retry_with_new_card(session: Session, sub: Subscription, now: datetime, act
         .where(
             Invoice.subscription_id == sub.id,
             Invoice.status == InvoiceStatus.OPEN,
-            ~in_flight,  # a charge in flight decides for itself (see settlement)
+            ~in_flight,
         )
         .with_for_update()
     ):
-        invoice.next_attempt_at = now
+        invoice.next_attempt_at = None  # the old card's plan is void; see release_next
         invoice.updated_at = now
+    release_next(session, sub, now, "new binding set", actor=actor)

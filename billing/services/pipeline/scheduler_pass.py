@@ -41,6 +41,7 @@ from billing.errors import BillingError
 from billing.gateway.classify import classify_status
 from billing.gateway.port import Gateway
 from billing.services.audit import record_event
+from billing.services.collection import subscriptions_in_dunning
 from billing.services.lifecycle import cancel_subscription
 from billing.services.period_invoices import invoice_row, opened_events, skipped_events
 from billing.services.ports import Clock, Dispatcher, system_clock
@@ -141,7 +142,8 @@ class Scheduler:
                 due: Sequence[Any] = session.execute(self._skip_locked(query)).all()
                 if not due:
                     return opened
-                invoices, advances, skipped = self._plan(due, now)
+                in_dunning = subscriptions_in_dunning(session, [row[0] for row in due])
+                invoices, advances, skipped = self._plan(due, now, in_dunning)
                 bulk_update(session, Subscription, advances)
                 inserted = bulk_insert(
                     session,
@@ -154,14 +156,21 @@ class Scheduler:
                 opened += len(inserted)
 
     def _plan(
-        self, due: Sequence[Any], now: datetime
+        self, due: Sequence[Any], now: datetime, in_dunning: set[int]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-        """Invoice rows, subscription advances and ``period_skipped`` events for due rows."""
+        """Invoice rows, subscription advances and ``period_skipped`` events for due rows.
+
+        One collection at a time, oldest first (billing.domain.collection): the invoice of a
+        subscription in dunning (with a failing open invoice) plans no charge; it waits for
+        the older one and is charged when that one is paid or closed.
+        """
         catch_up_all = self.policy.catch_up.mode == CatchUpMode.ALL
         invoices, advances, skipped = [], [], []
         for sub_id, due_at, schedule, timezone, status, amount, currency in due:
             plan = due_periods(schedule, timezone, due_at, now, catch_up_all=catch_up_all)
-            chargeable = SubscriptionStatus(status) in CHARGEABLE_STATUSES
+            chargeable = SubscriptionStatus(status) in CHARGEABLE_STATUSES and (
+                sub_id not in in_dunning
+            )
             invoices.append(
                 invoice_row(sub_id, plan.open, schedule, timezone, amount, currency, now)
                 | {"next_attempt_at": plan.open if chargeable else None}

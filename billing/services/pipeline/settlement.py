@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from billing.domain import circuit_breaker as breaker
+from billing.domain.collection import dunning_move
 from billing.domain.dunning import Action, Decision, decide, next_retry_after_new_binding
 from billing.domain.dunning_policy import DunningPolicy
 from billing.domain.model import (
@@ -32,6 +33,7 @@ from billing.domain.retry_limits import cap_transient
 from billing.gateway.results import RATE_LIMITED
 from billing.services.attempt_limits import apply_card_budget, reached_bank
 from billing.services.audit import record_event
+from billing.services.collection import release_next
 from billing.services.lifecycle import cancel_subscription, change_status, recover
 from billing.services.ports import Clock, system_clock
 from billing.storage.circuit_row import load_circuit, save_circuit
@@ -53,6 +55,10 @@ RECOVERING = (
     SubscriptionStatus.NEEDS_PAYMENT_METHOD,
     SubscriptionStatus.SUSPENDED,
     SubscriptionStatus.HELD,  # an operator's manual retry went through with the fixed data
+)
+#: Statuses in which an open invoice waits for a new card rather than a planned retry.
+WAITING_FOR_CARD = frozenset(
+    {SubscriptionStatus.SUSPENDED.value, SubscriptionStatus.NEEDS_PAYMENT_METHOD.value}
 )
 CONFIRM_REASON = "binding_not_found"
 DECLINED_ORDER = 6  # orderStatus: authorization declined
@@ -189,9 +195,10 @@ class Settlement:
             first_unknown_at=attempt.sent_at,
             checks_so_far=max(attempt.status_checks - 1, 0),
         )
-        card_refused = outcome.category in (Category.HARD_DECLINE, Category.DO_NOT_RETRY)
-        if card_refused and attempt.binding_version < subscription.binding_version:
-            # The card was replaced while this charge was in flight: try the new one now.
+        declined = outcome.category in DECLINED_CATEGORIES
+        if declined and attempt.binding_version < subscription.binding_version:
+            # The card was replaced while this charge was in flight: the old card's decline
+            # says nothing about the new one; try it now (a fresh dunning run).
             decision = next_retry_after_new_binding(now)
         decision = apply_card_budget(
             session, self.policy.card_budget, subscription, attempt, reached, decision
@@ -242,15 +249,7 @@ class Settlement:
         if action is Action.CANCEL:
             cancel_subscription(session, subscription, now, decision.reason)
             return decision
-        frozen = {SubscriptionStatus.CANCELED.value, SubscriptionStatus.PAUSED.value}
-        new_status = decision.subscription_status
-        if new_status is not None and subscription.status not in frozen:
-            if new_status.value != subscription.status:
-                change_status(
-                    session, subscription, new_status, now, decision.reason, invoice_id=invoice.id
-                )
-            subscription.cancel_at = decision.cancel_at
-            subscription.updated_at = now
+        _move_subscription(session, subscription, invoice, decision, now)
         return decision
 
     def _mark_paid(
@@ -300,6 +299,7 @@ class Settlement:
             statuses=RECOVERING,
             invoice_id=invoice.id,
         )
+        release_next(session, subscription, now, f"invoice {invoice.id} paid")
 
     def update_circuit(self, outcome: Outcome, now: datetime) -> None:
         category = outcome.category
@@ -339,6 +339,45 @@ class Settlement:
                     log.error(
                         "CHARGING PAUSED for everyone until %s: %s", after.retry_at, after.reason
                     )
+
+
+def _move_subscription(
+    session: Session,
+    subscription: Subscription,
+    invoice: Invoice,
+    decision: Decision,
+    now: datetime,
+) -> None:
+    """Apply the decision's status to the subscription, forward only
+    (billing.domain.collection.dunning_move); an invoice of a subscription that waits for a
+    card plans nothing (a new card or the cancel date comes next)."""
+    frozen = {SubscriptionStatus.CANCELED.value, SubscriptionStatus.PAUSED.value}
+    proposed = decision.subscription_status
+    if proposed is not None and subscription.status not in frozen:
+        current = SubscriptionStatus(subscription.status)
+        status, cancel_at = dunning_move(
+            current, subscription.cancel_at, proposed, decision.cancel_at
+        )
+        if status is not current:
+            change_status(
+                session, subscription, status, now, decision.reason, invoice_id=invoice.id
+            )
+        elif status is not proposed:
+            record_event(
+                session,
+                now,
+                "dunning_kept",
+                f"subscription stays {current.value} (dunning only moves forward); "
+                f"not {proposed.value} because of invoice {invoice.id}",
+                subscription_id=subscription.id,
+                invoice_id=invoice.id,
+                from_state=current.value,
+                to_state=current.value,
+            )
+        subscription.cancel_at = cancel_at
+        subscription.updated_at = now
+    if subscription.status in WAITING_FOR_CARD:
+        invoice.next_attempt_at = None
 
 
 def lock_attempt(session: Session, attempt_id: int) -> ChargeAttempt | None:
