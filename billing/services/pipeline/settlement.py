@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from billing.domain import circuit_breaker as breaker
 from billing.domain.dunning import Action, Decision, decide, next_retry_after_new_binding
 from billing.domain.dunning_policy import DunningPolicy
+from billing.domain.manual_retry import after_manual
 from billing.domain.model import (
     AttemptState,
     AttemptSummary,
@@ -40,8 +41,11 @@ from billing.storage.tables import ChargeAttempt, GatewayCircuit, Invoice, Subsc
 
 log = logging.getLogger("billing.charging")
 
-#: Settled as "no money taken", yet re-checked when a callback or an audit says otherwise.
-RECHECKABLE_STATES = frozenset({AttemptState.FAILED, AttemptState.DECLINED})
+#: Settled as "no money taken" (or left to an operator), yet re-checked when a callback, the
+#: slow operator poll or an audit says otherwise: a late DEPOSITED is recorded, never hidden.
+RECHECKABLE_STATES = frozenset(
+    {AttemptState.FAILED, AttemptState.DECLINED, AttemptState.NEEDS_OPERATOR}
+)
 DECLINED_CATEGORIES = frozenset(
     {Category.SOFT_DECLINE, Category.HARD_DECLINE, Category.DO_NOT_RETRY}
 )
@@ -190,12 +194,21 @@ class Settlement:
             checks_so_far=max(attempt.status_checks - 1, 0),
         )
         card_refused = outcome.category in (Category.HARD_DECLINE, Category.DO_NOT_RETRY)
-        if card_refused and attempt.binding_version < subscription.binding_version:
+        replaced = card_refused and attempt.binding_version < subscription.binding_version
+        if replaced:
             # The card was replaced while this charge was in flight: try the new one now.
             decision = next_retry_after_new_binding(now)
         decision = apply_card_budget(
             session, self.policy.card_budget, subscription, attempt, reached, decision
         )
+        if attempt.trigger == AttemptTrigger.MANUAL and not replaced:
+            decision = after_manual(
+                decision,
+                outcome,
+                planned_at=invoice.next_attempt_at,
+                status=SubscriptionStatus(subscription.status),
+                cancel_at=subscription.cancel_at,
+            )
         _record_outcome(attempt, outcome, decision, now)
         action = decision.action
         if action is Action.RECONCILE:
@@ -234,8 +247,8 @@ class Settlement:
         invoice.last_reason = outcome.reason
         invoice.failing_since = invoice.failing_since or now
         invoice.updated_at = now
-        if invoice.status != InvoiceStatus.OPEN:
-            return decision
+        if invoice.status != InvoiceStatus.OPEN or action is Action.KEEP_PLAN:
+            return decision  # a manual retry that did not pay leaves the plan as it was
         invoice.next_attempt_at = (
             decision.at if action in (Action.RETRY, Action.PAUSE_CHARGING) else None
         )
