@@ -152,8 +152,27 @@ class Settlement:
         )
         return outcome.category.value
 
-    def _settle(
+    def settle_resolved(
         self, session: Session, attempt: ChargeAttempt, outcome: Outcome, now: datetime
+    ) -> Decision:
+        """An operator checked an attempt that waited for them: the gateway did not charge
+        it (``outcome`` is a decline or a not-received failure). Settled by the dunning
+        decision like an automatic outcome; a retry it plans runs at once (the wait for the
+        operator already took its time). The caller holds the attempt's row lock."""
+        decision = self._settle(session, attempt, outcome, now, manual_keeps_plan=False)
+        invoice = session.get_one(Invoice, attempt.invoice_id)
+        if decision.action is Action.RETRY and invoice.status == InvoiceStatus.OPEN:
+            invoice.next_attempt_at = now
+        return decision
+
+    def _settle(
+        self,
+        session: Session,
+        attempt: ChargeAttempt,
+        outcome: Outcome,
+        now: datetime,
+        *,
+        manual_keeps_plan: bool = True,
     ) -> Decision:
         invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
         subscription = session.get_one(Subscription, attempt.subscription_id, with_for_update=True)
@@ -201,7 +220,7 @@ class Settlement:
         decision = apply_card_budget(
             session, self.policy.card_budget, subscription, attempt, reached, decision
         )
-        if attempt.trigger == AttemptTrigger.MANUAL and not replaced:
+        if attempt.trigger == AttemptTrigger.MANUAL and manual_keeps_plan and not replaced:
             decision = after_manual(
                 decision,
                 outcome,
