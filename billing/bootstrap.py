@@ -160,9 +160,7 @@ def build_app(
             invoices=InvoiceActions(db, clock=clock),
             retries=RetryActions(db, dispatcher=dispatcher, clock=clock),
             refunds=RefundActions(db, gateway=gateway, clock=clock),
-            resolve=ResolveActions(
-                db, gateway=gateway, settlement=charger.settlement, clock=clock
-            ),
+            resolve=ResolveActions(db, gateway=gateway, settlement=charger.settlement, clock=clock),
         ),
         read=Reads(db, policy=policy, clock=clock),
         clock=clock,

@@ -187,3 +187,17 @@ def test_resolve_refuses_an_attempt_that_does_not_wait_for_an_operator(world: Wo
     [attempt] = world.attempts(sub_id)
     with pytest.raises(ConflictError, match="not waiting for an operator"):
         world.app.actions.resolve.resolve(attempt.id, actor="anna", reason="checked")
+
+
+def test_the_audit_accepts_an_invoice_waiting_for_an_operator_and_flags_a_stuck_one(
+    world: World,
+) -> None:
+    from billing.services.read.audit_check import run_audit
+
+    sub_id, _ = world.waiting_for_operator()
+    assert run_audit(world.db).ok
+    [invoice] = world.invoices(sub_id)
+    with world.db.transaction() as s:  # as if the waiting attempt had been dropped
+        s.execute(update(ChargeAttempt).values(state="failed"))
+    report = run_audit(world.db)
+    assert [(p.check, p.invoice_id) for p in report.problems] == [("next_step", invoice.id)]
