@@ -18,7 +18,7 @@ from billing.domain.subscription import NewSubscription
 from billing.errors import ConflictError
 from billing.gateway.port import ChargeRequest
 from billing.gateway.results import GatewayResult, JsonReply
-from billing.storage.tables import Invoice, Subscription
+from billing.storage.tables import Subscription
 from tests.support.fakes import FakeGateway, declined_body
 from tests.support.world import ServiceWorld
 
@@ -110,6 +110,10 @@ def test_a_manual_retry_that_does_not_pay_leaves_the_plan_as_it_was(
     world.clock.now = before[0]
     world.tick()  # the planned retry runs when it was planned
     assert [a.trigger for a in world.attempts(sub_id)] == ["scheduled", "manual", "retry"]
+    world.bank_now_says(sub_id, "approve-1")
+    world.retry_by_hand(sub_id)  # a manual retry that pays ends the plan
+    assert world.plan(sub_id) == (None, "active", None)
+    assert world.invoices(sub_id)[0].status == "paid"
 
 
 def test_a_manual_retry_while_waiting_for_a_card_keeps_the_cancel_deadline(world: World) -> None:
@@ -125,16 +129,6 @@ def test_a_manual_retry_while_waiting_for_a_card_keeps_the_cancel_deadline(world
     world.clock.now = before[2] + timedelta(seconds=1)
     world.tick()
     assert world.sub(sub_id).status == "canceled"
-
-
-def test_a_manual_retry_that_pays_ends_the_plan(world: World) -> None:
-    sub_id = world.subscribe("insufficient-1")
-    world.tick()
-    world.clock.advance(hours=1)
-    world.bank_now_says(sub_id, "approve-1")
-    world.retry_by_hand(sub_id)
-    assert world.plan(sub_id) == (None, "active", None)
-    assert world.invoices(sub_id)[0].status == "paid"
 
 
 def test_a_lost_card_is_refused_by_manual_bulk_and_console_retries_until_a_new_binding(
@@ -154,20 +148,19 @@ def test_a_lost_card_is_refused_by_manual_bulk_and_console_retries_until_a_new_b
     assert len(world.gateway.payment_calls) == 1  # the card was never sent again
     with world.db.transaction() as s:
         s.execute(update(Subscription).values(status="needs_payment_method"))
+    # A lost card found by a manual retry of another subscription stops its plan too.
+    other = world.subscribe("insufficient-7")
+    world.tick()
+    world.bank_now_says(other, "stolen-7")
+    world.retry_by_hand(other)
+    [other_invoice] = world.invoices(other)
+    assert (other_invoice.next_attempt_at, world.sub(other).status) == (
+        None,
+        "needs_payment_method",
+    )
+    with pytest.raises(ConflictError, match="lost card"):
+        retries.retry(other, actor="ops", reason="once more")
     world.app.actions.subscriptions.set_binding(sub_id, "approve-2", actor="crm", reason="new")
     world.work()
     world.tick()
     assert world.invoices(sub_id)[0].status == "paid"
-
-
-def test_a_lost_card_found_by_a_manual_retry_stops_the_plan(world: World) -> None:
-    sub_id = world.subscribe("insufficient-1")
-    world.tick()
-    world.bank_now_says(sub_id, "stolen-1")
-    world.retry_by_hand(sub_id)
-    next_attempt_at, status, _ = world.plan(sub_id)
-    assert (next_attempt_at, status) == (None, "needs_payment_method")
-    with world.db.transaction() as s:
-        s.execute(update(Invoice).values(next_attempt_at=None))
-    world.tick(86400 * 2)
-    assert len(world.gateway.payment_calls) == 2  # the stolen card is not charged again
