@@ -306,7 +306,10 @@ class Scheduler:
             )
         )
         if busy:
-            log.warning("%d due invoice(s) already have a charge in flight; left to it", len(busy))
+            log.warning(
+                "%d due invoice(s) have a charge in flight or waiting for an operator; left to it",
+                len(busy),
+            )
             session.execute(
                 update(Invoice)
                 .where(Invoice.id.in_(busy))
