@@ -26,6 +26,7 @@ from billing.services.actions import (
     InvoiceActions,
     PauseActions,
     RefundActions,
+    ResolveActions,
     RetryActions,
     SubscriptionActions,
 )
@@ -159,6 +160,7 @@ def build_app(
             invoices=InvoiceActions(db, clock=clock),
             retries=RetryActions(db, dispatcher=dispatcher, clock=clock),
             refunds=RefundActions(db, gateway=gateway, clock=clock),
+            resolve=ResolveActions(db, gateway=gateway, settlement=charger.settlement, clock=clock),
         ),
         read=Reads(db, policy=policy, clock=clock),
         clock=clock,

@@ -35,6 +35,9 @@ class Action(StrEnum):
     PAUSE_CHARGING = "pause_charging"  # for everyone, until ``at``
     NEEDS_OPERATOR = "needs_operator"
     HOLD = "hold"  # this subscription only: no charges until an operator resumes it
+    #: A manual retry that did not pay: the automatic plan (next attempt, status, cancel
+    #: deadline) stays exactly as it was (see :mod:`billing.domain.manual_retry`).
+    KEEP_PLAN = "keep_plan"
 
 
 @dataclass(frozen=True)

@@ -141,10 +141,17 @@ class UnknownPolicy:
     )
     #: Still unknown this long after the charge was sent -> flagged for an operator.
     give_up_after: timedelta = timedelta(days=3)
+    #: An attempt waiting for an operator is still re-checked this often (a late DEPOSITED
+    #: is recorded, never hidden) ...
+    operator_recheck_every: timedelta = timedelta(hours=6)
+    #: ... for this long after it was sent.
+    operator_recheck_for: timedelta = timedelta(days=30)
 
     def __post_init__(self) -> None:
         _check_schedule("unknown.reconcile_backoff", self.reconcile_backoff)
         _check_positive("unknown.give_up_after", self.give_up_after)
+        _check_positive("unknown.operator_recheck_every", self.operator_recheck_every)
+        _check_positive("unknown.operator_recheck_for", self.operator_recheck_for)
 
 
 @dataclass(frozen=True)
@@ -233,7 +240,12 @@ _KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "hard_decline": ("confirm_after", "cancel_after"),
     "do_not_retry": ("action",),
     "transient": ("backoff", "max_attempts", "give_up_after"),
-    "unknown": ("reconcile_backoff", "give_up_after"),
+    "unknown": (
+        "reconcile_backoff",
+        "give_up_after",
+        "operator_recheck_every",
+        "operator_recheck_for",
+    ),
     "merchant_config": ("pause_backoff",),
     "catch_up": ("mode",),
     "card_budget": ("max_attempts", "window"),
@@ -381,6 +393,12 @@ def _build(data: Mapping[str, object], prefix: str) -> DunningPolicy:
             give_up_after=reader.duration("give_up_after")
             if reader.has("give_up_after")
             else unknown.give_up_after,
+            operator_recheck_every=reader.duration("operator_recheck_every")
+            if reader.has("operator_recheck_every")
+            else unknown.operator_recheck_every,
+            operator_recheck_for=reader.duration("operator_recheck_for")
+            if reader.has("operator_recheck_for")
+            else unknown.operator_recheck_for,
         )
 
     merchant = policy.merchant_config

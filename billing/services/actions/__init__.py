@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from billing.services.actions.invoices import InvoiceActions
 from billing.services.actions.pausing import PauseActions
 from billing.services.actions.refunds import RefundActions
+from billing.services.actions.resolve import ResolveActions
 from billing.services.actions.retries import RetryActions
 from billing.services.actions.subscriptions import SubscriptionActions
 
@@ -20,6 +21,7 @@ class Actions:
     invoices: InvoiceActions
     retries: RetryActions
     refunds: RefundActions
+    resolve: ResolveActions
 
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "InvoiceActions",
     "PauseActions",
     "RefundActions",
+    "ResolveActions",
     "RetryActions",
     "SubscriptionActions",
 ]

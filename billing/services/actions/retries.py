@@ -1,8 +1,10 @@
 """Manual retries: one subscription's open invoice now, or many that failed the same way.
 
 A manual retry is an extra attempt under a fresh orderNumber; it is refused while a charge
-is in flight, while charging is paused, and on paused or canceled subscriptions. It does not
-use up a dunning step. Every retry records its actor and reason with the attempt.
+is in flight or an attempt of the invoice waits for an operator (it may have charged), while
+charging is paused, on paused or canceled subscriptions, and for a card declined as lost,
+stolen or fraud until a new binding is set. It never moves the automatic plan (next attempt,
+status, cancel deadline); a payment ends it. Every retry records its actor and reason.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from billing.domain.model import (
     IN_FLIGHT_STATES,
     AttemptState,
     AttemptTrigger,
+    Category,
     InvoiceStatus,
     SubscriptionStatus,
     new_order_number,
@@ -85,6 +88,9 @@ class RetryActions:
                 raise ConflictError(f"subscription {subscription_id} has no open invoice to retry")
             if has_in_flight(session, invoice.id):
                 raise ConflictError(f"invoice {invoice.id} already has a charge in flight")
+            refused = retry_refusal(session, sub, invoice.id)
+            if refused is not None:
+                raise ConflictError(refused)
             attempt = _new_manual_attempt(session, sub, invoice, now)
             record_event(
                 session,
@@ -154,8 +160,19 @@ class RetryActions:
         with self.db.transaction() as session:
             ids = list(session.scalars(query))
             circuit = load_circuit(session)
+            if dry_run:
+                refused = _refusals(session, ids)
         if dry_run:
-            return {"dry_run": True, "failure": value, "count": len(ids), "subscription_ids": ids}
+            ids = [i for i in ids if i not in refused]
+            report: dict[str, Any] = {
+                "dry_run": True,
+                "failure": value,
+                "count": len(ids),
+                "subscription_ids": ids,
+            }
+            if refused:  # what the real run would skip, and why
+                report["skipped"] = [{"subscription_id": i, "error": e} for i, e in refused.items()]
+            return report
         if ids and not circuit.allows_charging(now):
             raise ChargingPausedError(
                 f"charging is paused for everyone until {circuit.retry_at}: {circuit.reason}"
@@ -190,7 +207,8 @@ def _new_manual_attempt(
     """A stored attempt (fresh orderNumber) for a manual retry of ``invoice``."""
     number = invoice.attempt_count + 1
     invoice.attempt_count = number
-    invoice.next_attempt_at = None  # this attempt's outcome decides what comes next
+    # ``next_attempt_at`` is left alone: a manual retry never moves the automatic plan (the
+    # scheduler waits while it is in flight); only a payment ends the plan.
     invoice.updated_at = now
     attempt = ChargeAttempt(
         invoice_id=invoice.id,
@@ -210,3 +228,59 @@ def _new_manual_attempt(
     session.add(attempt)
     session.flush()
     return attempt
+
+
+def retry_refusal(session: Session, sub: Subscription, invoice_id: int) -> str | None:
+    """Why the open invoice ``invoice_id`` of ``sub`` must not be charged by hand now, or None.
+
+    An attempt waiting for an operator may have taken the money: a new charge could be a
+    second one. A card the bank declined as lost, stolen or fraud is never charged again,
+    by anyone, until the subscription has a new binding.
+    """
+    waiting = session.scalars(
+        select(ChargeAttempt)
+        .where(
+            ChargeAttempt.invoice_id == invoice_id,
+            ChargeAttempt.state == AttemptState.NEEDS_OPERATOR,
+        )
+        .limit(1)
+    ).first()
+    if waiting is not None:
+        return (
+            f"invoice {invoice_id}: attempt {waiting.id} (order {waiting.order_number}) waits "
+            "for an operator and may have been charged; resolve it first "
+            f"(billing resolve {waiting.id} --reason ...)"
+        )
+    refused = session.scalars(
+        select(ChargeAttempt)
+        .where(
+            ChargeAttempt.subscription_id == sub.id,
+            ChargeAttempt.category == Category.DO_NOT_RETRY.value,
+            ChargeAttempt.binding_version == sub.binding_version,
+        )
+        .order_by(ChargeAttempt.id.desc())
+        .limit(1)
+    ).first()
+    if refused is not None:
+        why = (refused.reason or "do_not_retry").replace("_", " ")
+        return (
+            f"subscription {sub.id}: the card was declined as {why} (attempt {refused.id}) and "
+            "is never retried; set a new binding first"
+        )
+    return None
+
+
+def _refusals(session: Session, subscription_ids: list[int]) -> dict[int, str]:
+    """For a dry run: the subscriptions a bulk retry would refuse, with the reason."""
+    refused: dict[int, str] = {}
+    for sub_id in subscription_ids:
+        sub = session.get_one(Subscription, sub_id)
+        invoice_id = session.scalar(
+            select(Invoice.id)
+            .where(Invoice.subscription_id == sub_id, Invoice.status == InvoiceStatus.OPEN)
+            .order_by(Invoice.period_start)
+            .limit(1)
+        )
+        if invoice_id is not None and (why := retry_refusal(session, sub, invoice_id)):
+            refused[sub_id] = why
+    return refused

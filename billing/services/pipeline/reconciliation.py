@@ -50,7 +50,8 @@ def _row(attempt: ChargeAttempt) -> dict[str, Any]:
 
 
 def reconcile_now(charger: Charger, *, limit: int = 10_000) -> ReconcileReport:
-    """Settle unknown and stale in-flight attempts by order status, then list the rest."""
+    """Settle unknown and stale in-flight attempts by order status (re-check those waiting
+    for an operator), then list the rest."""
     now = charger.clock()
     stale_before = now - charger.stale_sending_after
     report = ReconcileReport()
@@ -60,7 +61,11 @@ def reconcile_now(charger: Charger, *, limit: int = 10_000) -> ReconcileReport:
                 select(ChargeAttempt.id)
                 .where(
                     or_(
-                        ChargeAttempt.state == AttemptState.UNKNOWN,
+                        # needs_operator too: a charge the gateway finished late is recorded
+                        # (paid, or flagged as a second charge), never left unflagged
+                        ChargeAttempt.state.in_(
+                            (AttemptState.UNKNOWN, AttemptState.NEEDS_OPERATOR)
+                        ),
                         (ChargeAttempt.state == AttemptState.SENDING)
                         & (ChargeAttempt.sent_at < stale_before),
                     )

@@ -51,6 +51,10 @@ from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 
 log = logging.getLogger("billing.scheduler")
+#: Attempts that keep an invoice from being charged again: in flight, or waiting for an
+#: operator (it may have taken the money; only ``billing resolve`` or its order status
+#: settles it).
+BLOCKING_STATES = IN_FLIGHT_STATES | {AttemptState.NEEDS_OPERATOR}
 _Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 
@@ -241,6 +245,7 @@ class Scheduler:
                         Invoice.status == InvoiceStatus.OPEN,
                         Invoice.next_attempt_at <= now,
                         Subscription.status.in_([s.value for s in CHARGEABLE_STATUSES]),
+                        ~_manual_in_flight(),  # the plan waits for it, unchanged
                     )
                     .order_by(Invoice.next_attempt_at)
                     .limit(self.batch_size)
@@ -294,21 +299,26 @@ class Scheduler:
     def _in_flight(self, session: Session, invoice_ids: list[int], now: datetime) -> set[int]:
         """Invoices among ``invoice_ids`` that already have a charge in flight.
 
-        By construction an invoice with an attempt in flight has no ``next_attempt_at``
-        (the attempt's outcome decides the next step). Should that ever not hold, the
-        invoice is left to its attempt, its due time cleared, and the fact logged — the
-        one-in-flight unique index would refuse a second attempt anyway.
+        By construction an invoice with an automatic attempt in flight has no
+        ``next_attempt_at`` (the attempt's outcome decides the next step; a manual one keeps
+        the plan and is left out by the query). Should that ever not hold, the invoice is
+        left to its attempt, its due time cleared, and the fact logged — the one-in-flight
+        unique index would refuse a second attempt anyway. An attempt waiting for an
+        operator blocks its invoice the same way: nothing is charged until it is resolved.
         """
         busy = set(
             session.scalars(
                 select(ChargeAttempt.invoice_id).where(
                     ChargeAttempt.invoice_id.in_(invoice_ids),
-                    ChargeAttempt.state.in_(IN_FLIGHT_STATES),
+                    ChargeAttempt.state.in_(BLOCKING_STATES),
                 )
             )
         )
         if busy:
-            log.warning("%d due invoice(s) already have a charge in flight; left to it", len(busy))
+            log.warning(
+                "%d due invoice(s) have a charge in flight or waiting for an operator; left to it",
+                len(busy),
+            )
             session.execute(
                 update(Invoice)
                 .where(Invoice.id.in_(busy))
@@ -384,14 +394,17 @@ class Scheduler:
                                 ChargeAttempt.next_check_at <= now,
                             ),
                         ),
+                        self._operator_recheck_due(now),
                     )
                 )
                 .limit(self.batch_size)
             )
             attempts = session.scalars(self._skip_locked(query)).all()
             ids = [a.id for a in attempts]
+            slow = now + self.policy.unknown.operator_recheck_every
             for attempt in attempts:
-                attempt.next_check_at = lease
+                waiting = attempt.state == AttemptState.NEEDS_OPERATOR
+                attempt.next_check_at = slow if waiting else lease
         if ids:
             try:
                 self.dispatcher.reconcile(ids)
@@ -399,6 +412,16 @@ class Scheduler:
                 report.enqueue_failures += len(ids)
                 log.warning("could not enqueue %d reconciliation(s): %s", len(ids), exc)
         return len(ids)
+
+    def _operator_recheck_due(self, now: datetime) -> ColumnElement[bool]:
+        """An attempt waiting for an operator is still asked about on a slow cadence, for
+        ``unknown.operator_recheck_for`` after it was sent: a late DEPOSITED is recorded."""
+        unknown = self.policy.unknown
+        return and_(
+            ChargeAttempt.state == AttemptState.NEEDS_OPERATOR,
+            ChargeAttempt.sent_at >= now - unknown.operator_recheck_for,
+            or_(ChargeAttempt.next_check_at.is_(None), ChargeAttempt.next_check_at <= now),
+        )
 
     # -- circuit breaker probe --------------------------------------------------------------
 
@@ -441,3 +464,16 @@ class Scheduler:
         if self.db.supports_skip_locked:
             return query.with_for_update(skip_locked=True)
         return query
+
+
+def _manual_in_flight() -> ColumnElement[bool]:
+    """The invoice has an operator's manual attempt in flight."""
+    return (
+        select(ChargeAttempt.id)
+        .where(
+            ChargeAttempt.invoice_id == Invoice.id,
+            ChargeAttempt.state.in_(IN_FLIGHT_STATES),
+            ChargeAttempt.trigger == AttemptTrigger.MANUAL.value,
+        )
+        .exists()
+    )

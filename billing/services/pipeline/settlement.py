@@ -20,6 +20,7 @@ from billing.domain import circuit_breaker as breaker
 from billing.domain.collection import dunning_move
 from billing.domain.dunning import Action, Decision, decide, next_retry_after_new_binding
 from billing.domain.dunning_policy import DunningPolicy
+from billing.domain.manual_retry import after_manual
 from billing.domain.model import (
     AttemptState,
     AttemptSummary,
@@ -42,8 +43,11 @@ from billing.storage.tables import ChargeAttempt, GatewayCircuit, Invoice, Subsc
 
 log = logging.getLogger("billing.charging")
 
-#: Settled as "no money taken", yet re-checked when a callback or an audit says otherwise.
-RECHECKABLE_STATES = frozenset({AttemptState.FAILED, AttemptState.DECLINED})
+#: Settled as "no money taken" (or left to an operator), yet re-checked when a callback, the
+#: slow operator poll or an audit says otherwise: a late DEPOSITED is recorded, never hidden.
+RECHECKABLE_STATES = frozenset(
+    {AttemptState.FAILED, AttemptState.DECLINED, AttemptState.NEEDS_OPERATOR}
+)
 DECLINED_CATEGORIES = frozenset(
     {Category.SOFT_DECLINE, Category.HARD_DECLINE, Category.DO_NOT_RETRY}
 )
@@ -154,8 +158,27 @@ class Settlement:
         )
         return outcome.category.value
 
-    def _settle(
+    def settle_resolved(
         self, session: Session, attempt: ChargeAttempt, outcome: Outcome, now: datetime
+    ) -> Decision:
+        """An operator checked an attempt that waited for them: the gateway did not charge
+        it (``outcome`` is a decline or a not-received failure). Settled by the dunning
+        decision like an automatic outcome; a retry it plans runs at once (the wait for the
+        operator already took its time). The caller holds the attempt's row lock."""
+        decision = self._settle(session, attempt, outcome, now, manual_keeps_plan=False)
+        invoice = session.get_one(Invoice, attempt.invoice_id)
+        if decision.action is Action.RETRY and invoice.status == InvoiceStatus.OPEN:
+            invoice.next_attempt_at = now
+        return decision
+
+    def _settle(
+        self,
+        session: Session,
+        attempt: ChargeAttempt,
+        outcome: Outcome,
+        now: datetime,
+        *,
+        manual_keeps_plan: bool = True,
     ) -> Decision:
         invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
         subscription = session.get_one(Subscription, attempt.subscription_id, with_for_update=True)
@@ -196,13 +219,22 @@ class Settlement:
             checks_so_far=max(attempt.status_checks - 1, 0),
         )
         declined = outcome.category in DECLINED_CATEGORIES
-        if declined and attempt.binding_version < subscription.binding_version:
+        replaced = declined and attempt.binding_version < subscription.binding_version
+        if replaced:
             # The card was replaced while this charge was in flight: the old card's decline
             # says nothing about the new one; try it now (a fresh dunning run).
             decision = next_retry_after_new_binding(now)
         decision = apply_card_budget(
             session, self.policy.card_budget, subscription, attempt, reached, decision
         )
+        if attempt.trigger == AttemptTrigger.MANUAL and manual_keeps_plan and not replaced:
+            decision = after_manual(
+                decision,
+                outcome,
+                planned_at=invoice.next_attempt_at,
+                status=SubscriptionStatus(subscription.status),
+                cancel_at=subscription.cancel_at,
+            )
         _record_outcome(attempt, outcome, decision, now)
         action = decision.action
         if action is Action.RECONCILE:
@@ -241,8 +273,8 @@ class Settlement:
         invoice.last_reason = outcome.reason
         invoice.failing_since = invoice.failing_since or now
         invoice.updated_at = now
-        if invoice.status != InvoiceStatus.OPEN:
-            return decision
+        if invoice.status != InvoiceStatus.OPEN or action is Action.KEEP_PLAN:
+            return decision  # a manual retry that did not pay leaves the plan as it was
         invoice.next_attempt_at = (
             decision.at if action in (Action.RETRY, Action.PAUSE_CHARGING) else None
         )

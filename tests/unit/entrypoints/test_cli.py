@@ -15,12 +15,14 @@ from billing.entrypoints.cli.main import cli
 
 COMMANDS = {
     "admin",
+    "audit",
     "callbacks",
     "db",
     "demo",
     "invoices",
     "reconcile",
     "refund",
+    "resolve",
     "retry",
     "reverse",
     "sandbox",

@@ -1,5 +1,6 @@
 """``/api/invoices``, retries and payments: list, show, void and write off invoices; retry
-one subscription or many; refund and reverse a paid attempt.
+one subscription or many; refund and reverse a paid attempt; resolve an attempt waiting for
+an operator.
 
 Each route checks who may call it (money is operators only), calls one use case with the
 token's name as the actor and the body's reason, and returns its answer. Whether a
@@ -104,3 +105,11 @@ def refund(
 def reverse(attempt_id: Id, body: schemas.ReasonOnly, who: Money, app: Services) -> dict[str, Any]:
     """Cancel a payment made today (UTC) via reverse.do; later days need a refund."""
     return app.actions.refunds.reverse(attempt_id, actor=who.name, reason=body.reason)
+
+
+@payments.post("/{attempt_id}/resolve", response_model=schemas.ResolveOut)
+def resolve(attempt_id: Id, body: schemas.ReasonOnly, who: Money, app: Services) -> dict[str, Any]:
+    """Resolve an attempt waiting for an operator (`needs_operator`). The gateway is asked
+    first: DEPOSITED → paid (or flagged as a second charge); no such order or declined →
+    not charged, and the invoice may be retried; still pending → 409, nothing changed."""
+    return app.actions.resolve.resolve(attempt_id, actor=who.name, reason=body.reason)

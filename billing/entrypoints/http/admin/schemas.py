@@ -247,6 +247,16 @@ class BulkRetryOut(_Response):
     skipped: list[Skipped] = Field(default_factory=list)
 
 
+class ResolveOut(_Response):
+    attempt_id: int
+    invoice_id: int
+    subscription_id: int
+    order_number: str
+    state: str = Field(description="The attempt's state after resolving: paid, failed, declined")
+    result: str = Field(description="paid, second_charge (flagged to refund) or not_charged")
+    message: str
+
+
 class ErrorOut(BaseModel):
     error: str = Field(description="A stable code: invalid_input, not_found, conflict, …")
     message: str
@@ -265,6 +275,7 @@ __all__ = [
     "ReasonOnly",
     "RefundOut",
     "RefundRequest",
+    "ResolveOut",
     "RetryOut",
     "SetBinding",
     "SubscriptionChange",

@@ -275,6 +275,12 @@ def create_console_app(
         state = stored.body.get("state", "requested")
         return f"Refund of attempt {attempt_id}: {state}."
 
+    def resolve(operator: Operator, form: dict[str, Any], attempt_id: int) -> str:
+        done = deps.app.actions.resolve.resolve(
+            attempt_id, actor=operator.name, reason=reason(form, "")
+        )
+        return f"Attempt {attempt_id} resolved: {done['message']}"
+
     @login_required
     async def audit(request: Request, operator: Operator) -> Response:
         people_only = request.query_params.get("all") != "1"
@@ -295,6 +301,7 @@ def create_console_app(
         Route("/invoices/{target:int}/void", action(void), methods=["POST"]),
         Route("/invoices/{target:int}/write-off", action(write_off), methods=["POST"]),
         Route("/attempts/{target:int}/refund", action(refund), methods=["POST"]),
+        Route("/attempts/{target:int}/resolve", action(resolve), methods=["POST"]),
         Route("/audit", audit),
     ]
     middleware = [

@@ -1,0 +1,139 @@
+"""Resolving an attempt that waits for an operator over the admin API and the console, and
+the console's "Retry now" refusing a card declined as lost."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from billing.auth_tokens import Role, TokenConfig
+from billing.domain.dunning_policy import load_policy
+from billing.domain.subscription import NewSubscription
+from billing.entrypoints.http.admin.app import create_admin_app
+from billing.entrypoints.http.console import ConsoleDeps, create_console_app
+from billing.storage.tables import ChargeAttempt
+from tests.support.world import ServiceWorld
+from tests.unit.entrypoints.test_admin_api import TOKEN_SETTING
+from tests.unit.entrypoints.test_admin_api import TOKENS as API_TOKENS
+from tests.unit.entrypoints.test_console import OWNERS, Browser
+from tests.unit.entrypoints.test_console import TOKENS as CONSOLE_TOKENS
+from tests.unit.services.test_manual_retry_plan import LostCardGateway
+
+FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[ServiceWorld]:
+    w = ServiceWorld.build(
+        f"sqlite:///{tmp_path / 'billing.db'}",
+        policy=load_policy(FAST_POLICY),
+        gateway=LostCardGateway(),
+        stale_sending_after=30,
+    )
+    yield w
+    w.db.dispose()
+
+
+def _subscribe(world: ServiceWorld, binding: str) -> int:
+    new = NewSubscription(
+        customer_id="cust-1",
+        binding_id=binding,
+        amount=49900,
+        schedule="0 3 1 * *",
+        start_at=world.clock(),
+    )
+    return int(world.app.actions.subscriptions.create(new, actor="crm", reason="s").body["id"])
+
+
+def _waiting(world: ServiceWorld) -> tuple[int, ChargeAttempt]:
+    sub_id = _subscribe(world, "pending-1")
+    world.tick()
+    for _ in range(40):
+        world.tick(2)
+    [attempt] = world.attempts(sub_id)
+    assert attempt.state == "needs_operator"
+    return sub_id, attempt
+
+
+def _api(world: ServiceWorld, method: str, path: str, role: Role, **kw: Any) -> httpx.Response:
+    asgi = create_admin_app(world.app, TokenConfig.parse(TOKEN_SETTING))
+    headers = {"Authorization": f"Bearer {API_TOKENS[role]}"}
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
+            return await client.request(method, path, headers=headers, **kw)
+
+    return asyncio.run(go())
+
+
+def _browser(world: ServiceWorld) -> Browser:
+    deps = ConsoleDeps(
+        db=world.db,
+        app=world.app,
+        clock=world.clock,
+        authenticate=CONSOLE_TOKENS.get,
+        owner=OWNERS.get,
+    )
+    return Browser(create_console_app(deps, session_secret="test-secret", https_only=False))
+
+
+def test_the_api_resolves_for_operators_only_and_asks_the_gateway_first(
+    world: ServiceWorld,
+) -> None:
+    sub_id, attempt = _waiting(world)
+    path = f"/api/attempts/{attempt.id}/resolve"
+    viewer = _api(world, "POST", path, Role.VIEWER, json={"reason": "checked"})
+    assert viewer.status_code == 403
+    pending = _api(world, "POST", path, Role.OPERATOR, json={"reason": "checked"})
+    assert pending.status_code == 409 and "nothing changed" in pending.json()["message"]
+    world.gateway.orders[attempt.order_number]["orderStatus"] = 2
+    done = _api(world, "POST", path, Role.OPERATOR, json={"reason": "bank says paid"})
+    assert done.status_code == 200, done.text
+    assert (done.json()["result"], done.json()["state"]) == ("paid", "paid")
+    assert world.invoices(sub_id)[0].status == "paid"
+
+
+def test_the_console_offers_resolve_next_to_a_waiting_attempt(world: ServiceWorld) -> None:
+    sub_id, attempt = _waiting(world)
+    del world.gateway.orders[attempt.order_number]  # the bank never got it
+    browser = _browser(world)
+    try:
+        browser.login("op-token")
+        page = f"/subscriptions/{sub_id}"
+        html = browser.get(page).text
+        assert f"/attempts/{attempt.id}/resolve" in html
+        csrf = browser.csrf(page)
+        response = browser.post(
+            f"/attempts/{attempt.id}/resolve", {"csrf": csrf, "reason": "called", "back": page}
+        )
+        assert response.status_code == 303
+        shown = browser.get(page).text
+        assert "checked: not charged" in shown
+        assert f"/attempts/{attempt.id}/resolve" not in shown
+    finally:
+        browser.close()
+    assert world.attempts(sub_id)[0].state == "failed"
+    assert world.invoices(sub_id)[0].next_attempt_at is not None  # retried next pass
+
+
+def test_the_consoles_retry_now_refuses_a_lost_card_with_the_reason(world: ServiceWorld) -> None:
+    sub_id = _subscribe(world, "stolen-1")
+    world.tick()
+    browser = _browser(world)
+    try:
+        browser.login("op-token")
+        page = f"/subscriptions/{sub_id}"
+        response = browser.post(f"{page}/retry", {"csrf": browser.csrf(page), "back": page})
+        assert response.status_code == 303
+        shown = browser.get(page).text
+        assert "Not done" in shown and "lost card" in shown
+    finally:
+        browser.close()
+    assert len(world.attempts(sub_id)) == 1
+    assert len(world.gateway.payment_calls) == 1
