@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -52,10 +53,19 @@ from billing.storage.tables import (
 class RefundActions:
     """Refunds and reversals of paid attempts, through the gateway port."""
 
-    def __init__(self, db: Database, *, gateway: Gateway, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        gateway: Gateway,
+        clock: Clock = system_clock,
+        banking_timezone: str = "Europe/Moscow",
+    ) -> None:
         self.db = db
         self.gateway = gateway
         self.clock = clock
+        #: reverse.do is possible only on the gateway's banking day of the payment.
+        self.banking_zone = ZoneInfo(banking_timezone)
 
     def refund(
         self,
@@ -143,17 +153,20 @@ class RefundActions:
         return Stored(body)
 
     def reverse(self, attempt_id: int, *, actor: str, reason: str) -> dict[str, Any]:
-        """Cancel a payment made today (UTC) through ``reverse.do``: the whole amount."""
+        """Cancel a payment made today (the gateway's banking day) through ``reverse.do``:
+        the whole amount."""
         actor, reason = clean_actor(actor), clean_reason(reason)
         gateway = self.gateway
         now = self.clock()
         with self.db.transaction() as session:
             attempt = _refundable_attempt(session, attempt_id, None)
-            paid_on = (attempt.finished_at or attempt.sent_at or attempt.created_at).astimezone(UTC)
-            if paid_on.date() < now.astimezone(UTC).date():
+            paid = attempt.finished_at or attempt.sent_at or attempt.created_at
+            paid_on = paid.astimezone(self.banking_zone).date()
+            if paid_on != now.astimezone(self.banking_zone).date():
                 raise ConflictError(
-                    f"attempt {attempt.id} was paid on {paid_on:%Y-%m-%d} (UTC): a reversal is "
-                    "only possible on the day of payment; refund it instead"
+                    f"attempt {attempt.id} was paid on {paid_on:%Y-%m-%d} ({self.banking_zone.key}"
+                    " banking day): a reversal is only possible on the day of payment; "
+                    "refund it instead"
                 )
             _check_not_reversed(session, attempt)
             taken = _taken(session, attempt.id)

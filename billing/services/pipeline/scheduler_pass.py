@@ -8,6 +8,9 @@ A scheduler that fell behind opens what the catch-up policy says (by default onl
 recent missed period; the earlier ones are recorded as ``period_skipped`` events).
 Work that could not be enqueued (Redis down, lost message) is found again by a later pass
 because the database, not the queue, says what is outstanding.
+Stale sends are judged on the lease clock (the database's), never on this host's clock
+against another host's; an invoice whose last attempt was ruled "not received" gets no new
+attempt until that attempt has been asked about once more (``next_check_at``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Select, and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -41,6 +44,7 @@ from billing.errors import BillingError
 from billing.gateway.classify import classify_status
 from billing.gateway.port import Gateway
 from billing.services.audit import record_event
+from billing.services.lease import LeaseClock, clock_lease
 from billing.services.lifecycle import cancel_subscription
 from billing.services.period_invoices import invoice_row, opened_events, skipped_events
 from billing.services.ports import Clock, Dispatcher, system_clock
@@ -80,6 +84,7 @@ class Scheduler:
         batch_size: int = 500,
         requeue_after: timedelta = timedelta(minutes=5),
         stale_sending_after: timedelta = timedelta(minutes=2),
+        lease_clock: LeaseClock | None = None,
     ) -> None:
         self.db = db
         self.dispatcher = dispatcher
@@ -89,6 +94,7 @@ class Scheduler:
         self.batch_size = batch_size
         self.requeue_after = requeue_after
         self.stale_sending_after = stale_sending_after
+        self.lease_clock = lease_clock or clock_lease(clock)
 
     def run_pass(self) -> PassReport:
         now = self.clock()
@@ -232,6 +238,7 @@ class Scheduler:
                         Invoice.status == InvoiceStatus.OPEN,
                         Invoice.next_attempt_at <= now,
                         Subscription.status.in_([s.value for s in CHARGEABLE_STATUSES]),
+                        ~_recheck_pending(),
                     )
                     .order_by(Invoice.next_attempt_at)
                     .limit(self.batch_size)
@@ -356,9 +363,11 @@ class Scheduler:
     # -- reconciliation ---------------------------------------------------------------------
 
     def dispatch_reconciles(self, now: datetime, report: PassReport) -> int:
-        """Enqueue status checks for unknown outcomes and for sends that never finished."""
+        """Enqueue status checks for unknown outcomes, for sends that never finished, and the
+        one re-check of attempts ruled "not received" (both judged on the lease clock)."""
         lease = now + self.stale_sending_after
         with self.db.transaction() as session:
+            lease_now = self.lease_clock(session)
             query = (
                 select(ChargeAttempt)
                 .where(
@@ -369,11 +378,15 @@ class Scheduler:
                         ),
                         and_(
                             ChargeAttempt.state == AttemptState.SENDING,
-                            ChargeAttempt.sent_at < now - self.stale_sending_after,
+                            ChargeAttempt.sent_at < lease_now - self.stale_sending_after,
                             or_(
                                 ChargeAttempt.next_check_at.is_(None),
                                 ChargeAttempt.next_check_at <= now,
                             ),
+                        ),
+                        and_(
+                            ChargeAttempt.state.in_(_RECHECKED_STATES),
+                            ChargeAttempt.next_check_at <= lease_now,
                         ),
                     )
                 )
@@ -382,7 +395,8 @@ class Scheduler:
             attempts = session.scalars(self._skip_locked(query)).all()
             ids = [a.id for a in attempts]
             for attempt in attempts:
-                attempt.next_check_at = lease
+                rechecked = attempt.state in _RECHECKED_STATES
+                attempt.next_check_at = lease_now + self.stale_sending_after if rechecked else lease
         if ids:
             try:
                 self.dispatcher.reconcile(ids)
@@ -432,3 +446,17 @@ class Scheduler:
         if self.db.supports_skip_locked:
             return query.with_for_update(skip_locked=True)
         return query
+
+
+#: Settled as "no money taken"; with ``next_check_at`` set, one more status check is due.
+_RECHECKED_STATES = (AttemptState.FAILED.value, AttemptState.DECLINED.value)
+
+
+def _recheck_pending() -> ColumnElement[bool]:
+    """The invoice has an attempt ruled "not received" that is still to be asked about once
+    more: a new attempt (a new orderNumber) must wait for that answer."""
+    return exists().where(
+        ChargeAttempt.invoice_id == Invoice.id,
+        ChargeAttempt.state.in_(_RECHECKED_STATES),
+        ChargeAttempt.next_check_at.is_not(None),
+    )

@@ -32,6 +32,7 @@ from billing.domain.retry_limits import cap_transient
 from billing.gateway.results import RATE_LIMITED
 from billing.services.attempt_limits import apply_card_budget, reached_bank
 from billing.services.audit import record_event
+from billing.services.lease import NOT_RECEIVED, LeaseClock, LeaseTerms, clock_lease
 from billing.services.lifecycle import cancel_subscription, change_status, recover
 from billing.services.ports import Clock, system_clock
 from billing.storage.circuit_row import load_circuit, save_circuit
@@ -68,14 +69,25 @@ class Settlement:
         *,
         clock: Clock = system_clock,
         outage_threshold: int = 20,
+        lease: LeaseTerms | None = None,
+        lease_clock: LeaseClock | None = None,
     ) -> None:
         self.db = db
         self.policy = policy
         self.clock = clock
         self.outage_threshold = outage_threshold
+        self.lease = lease
+        self.lease_clock = lease_clock or clock_lease(clock)
 
-    def recheck(self, attempt_id: int, outcome: Outcome, now: datetime) -> str:
+    def recheck(
+        self, attempt_id: int, outcome: Outcome, now: datetime, *, answered: bool = False
+    ) -> str:
+        """Record money found taken by an attempt settled as not paid. ``answered``: the
+        gateway gave a definite answer (no such order, or a final state), which ends a
+        pending "not received" re-check."""
         if not outcome.is_paid:
+            if answered:
+                self._end_recheck(attempt_id, now)
             return "unchanged"
         with self.db.transaction() as session:
             attempt = lock_attempt(session, attempt_id)
@@ -92,6 +104,7 @@ class Settlement:
             attempt.message = f"recorded as {previous}, but the order status says DEPOSITED"
             attempt.gateway_order_id = outcome.order_id or attempt.gateway_order_id
             attempt.updated_at = now
+            attempt.next_check_at = None
             record_event(
                 session,
                 now,
@@ -129,6 +142,7 @@ class Settlement:
                 if status_check:
                     attempt.status_checks += 1
                 decision = self._settle(session, attempt, outcome, now)
+                self._plan_recheck(session, attempt, outcome)
         if late_payment:
             # Settled as "no money taken" meanwhile (a stalled send looked lost), yet the
             # gateway took the money: record it (and flag a second charge), never drop it.
@@ -147,6 +161,34 @@ class Settlement:
             decision.action.value,
         )
         return outcome.category.value
+
+    def _plan_recheck(self, session: Session, attempt: ChargeAttempt, outcome: Outcome) -> None:
+        """An attempt just ruled "not received" is asked about once more after the longest
+        call has certainly ended; until then its invoice gets no new attempt (the scheduler
+        skips invoices with such a pending re-check)."""
+        if self.lease is None or outcome.reason != NOT_RECEIVED:
+            return
+        if AttemptState(attempt.state) in RECHECKABLE_STATES:
+            attempt.next_check_at = self.lease.recheck_at(self.lease_clock(session))
+
+    def _end_recheck(self, attempt_id: int, now: datetime) -> None:
+        with self.db.transaction() as session:
+            attempt = lock_attempt(session, attempt_id)
+            if attempt is None or AttemptState(attempt.state) not in RECHECKABLE_STATES:
+                return
+            if attempt.next_check_at is not None:
+                attempt.next_check_at = None
+                attempt.updated_at = now
+                record_event(
+                    session,
+                    now,
+                    "not_received_confirmed",
+                    "re-checked after the longest call had ended: the gateway still has no "
+                    "charge for this order",
+                    subscription_id=attempt.subscription_id,
+                    invoice_id=attempt.invoice_id,
+                    attempt_id=attempt.id,
+                )
 
     def _settle(
         self, session: Session, attempt: ChargeAttempt, outcome: Outcome, now: datetime
