@@ -2,7 +2,8 @@
 
 Tables for people, ``--json`` for scripts. Every failure the user can cause ends in one
 ``error: ...`` line and a non-zero exit (2 for configuration). The commands live in one
-module per group (:mod:`.subscriptions`, :mod:`.invoices`, :mod:`.system`); this module
+module per group (:mod:`.subscriptions`, :mod:`.invoices`, :mod:`.refunds`,
+:mod:`.system`); this module
 only registers them. It never decides anything about money.
 """
 
@@ -12,7 +13,7 @@ import sys
 
 import click
 
-from billing.entrypoints.cli import invoices, subscriptions, system
+from billing.entrypoints.cli import invoices, refunds, subscriptions, system
 from billing.entrypoints.cli.common import _fail
 from billing.errors import BillingError, ConfigurationError
 
@@ -29,6 +30,7 @@ for _command in (
     invoices.retry,
     invoices.refund,
     invoices.reverse,
+    refunds.refunds,
     system.db,
     system.status,
     system.reconcile,
