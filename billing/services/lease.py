@@ -14,13 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, select, text
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.elements import ColumnElement
 
+from billing.domain.model import AttemptState
 from billing.services.ports import Clock
+from billing.storage.tables import ChargeAttempt
 
 #: The reason of an attempt settled as "the gateway never received it".
 NOT_RECEIVED = "not_received"
+#: Settled as "no money taken"; with ``next_check_at`` set, one more status check is due.
+RECHECKED_STATES = (AttemptState.FAILED.value, AttemptState.DECLINED.value)
 
 
 #: The one clock lease times are read from, inside the caller's transaction.
@@ -82,3 +87,13 @@ class LeaseTerms:
         """When an attempt just ruled "not received" is asked about once more: after any
         call that might still have been started has certainly ended."""
         return lease_now + self.longest_call
+
+
+def recheck_pending(invoice_id: InstrumentedAttribute[int] | int) -> ColumnElement[bool]:
+    """The invoice has an attempt ruled "not received" still to be asked about once more:
+    no new attempt (a new orderNumber, scheduled or manual) may go out before that answer."""
+    return exists().where(
+        ChargeAttempt.invoice_id == invoice_id,
+        ChargeAttempt.state.in_(RECHECKED_STATES),
+        ChargeAttempt.next_check_at.is_not(None),
+    )

@@ -1,7 +1,8 @@
 """Manual retries: one subscription's open invoice now, or many that failed the same way.
 
 A manual retry is an extra attempt under a fresh orderNumber; it is refused while a charge
-is in flight, while charging is paused, and on paused or canceled subscriptions. It does not
+is in flight (or its last charge, ruled "not received", awaits its one re-check), while
+charging is paused, and on paused or canceled subscriptions. It does not
 use up a dunning step. Every retry records its actor and reason with the attempt.
 """
 
@@ -30,6 +31,7 @@ from billing.errors import (
 )
 from billing.services.audit import clean_actor, clean_failure, clean_reason, record_event
 from billing.services.failures import clean_failure_filter
+from billing.services.lease import recheck_pending
 from billing.services.lifecycle import (
     has_in_flight,
 )
@@ -86,6 +88,11 @@ class RetryActions:
                 raise ConflictError(f"subscription {subscription_id} has no open invoice to retry")
             if has_in_flight(session, invoice.id):
                 raise ConflictError(f"invoice {invoice.id} already has a charge in flight")
+            if session.scalar(select(recheck_pending(invoice.id))):
+                raise ConflictError(
+                    f"invoice {invoice.id}: its last charge was ruled not received and is "
+                    "checked once more first (within a minute or two); retry after that"
+                )
             attempt = _new_manual_attempt(session, sub, invoice, now)
             record_event(
                 session,
@@ -146,6 +153,7 @@ class RetryActions:
                 Invoice.status == InvoiceStatus.OPEN,
                 or_(Invoice.last_category == value, Invoice.last_reason == value),
                 ~in_flight,
+                ~recheck_pending(Invoice.id),
             )
             .group_by(Subscription.id)
             .order_by(Subscription.id)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, exists, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -44,7 +44,7 @@ from billing.errors import BillingError
 from billing.gateway.classify import classify_status
 from billing.gateway.port import Gateway
 from billing.services.audit import record_event
-from billing.services.lease import LeaseClock, clock_lease
+from billing.services.lease import RECHECKED_STATES, LeaseClock, clock_lease, recheck_pending
 from billing.services.lifecycle import cancel_subscription
 from billing.services.period_invoices import invoice_row, opened_events, skipped_events
 from billing.services.ports import Clock, Dispatcher, system_clock
@@ -238,7 +238,7 @@ class Scheduler:
                         Invoice.status == InvoiceStatus.OPEN,
                         Invoice.next_attempt_at <= now,
                         Subscription.status.in_([s.value for s in CHARGEABLE_STATUSES]),
-                        ~_recheck_pending(),
+                        ~recheck_pending(Invoice.id),
                     )
                     .order_by(Invoice.next_attempt_at)
                     .limit(self.batch_size)
@@ -385,7 +385,7 @@ class Scheduler:
                             ),
                         ),
                         and_(
-                            ChargeAttempt.state.in_(_RECHECKED_STATES),
+                            ChargeAttempt.state.in_(RECHECKED_STATES),
                             ChargeAttempt.next_check_at <= lease_now,
                         ),
                     )
@@ -395,7 +395,7 @@ class Scheduler:
             attempts = session.scalars(self._skip_locked(query)).all()
             ids = [a.id for a in attempts]
             for attempt in attempts:
-                rechecked = attempt.state in _RECHECKED_STATES
+                rechecked = attempt.state in RECHECKED_STATES
                 attempt.next_check_at = lease_now + self.stale_sending_after if rechecked else lease
         if ids:
             try:
@@ -446,17 +446,3 @@ class Scheduler:
         if self.db.supports_skip_locked:
             return query.with_for_update(skip_locked=True)
         return query
-
-
-#: Settled as "no money taken"; with ``next_check_at`` set, one more status check is due.
-_RECHECKED_STATES = (AttemptState.FAILED.value, AttemptState.DECLINED.value)
-
-
-def _recheck_pending() -> ColumnElement[bool]:
-    """The invoice has an attempt ruled "not received" that is still to be asked about once
-    more: a new attempt (a new orderNumber) must wait for that answer."""
-    return exists().where(
-        ChargeAttempt.invoice_id == Invoice.id,
-        ChargeAttempt.state.in_(_RECHECKED_STATES),
-        ChargeAttempt.next_check_at.is_not(None),
-    )

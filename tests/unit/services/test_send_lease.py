@@ -16,6 +16,7 @@ import pytest
 
 from billing.domain.dunning_policy import load_policy
 from billing.domain.subscription import NewSubscription
+from billing.errors import ConflictError
 from billing.gateway.rate_limit import RateLimitedGateway
 from billing.services.lease import LeaseTerms, database_lease_clock
 from billing.services.pipeline.charging import Charger
@@ -250,3 +251,25 @@ def test_no_new_attempt_while_the_re_check_cannot_get_an_answer(world: ServiceWo
     attempts = _attempts(world, sub_id)
     assert [a.state for a in attempts] == ["failed", "paid"]
     assert len(world.gateway.deposited()) == 1
+
+
+def test_a_manual_retry_waits_for_the_not_received_re_check(world: ServiceWorld) -> None:
+    sub_id = _subscribe(world)
+    world.scheduler.run_pass()
+    [attempt_id] = world.dispatcher.charges
+    world.dispatcher.charges.clear()
+    with world.db.transaction() as s:
+        attempt = s.get_one(ChargeAttempt, attempt_id)
+        attempt.state, attempt.sent_at = "sending", world.clock()
+    world.tick(31)  # ruled "not received"
+    retries = world.app.actions.retries
+    with pytest.raises(ConflictError, match="ruled not received"):
+        retries.retry(sub_id, actor="ops", reason="customer called")
+    bulk = retries.bulk_retry("transient", actor="ops", reason="after the outage")
+    assert (bulk["count"], bulk["skipped"]) == (0, [])  # not even listed as a failure
+    assert len(_attempts(world, sub_id)) == 1
+    world.tick(10)  # re-checked: still no such order
+    done = retries.retry(sub_id, actor="ops", reason="customer called")
+    world.work()
+    assert world.invoices(sub_id)[0].status == "paid"
+    assert done["order_number"] != _attempts(world, sub_id)[0].order_number
