@@ -88,6 +88,12 @@ class LeaseTerms:
         call that might still have been started has certainly ended."""
         return lease_now + self.longest_call
 
+    def recheck_counts(self, sent_at: datetime, lease_now: datetime) -> bool:
+        """Whether "no such order", asked at ``lease_now``, ends the re-check: a call started
+        by the end of the send window has ended by the lease's end; one more longest call
+        covers a worker that stalled between its last look at the clock and the call."""
+        return lease_now >= sent_at + self.stale_after + self.longest_call
+
 
 def recheck_pending(invoice_id: InstrumentedAttribute[int] | int) -> ColumnElement[bool]:
     """The invoice has an attempt ruled "not received" still to be asked about once more:

@@ -172,9 +172,11 @@ class Charger:
             )
         attempt.binding_version = subscription.binding_version
         attempt.state = AttemptState.SENDING
-        attempt.sent_at = self.lease_clock(session)  # the lease starts on the one clock
+        # Elapsed time is measured on this host only, from just before the lease starts (on
+        # the one clock), so the worker never thinks more of the lease is left than there is.
+        claimed_at = self.clock()
+        attempt.sent_at = self.lease_clock(session)
         attempt.updated_at = now
-        claimed_at = self.clock()  # elapsed time is measured on this host only
         charge = ChargeRequest(
             order_number=attempt.order_number,
             binding_id=subscription.binding_id,

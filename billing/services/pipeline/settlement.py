@@ -176,7 +176,13 @@ class Settlement:
             attempt = lock_attempt(session, attempt_id)
             if attempt is None or AttemptState(attempt.state) not in RECHECKABLE_STATES:
                 return
-            if attempt.next_check_at is not None:
+            # Only an answer given once any call of this send has certainly ended counts (an
+            # earlier one, e.g. on a callback, could precede a request still on its way).
+            sent_at, lease = attempt.sent_at, self.lease
+            settled = lease is None or (
+                sent_at is not None and lease.recheck_counts(sent_at, self.lease_clock(session))
+            )
+            if attempt.next_check_at is not None and settled:
                 attempt.next_check_at = None
                 attempt.updated_at = now
                 record_event(

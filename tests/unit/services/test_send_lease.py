@@ -156,6 +156,19 @@ def test_the_send_window_is_the_lease_minus_the_longest_call(elapsed: float, lef
     assert terms.remaining(timedelta(seconds=elapsed)) == timedelta(seconds=left)
 
 
+@pytest.mark.parametrize(
+    ("seconds_after_claim", "stale", "recheck_counts"),
+    [(29.9, False, False), (30, True, False), (37.9, True, False), (38, True, True)],
+)
+def test_stale_and_the_re_check_are_judged_from_the_lease_start(
+    seconds_after_claim: float, stale: bool, recheck_counts: bool
+) -> None:
+    terms, start = LeaseTerms(STALE, LONGEST_CALL), datetime(2026, 12, 1, tzinfo=UTC)
+    now = start + timedelta(seconds=seconds_after_claim)
+    assert terms.is_stale(start, now) is stale
+    assert terms.recheck_counts(start, now) is recheck_counts
+
+
 def test_a_lease_no_longer_than_the_longest_call_is_refused() -> None:
     with pytest.raises(ValueError, match="shorter than the send lease"):
         LeaseTerms(timedelta(seconds=8), LONGEST_CALL)
@@ -273,3 +286,23 @@ def test_a_manual_retry_waits_for_the_not_received_re_check(world: ServiceWorld)
     world.work()
     assert world.invoices(sub_id)[0].status == "paid"
     assert done["order_number"] != _attempts(world, sub_id)[0].order_number
+
+
+def test_an_early_answer_does_not_end_the_re_check(world: ServiceWorld) -> None:
+    """A callback makes us ask right after the ruling: "no such order" then proves nothing
+    yet (the request may still be on its way), so the invoice still waits."""
+    sub_id = _subscribe(world)
+    world.scheduler.run_pass()
+    [attempt_id] = world.dispatcher.charges
+    world.dispatcher.charges.clear()
+    with world.db.transaction() as s:
+        attempt = s.get_one(ChargeAttempt, attempt_id)
+        attempt.state, attempt.sent_at = "sending", world.clock()
+    world.tick(31)  # ruled "not received"
+    world.clock.advance(seconds=6)  # the transient backoff (5 s) is over
+    assert world.charger.reconcile(attempt_id) == "unchanged"  # asked early, on a callback
+    world.tick()
+    assert len(_attempts(world, sub_id)) == 1  # still waiting for the re-check proper
+    world.tick(4)  # now the longest call has certainly ended: asked again, still none
+    world.tick()
+    assert [a.state for a in _attempts(world, sub_id)] == ["failed", "paid"]
