@@ -82,8 +82,9 @@ class FakeGateway:
 
     It also gives money back. ``refund_mode``: ``ok`` (errorCode 0), ``refuse``
     (errorCode 7), ``timeout`` (the refund happens, the answer is lost), ``lost`` (the
-    request is lost before the gateway processes it; no answer either). Like the real
-    gateway, a repeated externalRefundId returns the first answer without refunding again.
+    request is lost before the gateway processes it; no answer either), ``down`` (refused
+    before anything is sent). Like the real gateway, a repeated externalRefundId returns
+    the first answer without refunding again.
     ``reverse_mode`` likewise (``ok``, ``refuse``, ``timeout``, ``lost``). With
     ``report_refunds`` the order status shows them: a ``refunds`` block (by
     externalRefundId), ``refundedAmount`` and the REFUNDED / REVERSED state.
@@ -192,6 +193,8 @@ class FakeGateway:
             return JsonReply(200, {"errorCode": "7", "errorMessage": "Refund is not possible"})
         if self.refund_mode == "lost":
             return ReadTimedOut("read timeout")
+        if self.refund_mode == "down":
+            return ConnectionFailed("connection refused")
         if external_refund_id not in self._seen:
             self._seen.add(external_refund_id)
             self.refunded[order_id] = self.refunded.get(order_id, 0) + amount

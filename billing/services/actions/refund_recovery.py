@@ -101,6 +101,15 @@ def resend_refund(
         outcome = classify_action(gateway.refund(request))
     except GatewayError as exc:
         outcome = ActionOutcome(RefundState.UNKNOWN, f"not sent again: {exc}")
+    if outcome.state is RefundState.FAILED and outcome.error_code is None:
+        # Not sent this time (or refused by HTTP, not by the gateway's verdict on this id):
+        # that says nothing about the first request, which may have refunded.
+        outcome = ActionOutcome(
+            RefundState.UNKNOWN,
+            f"{outcome.message}; the first request's outcome is still unknown"[:300],
+            None,
+            outcome.http_status,
+        )
     return settle(refund_id, outcome, actor, key, UNKNOWN)
 
 

@@ -248,6 +248,11 @@ class RefundActions:
         now = self.clock()
         with self.db.transaction() as session:
             refund = session.get_one(Refund, refund_id, with_for_update=True)
+            if refund.state != from_state:  # settled meanwhile (a concurrent settle or retry)
+                left = session.get_one(ChargeAttempt, refund.attempt_id).amount - _taken(
+                    session, refund.attempt_id
+                )
+                return refund_view(refund) | {"refundable_left": left}
             refund.state = outcome.state.value
             refund.error_code = outcome.error_code
             refund.error_message = outcome.message[:512]

@@ -186,3 +186,19 @@ def test_the_banking_timezone_is_a_setting_and_a_bad_one_is_refused() -> None:
     assert load_settings(gateway_banking_timezone="UTC").gateway_banking_timezone == "UTC"
     with pytest.raises(ConfigurationError, match="BILLING_GATEWAY_BANKING_TIMEZONE"):
         load_settings(gateway_banking_timezone="Mars/Olympus")
+
+
+def test_a_resend_that_cannot_be_sent_leaves_the_refund_unknown(world: World) -> None:
+    """The first request refunded (its answer was lost); the resend finds the gateway
+    down. "Not sent" this time says nothing about the first: never recorded as failed."""
+    attempt_id = world.paid_attempt()
+    world.gateway.refund_mode = "timeout"
+    refund = world.app.actions.refunds.refund(
+        attempt_id=attempt_id, actor=world.actor, reason="r"
+    ).body
+    world.gateway.refund_mode = "down"
+    again = world.app.actions.refunds.retry_unknown(refund["id"], actor=world.actor, reason="r")
+    assert again["state"] == "unknown" and again["refundable_left"] == 0
+    assert "first request's outcome is still unknown" in again["message"]
+    [row] = world.app.actions.refunds.settle_unknown(actor=world.actor)
+    assert row["state"] == "succeeded"
