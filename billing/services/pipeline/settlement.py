@@ -32,8 +32,9 @@ from billing.domain.retry_limits import cap_transient
 from billing.gateway.results import RATE_LIMITED
 from billing.services.attempt_limits import apply_card_budget, reached_bank
 from billing.services.audit import record_event
-from billing.services.lease import NOT_RECEIVED, LeaseClock, LeaseTerms, clock_lease
+from billing.services.lease import LeaseClock, LeaseTerms, clock_lease
 from billing.services.lifecycle import cancel_subscription, change_status, recover
+from billing.services.pipeline.not_received import end_recheck, plan_recheck
 from billing.services.ports import Clock, system_clock
 from billing.storage.circuit_row import load_circuit, save_circuit
 from billing.storage.database import Database
@@ -142,7 +143,7 @@ class Settlement:
                 if status_check:
                     attempt.status_checks += 1
                 decision = self._settle(session, attempt, outcome, now)
-                self._plan_recheck(session, attempt, outcome)
+                plan_recheck(session, attempt, outcome, self.lease, self.lease_clock)
         if late_payment:
             # Settled as "no money taken" meanwhile (a stalled send looked lost), yet the
             # gateway took the money: record it (and flag a second charge), never drop it.
@@ -162,39 +163,11 @@ class Settlement:
         )
         return outcome.category.value
 
-    def _plan_recheck(self, session: Session, attempt: ChargeAttempt, outcome: Outcome) -> None:
-        """An attempt just ruled "not received" is asked about once more after the longest
-        call has certainly ended; until then its invoice gets no new attempt (the scheduler
-        skips invoices with such a pending re-check)."""
-        if self.lease is None or outcome.reason != NOT_RECEIVED:
-            return
-        if AttemptState(attempt.state) in RECHECKABLE_STATES:
-            attempt.next_check_at = self.lease.recheck_at(self.lease_clock(session))
-
     def _end_recheck(self, attempt_id: int, now: datetime) -> None:
         with self.db.transaction() as session:
             attempt = lock_attempt(session, attempt_id)
-            if attempt is None or AttemptState(attempt.state) not in RECHECKABLE_STATES:
-                return
-            # Only an answer given once any call of this send has certainly ended counts (an
-            # earlier one, e.g. on a callback, could precede a request still on its way).
-            sent_at, lease = attempt.sent_at, self.lease
-            settled = lease is None or (
-                sent_at is not None and lease.recheck_counts(sent_at, self.lease_clock(session))
-            )
-            if attempt.next_check_at is not None and settled:
-                attempt.next_check_at = None
-                attempt.updated_at = now
-                record_event(
-                    session,
-                    now,
-                    "not_received_confirmed",
-                    "re-checked after the longest call had ended: the gateway still has no "
-                    "charge for this order",
-                    subscription_id=attempt.subscription_id,
-                    invoice_id=attempt.invoice_id,
-                    attempt_id=attempt.id,
-                )
+            if attempt is not None:
+                end_recheck(session, attempt, self.lease, self.lease_clock, now)
 
     def _settle(
         self, session: Session, attempt: ChargeAttempt, outcome: Outcome, now: datetime
