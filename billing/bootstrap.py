@@ -30,6 +30,7 @@ from billing.services.actions import (
     RetryActions,
     SubscriptionActions,
 )
+from billing.services.lease import clock_lease, database_lease_clock
 from billing.services.pipeline.charging import Charger
 from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.services.ports import Clock, Dispatcher, system_clock
@@ -123,6 +124,9 @@ def build_app(
     if broker is None:
         broker = build_broker(settings.redis_url)
     stale = timedelta(seconds=settings.stale_sending_after)
+    # Lease times come from the database's clock, the one clock every host shares; a clock
+    # passed in (tests drive a manual one) is used for leases too.
+    lease_clock = database_lease_clock if clock is system_clock else clock_lease(clock)
     charger = Charger(
         db,
         gateway,
@@ -130,6 +134,8 @@ def build_app(
         clock=clock,
         stale_sending_after=stale,
         outage_threshold=settings.circuit_outage_threshold,
+        longest_call=timedelta(seconds=settings.longest_gateway_call),
+        lease_clock=lease_clock,
     )
     actors = declare_actors(broker, lambda: charger, queue_name=settings.queue_name)
     if dispatcher is None:
@@ -143,6 +149,7 @@ def build_app(
         batch_size=settings.scheduler_batch_size,
         requeue_after=timedelta(seconds=settings.requeue_after),
         stale_sending_after=stale,
+        lease_clock=lease_clock,
     )
     return App(
         settings=settings,
@@ -159,7 +166,12 @@ def build_app(
             pausing=PauseActions(db, clock=clock),
             invoices=InvoiceActions(db, clock=clock),
             retries=RetryActions(db, dispatcher=dispatcher, clock=clock),
-            refunds=RefundActions(db, gateway=gateway, clock=clock),
+            refunds=RefundActions(
+                db,
+                gateway=gateway,
+                clock=clock,
+                banking_timezone=settings.gateway_banking_timezone,
+            ),
             resolve=ResolveActions(db, gateway=gateway, settlement=charger.settlement, clock=clock),
         ),
         read=Reads(db, policy=policy, clock=clock),

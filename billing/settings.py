@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     #: Waiting for a free pooled connection (50 busy threads) before the call is "not sent".
     gateway_pool_timeout: float = Field(default=5.0, gt=0)
     gateway_max_connections: int = Field(default=50, ge=1)
+    #: The gateway's banking day (reverse.do is possible only on the day of payment there).
+    gateway_banking_timezone: str = "Europe/Moscow"
     #: Global limit on gateway calls per second across all workers (Redis-backed); 0 = none.
     gateway_rate_limit: int = Field(default=0, ge=0)
     #: How long a call waits for a slot before giving up (a transient, never-sent failure).
@@ -165,7 +167,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a PEM public key or the path to one")
         return path.read_text()
 
-    @field_validator("console_timezone")
+    @field_validator("console_timezone", "gateway_banking_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         try:
@@ -181,16 +183,23 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {value}")
         return value
 
-    @model_validator(mode="after")
-    def _reconcile_after_timeouts(self) -> Settings:
-        # An unfinished send is settled by order status only once the HTTP call has
-        # certainly ended; otherwise "order not found" could be read too early.
-        longest_call = (
+    @property
+    def longest_gateway_call(self) -> float:
+        """Seconds from the start of a gateway call until it has certainly ended."""
+        return (
             self.gateway_pool_timeout
             + self.gateway_connect_timeout
             + self.gateway_write_timeout
             + self.gateway_read_timeout
         )
+
+    @model_validator(mode="after")
+    def _reconcile_after_timeouts(self) -> Settings:
+        # An unfinished send is settled by order status only once the HTTP call has
+        # certainly ended; otherwise "order not found" could be read too early. A worker
+        # starts the call (after any rate-limit wait) only while at least the longest call
+        # is left of the send's lease, so the lease must leave room for a wait and a call.
+        longest_call = self.longest_gateway_call
         if self.gateway_rate_limit:
             longest_call += self.gateway_rate_limit_max_wait  # waiting for a slot while "sending"
         if self.stale_sending_after <= longest_call:

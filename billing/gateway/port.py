@@ -31,6 +31,9 @@ class ChargeRequest:
     description: str | None = None
     client_id: str | None = None
     language: str | None = None
+    #: Seconds left in which the call may still be *started* (the send's lease minus the
+    #: longest call); None = no limit. A rate limiter never waits for a slot past it.
+    send_within: float | None = None
 
     def __repr__(self) -> str:  # the full binding id never appears in a repr or a log
         return (

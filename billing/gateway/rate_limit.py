@@ -5,6 +5,9 @@ call it asks a :class:`CallLimiter` for a slot; when the slot is denied it sleep
 jittered interval (holding no lock, no connection, no transaction) and asks again. After
 ``max_wait`` seconds without a slot it gives up with :class:`ConnectionFailed` ("not sent"):
 the classifier reads that as TRANSIENT, so nothing was charged and the attempt is retried.
+A charge also carries ``send_within`` (what is left of its send lease): no slot is waited
+for past it, so a slot granted late never starts a call the reconciliation may already
+have ruled "not received".
 
 Limiters (``acquire()`` never blocks, never raises):
 
@@ -322,9 +325,9 @@ class RateLimitedGateway:
         return f"RateLimitedGateway({self.inner!r}, {self.limiter!r}, max_wait={self.max_wait:g})"
 
     def charge(self, request: ChargeRequest) -> GatewayResult:
-        return self._wait_for_slot("recurrentPayment.do", request.order_number) or (
-            self.inner.charge(request)
-        )
+        return self._wait_for_slot(
+            "recurrentPayment.do", request.order_number, request.send_within
+        ) or (self.inner.charge(request))
 
     def order_status(
         self, *, order_number: str | None = None, order_id: str | None = None
@@ -346,24 +349,30 @@ class RateLimitedGateway:
             if callable(close):
                 close()
 
-    def _wait_for_slot(self, method: str, order: str | None) -> ConnectionFailed | None:
-        """``None`` once a slot is taken; a "not sent" result after ``max_wait``."""
-        deadline = self._clock() + self.max_wait
+    def _wait_for_slot(
+        self, method: str, order: str | None, within: float | None = None
+    ) -> ConnectionFailed | None:
+        """``None`` once a slot is taken; a "not sent" result after ``max_wait``, or sooner
+        when the caller must start the call ``within`` seconds (a send's lease deadline)."""
+        wait = self.max_wait if within is None else min(self.max_wait, within)
+        deadline = self._clock() + wait
+        if within is not None and within <= 0:
+            return self._give_up(method, order, wait)
         while not self.limiter.acquire():
             remaining = deadline - self._clock()
             if remaining <= 0:
-                log.warning(
-                    "gateway %s order=%s: no rate-limit slot within %gs; not sent",
-                    method,
-                    order,
-                    self.max_wait,
-                )
-                return ConnectionFailed(
-                    detail=f"rate limit: no slot within {self.max_wait:g}s", reason=RATE_LIMITED
-                )
+                return self._give_up(method, order, wait)
             # 0.5x..1.5x the interval, so waiting threads do not poll in lockstep.
             self._sleep(min(remaining, self.poll_interval * (0.5 + self._jitter())))
         return None
+
+    def _give_up(self, method: str, order: str | None, waited: float) -> ConnectionFailed:
+        log.warning(
+            "gateway %s order=%s: no rate-limit slot within %gs; not sent", method, order, waited
+        )
+        return ConnectionFailed(
+            detail=f"rate limit: no slot within {waited:g}s", reason=RATE_LIMITED
+        )
 
 
 def build_limiter(

@@ -81,8 +81,13 @@ class FakeGateway:
     ``proxy502`` (charged, but a proxy answered 502).
 
     It also gives money back. ``refund_mode``: ``ok`` (errorCode 0), ``refuse``
-    (errorCode 7), ``timeout`` (the refund happens, the answer is lost). Like the real
-    gateway, a repeated externalRefundId returns the first answer without refunding again.
+    (errorCode 7), ``timeout`` (the refund happens, the answer is lost), ``lost`` (the
+    request is lost before the gateway processes it; no answer either), ``down`` (refused
+    before anything is sent). Like the real gateway, a repeated externalRefundId returns
+    the first answer without refunding again.
+    ``reverse_mode`` likewise (``ok``, ``refuse``, ``timeout``, ``lost``). With
+    ``report_refunds`` the order status shows them: a ``refunds`` block (by
+    externalRefundId), ``refundedAmount`` and the REFUNDED / REVERSED state.
     """
 
     def __init__(self) -> None:
@@ -93,6 +98,8 @@ class FakeGateway:
         self.refund_mode = "ok"
         self.reverse_mode = "ok"
         self._seen: set[str] = set()
+        self.report_refunds = False
+        self.refund_ids: dict[str, list[tuple[str, int]]] = {}
         self.orders: dict[str, dict[str, Any]] = {}
         self.payment_calls: list[str] = []
         self.status_calls: list[str] = []
@@ -151,20 +158,29 @@ class FakeGateway:
         if order is None:
             return JsonReply(200, {"errorCode": "6", "errorMessage": "Unregistered orderId"})
         state = {2: "DEPOSITED", 0: "CREATED"}.get(order["orderStatus"], "DECLINED")
-        return JsonReply(
-            200,
-            {
-                "errorCode": "0",
-                "errorMessage": "Success",
-                "orderNumber": order_number,
-                "orderStatus": order["orderStatus"],
-                "actionCode": order["actionCode"],
-                "amount": order["amount"],
-                "currency": "643",
-                "paymentAmountInfo": {"paymentState": state},
-                "attributes": [{"name": "mdOrder", "value": order["orderId"]}],
-            },
-        )
+        body: dict[str, Any] = {
+            "errorCode": "0",
+            "errorMessage": "Success",
+            "orderNumber": order_number,
+            "orderStatus": order["orderStatus"],
+            "actionCode": order["actionCode"],
+            "amount": order["amount"],
+            "currency": "643",
+            "paymentAmountInfo": {"paymentState": state},
+            "attributes": [{"name": "mdOrder", "value": order["orderId"]}],
+        }
+        if self.report_refunds:
+            self._show_refunds(body, order["orderId"])
+        return JsonReply(200, body)
+
+    def _show_refunds(self, body: dict[str, Any], order_id: str) -> None:
+        done = self.refund_ids.get(order_id, [])
+        body["refunds"] = [{"externalRefundId": ext, "amount": amount} for ext, amount in done]
+        body["paymentAmountInfo"]["refundedAmount"] = sum(amount for _, amount in done)
+        if order_id in self.reversed:
+            body["orderStatus"], body["paymentAmountInfo"]["paymentState"] = 3, "REVERSED"
+        elif done:
+            body["orderStatus"], body["paymentAmountInfo"]["paymentState"] = 4, "REFUNDED"
 
     def refund(self, request: RefundRequest) -> GatewayResult:
         order_id, amount, external_refund_id = (
@@ -175,9 +191,14 @@ class FakeGateway:
         self.refund_calls.append((order_id, amount, external_refund_id))
         if self.refund_mode == "refuse":
             return JsonReply(200, {"errorCode": "7", "errorMessage": "Refund is not possible"})
+        if self.refund_mode == "lost":
+            return ReadTimedOut("read timeout")
+        if self.refund_mode == "down":
+            return ConnectionFailed("connection refused")
         if external_refund_id not in self._seen:
             self._seen.add(external_refund_id)
             self.refunded[order_id] = self.refunded.get(order_id, 0) + amount
+            self.refund_ids.setdefault(order_id, []).append((external_refund_id, amount))
         if self.refund_mode == "timeout":
             return ReadTimedOut("read timeout")
         return JsonReply(200, OK)
@@ -186,7 +207,11 @@ class FakeGateway:
         self.reverse_calls.append(request.order_id)
         if self.reverse_mode == "refuse":
             return JsonReply(200, {"errorCode": "7", "errorMessage": "Reversal is not possible"})
+        if self.reverse_mode == "lost":
+            return ReadTimedOut("read timeout")
         self.reversed.add(request.order_id)
+        if self.reverse_mode == "timeout":
+            return ReadTimedOut("read timeout")
         return JsonReply(200, OK)
 
     def close(self) -> None:

@@ -172,7 +172,7 @@ def refund(
 @reason_option
 @json_option
 def reverse(attempt_id: int, reason: str, as_json: bool) -> None:
-    """Cancel a payment made today (UTC) through the gateway's reverse.do."""
+    """Cancel a payment made today (the gateway's banking day) through reverse.do."""
     body = _app().actions.refunds.reverse(attempt_id, actor=_actor(), reason=reason)
     _emit(body, as_json, render.refund_result)
     if body["state"] == "failed":

@@ -2,8 +2,9 @@
 
 Tables for people, ``--json`` for scripts. Every failure the user can cause ends in one
 ``error: ...`` line and a non-zero exit (2 for configuration). The commands live in one
-module per group (:mod:`.subscriptions`, :mod:`.invoices`, :mod:`.operator`,
-:mod:`.system`); this module only registers them. It never decides anything about money.
+module per group (:mod:`.subscriptions`, :mod:`.invoices`, :mod:`.refunds`,
+:mod:`.operator`, :mod:`.system`); this module only registers them. It never decides
+anything about money.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 
 import click
 
-from billing.entrypoints.cli import invoices, operator, subscriptions, system
+from billing.entrypoints.cli import invoices, operator, refunds, subscriptions, system
 from billing.entrypoints.cli.common import _fail
 from billing.errors import BillingError, ConfigurationError
 
@@ -31,6 +32,7 @@ for _command in (
     invoices.reverse,
     operator.resolve,
     operator.audit,
+    refunds.refunds,
     system.db,
     system.status,
     system.reconcile,

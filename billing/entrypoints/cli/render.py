@@ -149,7 +149,11 @@ def refund_result(r: dict[str, Any]) -> None:
     if r.get("message"):
         click.echo(f"  gateway: {r['message']}")
     if r["state"] == "unknown":
-        click.echo("  the outcome is NOT known: check the order at the gateway before retrying")
+        again = f" or send it again (billing refunds retry {r['id']})"
+        click.echo(
+            "  the outcome is NOT known: settle it by the order's status "
+            f"(billing refunds settle {r['id']})" + (again if r["kind"] == "refund" else "")
+        )
     if r.get("refundable_left") is not None:
         click.echo(f"  left to refund: {r['refundable_left']}")
 

@@ -8,7 +8,11 @@ Money rules kept here:
 * partial refunds never exceed the paid amount minus earlier refunds (those whose outcome is
   unknown count as taken until someone checks them);
 * a refund or reversal whose outcome is unknown (timeout) stays ``unknown`` and says so: it is
-  never reported as a success.
+  never reported as a success. It is settled by the order's status (``settle_unknown``), and
+  a refund may be sent again only under its own externalRefundId (``retry_unknown``, or a
+  repeat with the same Idempotency-Key): see :mod:`.refund_recovery`;
+* a reversal is possible only on the gateway's banking day of the payment (its timezone
+  is a setting), not the UTC date.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +39,7 @@ from billing.errors import (
 )
 from billing.gateway.classify import TAKEN_STATES, ActionOutcome, RefundState, classify_action
 from billing.gateway.port import Gateway, RefundRequest, ReverseRequest
+from billing.services.actions import refund_recovery
 from billing.services.audit import clean_actor, clean_reason, record_event
 from billing.services.idempotency import Stored, check_key, claim_key, request_hash
 from billing.services.ports import Clock, system_clock
@@ -50,13 +55,22 @@ from billing.storage.tables import (
 )
 
 
-@dataclass(frozen=True)
 class RefundActions:
     """Refunds and reversals of paid attempts, through the gateway port."""
 
-    db: Database
-    gateway: Gateway
-    clock: Clock = system_clock
+    def __init__(
+        self,
+        db: Database,
+        *,
+        gateway: Gateway,
+        clock: Clock = system_clock,
+        banking_timezone: str = "Europe/Moscow",
+    ) -> None:
+        self.db = db
+        self.gateway = gateway
+        self.clock = clock
+        #: reverse.do is possible only on the gateway's banking day of the payment.
+        self.banking_zone = ZoneInfo(banking_timezone)
 
     def refund(
         self,
@@ -87,6 +101,7 @@ class RefundActions:
         }
         digest = request_hash("refund", payload)
         now = self.clock()
+        resend: int | None = None
         for round_ in range(2):
             try:
                 with self.db.transaction() as session:
@@ -96,7 +111,11 @@ class RefundActions:
                     if key is not None:
                         earlier = claim_key(session, key, "refund", digest)
                         if earlier is not None:
-                            return _replay_refund(session, earlier)
+                            replay = refund_recovery.replay_refund(session, earlier)
+                            if isinstance(replay, Stored):
+                                return replay
+                            resend = replay  # unknown: sent again, same externalRefundId
+                            break
                     _check_not_reversed(session, attempt)
                     taken = _taken(session, attempt.id)
                     left = attempt.amount - taken
@@ -135,6 +154,18 @@ class RefundActions:
             except IntegrityError:
                 if round_ or key is None:
                     raise
+        if resend is not None:
+            body = refund_recovery.resend_refund(
+                self.db,
+                gateway,
+                self._settle_refund,
+                refund_id=resend,
+                actor=actor,
+                reason=f"{reason} (repeated with the same Idempotency-Key)",
+                now=now,
+                key=key,
+            )
+            return Stored(body, replayed=True)
         try:
             result = gateway.refund(RefundRequest(order_id, to_refund, external))
             outcome = classify_action(result)
@@ -143,18 +174,43 @@ class RefundActions:
         body = self._settle_refund(refund_id, outcome, actor, key)
         return Stored(body)
 
+    def settle_unknown(self, refund_id: int | None = None, *, actor: str) -> list[dict[str, Any]]:
+        """Settle refunds and reversals whose outcome is unknown by the order's status."""
+        return refund_recovery.settle_unknown(
+            self.db,
+            self.gateway,
+            self._settle_refund,
+            refund_id=refund_id,
+            actor=clean_actor(actor),
+        )
+
+    def retry_unknown(self, refund_id: int, *, actor: str, reason: str) -> dict[str, Any]:
+        """Send a refund whose outcome is unknown again, with the same externalRefundId."""
+        return refund_recovery.resend_refund(
+            self.db,
+            self.gateway,
+            self._settle_refund,
+            refund_id=refund_id,
+            actor=clean_actor(actor),
+            reason=clean_reason(reason),
+            now=self.clock(),
+        )
+
     def reverse(self, attempt_id: int, *, actor: str, reason: str) -> dict[str, Any]:
-        """Cancel a payment made today (UTC) through ``reverse.do``: the whole amount."""
+        """Cancel a payment made today (the gateway's banking day) through ``reverse.do``:
+        the whole amount."""
         actor, reason = clean_actor(actor), clean_reason(reason)
         gateway = self.gateway
         now = self.clock()
         with self.db.transaction() as session:
             attempt = _refundable_attempt(session, attempt_id, None)
-            paid_on = (attempt.finished_at or attempt.sent_at or attempt.created_at).astimezone(UTC)
-            if paid_on.date() < now.astimezone(UTC).date():
+            paid = attempt.finished_at or attempt.sent_at or attempt.created_at
+            paid_on = paid.astimezone(self.banking_zone).date()
+            if paid_on != now.astimezone(self.banking_zone).date():
                 raise ConflictError(
-                    f"attempt {attempt.id} was paid on {paid_on:%Y-%m-%d} (UTC): a reversal is "
-                    "only possible on the day of payment; refund it instead"
+                    f"attempt {attempt.id} was paid on {paid_on:%Y-%m-%d} ({self.banking_zone.key}"
+                    " banking day): a reversal is only possible on the day of payment; "
+                    "refund it instead"
                 )
             _check_not_reversed(session, attempt)
             taken = _taken(session, attempt.id)
@@ -182,11 +238,21 @@ class RefundActions:
         return self._settle_refund(refund_id, outcome, actor, None)
 
     def _settle_refund(
-        self, refund_id: int, outcome: ActionOutcome, actor: str, key: str | None
+        self,
+        refund_id: int,
+        outcome: ActionOutcome,
+        actor: str,
+        key: str | None,
+        from_state: str = RefundState.REQUESTED.value,
     ) -> dict[str, Any]:
         now = self.clock()
         with self.db.transaction() as session:
             refund = session.get_one(Refund, refund_id, with_for_update=True)
+            if refund.state != from_state:  # settled meanwhile (a concurrent settle or retry)
+                left = session.get_one(ChargeAttempt, refund.attempt_id).amount - _taken(
+                    session, refund.attempt_id
+                )
+                return refund_view(refund) | {"refundable_left": left}
             refund.state = outcome.state.value
             refund.error_code = outcome.error_code
             refund.error_message = outcome.message[:512]
@@ -210,7 +276,7 @@ class RefundActions:
                 subscription_id=refund.subscription_id,
                 invoice_id=refund.invoice_id,
                 attempt_id=refund.attempt_id,
-                from_state=RefundState.REQUESTED.value,
+                from_state=from_state,
                 to_state=outcome.state.value,
                 actor=actor,
             )
@@ -297,7 +363,7 @@ def _check_not_reversed(session: Session, attempt: ChargeAttempt) -> None:
         raise ConflictError(f"attempt {attempt.id} was already reversed (refund {reversal.id})")
     raise ConflictError(
         f"attempt {attempt.id} has a reversal whose outcome is {reversal.state} "
-        f"(refund {reversal.id}); check the order at the gateway first"
+        f"(refund {reversal.id}); settle it first: billing refunds settle {reversal.id}"
     )
 
 
@@ -351,24 +417,3 @@ def _new_refund(
         actor=actor,
     )
     return refund
-
-
-def _replay_refund(session: Session, earlier: IdempotencyKey) -> Stored:
-    if earlier.response is not None:
-        return Stored(json.loads(earlier.response), replayed=True)
-    # Under way (or its process died after the call): report the refund as it stands.
-    # Same key → same externalRefundId, so the row is found; it is never sent again here.
-    refund = session.scalars(
-        select(Refund).where(
-            Refund.external_refund_id.like(
-                "rf-%-" + hashlib.sha256(earlier.key.encode()).hexdigest()[:24]
-            )
-        )
-    ).first()
-    if refund is None:  # pragma: no cover - the key and the refund are committed together
-        raise ConflictError("a request with this Idempotency-Key is still being processed")
-    body = refund_view(refund) | {
-        "note": "this refund request is still under way or its outcome was not recorded; "
-        "it is not sent again"
-    }
-    return Stored(body, replayed=True)

@@ -1,10 +1,11 @@
 """Manual retries: one subscription's open invoice now, or many that failed the same way.
 
 A manual retry is an extra attempt under a fresh orderNumber; it is refused while a charge
-is in flight or an attempt of the invoice waits for an operator (it may have charged), while
-charging is paused, on paused or canceled subscriptions, and for a card declined as lost,
-stolen or fraud until a new binding is set. It never moves the automatic plan (next attempt,
-status, cancel deadline); a payment ends it. Every retry records its actor and reason.
+is in flight (or its last charge, ruled "not received", awaits its one re-check) or an
+attempt of the invoice waits for an operator (it may have charged), while charging is paused,
+on paused or canceled subscriptions, and for a card declined as lost, stolen or fraud until a
+new binding is set. It never moves the automatic plan (next attempt, status, cancel
+deadline); a payment ends it. Every retry records its actor and reason.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from billing.errors import (
 )
 from billing.services.audit import clean_actor, clean_failure, clean_reason, record_event
 from billing.services.failures import clean_failure_filter
+from billing.services.lease import recheck_pending
 from billing.services.lifecycle import (
     has_in_flight,
 )
@@ -91,6 +93,11 @@ class RetryActions:
             refused = retry_refusal(session, sub, invoice.id)
             if refused is not None:
                 raise ConflictError(refused)
+            if session.scalar(select(recheck_pending(invoice.id))):
+                raise ConflictError(
+                    f"invoice {invoice.id}: its last charge was ruled not received and is "
+                    "checked once more first (within a minute or two); retry after that"
+                )
             attempt = _new_manual_attempt(session, sub, invoice, now)
             record_event(
                 session,
@@ -151,6 +158,7 @@ class RetryActions:
                 Invoice.status == InvoiceStatus.OPEN,
                 or_(Invoice.last_category == value, Invoice.last_reason == value),
                 ~in_flight,
+                ~recheck_pending(Invoice.id),
             )
             .group_by(Subscription.id)
             .order_by(Subscription.id)

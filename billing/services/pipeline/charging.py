@@ -6,6 +6,12 @@ recurrentPayment.do only for an attempt still ``pending``, after moving it to
 ``sending`` in a committed transaction; an attempt found ``sending`` or ``unknown``
 (redelivered message, killed worker, read timeout) is never sent again: it is
 settled through getOrderStatusExtended.do by orderNumber.
+
+The send's lease starts on the lease clock (the database's, one clock for every host) in
+the claim transaction; the worker never starts the call once less than the longest
+possible call is left of the lease, and never waits for a rate-limit slot past that point.
+An attempt ruled "not received" is asked about once more after that longest call has
+certainly ended, before its invoice's next attempt is created.
 """
 
 from __future__ import annotations
@@ -29,6 +35,12 @@ from billing.domain.model import (
 from billing.gateway.classify import classify_payment, classify_status
 from billing.gateway.port import CHARGE_LANGUAGE, ChargeRequest, Gateway
 from billing.services.audit import record_event
+from billing.services.lease import (
+    NOT_RECEIVED,
+    LeaseClock,
+    LeaseTerms,
+    clock_lease,
+)
 from billing.services.pipeline.settlement import (
     DECLINED_ORDER,
     RECHECKABLE_STATES,
@@ -46,10 +58,11 @@ log = logging.getLogger("billing.charging")
 
 @dataclass(frozen=True)
 class _Claimed:
-    """An attempt moved to ``sending``: what to send, and when it was claimed."""
+    """An attempt moved to ``sending``: what to send, and when (on this host's clock, only
+    ever compared with this host's clock) it was claimed."""
 
     charge: ChargeRequest
-    sent_at: datetime
+    claimed_at: datetime
 
 
 class Charger:
@@ -64,6 +77,8 @@ class Charger:
         clock: Clock = system_clock,
         stale_sending_after: timedelta = timedelta(minutes=2),
         outage_threshold: int = 20,
+        longest_call: timedelta | None = None,
+        lease_clock: LeaseClock | None = None,
     ) -> None:
         self.db = db
         self.gateway = gateway
@@ -71,7 +86,20 @@ class Charger:
         self.clock = clock
         self.stale_sending_after = stale_sending_after
         self.outage_threshold = outage_threshold
-        self.settlement = Settlement(db, policy, clock=clock, outage_threshold=outage_threshold)
+        #: Lease times (claim, staleness) come from this clock: the database's in production.
+        self.lease_clock = lease_clock or clock_lease(clock)
+        self.lease = LeaseTerms(
+            stale_sending_after,
+            stale_sending_after / 2 if longest_call is None else longest_call,
+        )
+        self.settlement = Settlement(
+            db,
+            policy,
+            clock=clock,
+            outage_threshold=outage_threshold,
+            lease=self.lease,
+            lease_clock=self.lease_clock,
+        )
 
     def charge(self, attempt_id: int) -> str:
         """Send the attempt to the gateway once; returns a word saying what happened."""
@@ -95,12 +123,14 @@ class Charger:
             log.info("charge: attempt %s may have reached the gateway; reconciling", attempt_id)
             return self.reconcile(attempt_id)
 
-        if self.clock() - request.sent_at > self.stale_sending_after / 2:
-            # This worker stalled after claiming the attempt: the reconciliation may already
-            # have decided nothing was sent. Sending now could charge twice; let it decide.
-            log.warning("charge: attempt %s claimed too long ago; not sending", attempt_id)
+        left = self.lease.remaining(self.clock() - request.claimed_at)
+        if left <= timedelta(0):
+            # This worker stalled after claiming the attempt: a call started now could still
+            # be under way when the send is ruled stale (and "not received"), and a second
+            # order would follow. Sending now could charge twice; the reconciliation decides.
+            log.warning("charge: attempt %s: too little of its lease left; not sending", attempt_id)
             return "stalled"
-        result = self.gateway.charge(request.charge)
+        result = self.gateway.charge(replace(request.charge, send_within=left.total_seconds()))
         outcome = classify_payment(result)
         if outcome.category is Category.UNKNOWN or _may_have_been_processed(outcome):
             # The order may exist: its status, not the charge answer, decides.
@@ -142,7 +172,11 @@ class Charger:
             )
         attempt.binding_version = subscription.binding_version
         attempt.state = AttemptState.SENDING
-        attempt.sent_at = attempt.updated_at = self.clock()
+        # Elapsed time is measured on this host only, from just before the lease starts (on
+        # the one clock), so the worker never thinks more of the lease is left than there is.
+        claimed_at = self.clock()
+        attempt.sent_at = self.lease_clock(session)
+        attempt.updated_at = now
         charge = ChargeRequest(
             order_number=attempt.order_number,
             binding_id=subscription.binding_id,
@@ -152,7 +186,7 @@ class Charger:
             client_id=subscription.customer_id,
             language=CHARGE_LANGUAGE,
         )
-        return _Claimed(charge, sent_at=attempt.sent_at)
+        return _Claimed(charge, claimed_at=claimed_at)
 
     def reconcile(self, attempt_id: int) -> str:
         """Settle an attempt whose outcome is unknown by asking the gateway for its status.
@@ -165,25 +199,28 @@ class Charger:
             attempt = lock_attempt(session, attempt_id)
             if attempt is None:
                 return "missing"
+            lease_now = self.lease_clock(session)
             state = AttemptState(attempt.state)
             if state in RECHECKABLE_STATES and attempt.sent_at is not None:
                 order_number = attempt.order_number
-                recheck = True
+                recheck, stale = True, False
             elif state not in (AttemptState.SENDING, AttemptState.UNKNOWN):
                 return "already_final" if state in FINAL_STATES else "not_sent"
             else:
                 recheck = False
                 sent_at = attempt.sent_at or attempt.created_at
-                if state is AttemptState.SENDING and now - sent_at < self.stale_sending_after:
+                stale = self.lease.is_stale(sent_at, lease_now)
+                if state is AttemptState.SENDING and not stale:
                     return "in_flight"  # a worker may still be waiting for the gateway's answer
                 order_number = attempt.order_number
         outcome = classify_status(self.gateway.order_status(order_number=order_number))
         if recheck:
-            return self.settlement.recheck(attempt_id, outcome, now)
-        if outcome.order_not_found and now - sent_at >= self.stale_sending_after:
+            answered = outcome.order_not_found or _settles(outcome)
+            return self.settlement.recheck(attempt_id, outcome, now, answered=answered)
+        if outcome.order_not_found and stale:
             outcome = Outcome(
                 category=Category.TRANSIENT,
-                reason="not_received",
+                reason=NOT_RECEIVED,
                 message="the gateway has no order with this number: the charge did not happen",
                 error_code=outcome.error_code,
                 http_status=outcome.http_status,

@@ -50,12 +50,13 @@ def _row(attempt: ChargeAttempt) -> dict[str, Any]:
 
 
 def reconcile_now(charger: Charger, *, limit: int = 10_000) -> ReconcileReport:
-    """Settle unknown and stale in-flight attempts by order status (re-check those waiting
-    for an operator), then list the rest."""
-    now = charger.clock()
-    stale_before = now - charger.stale_sending_after
+    """Settle unknown and stale in-flight attempts by order status (staleness on the lease
+    clock; re-check those waiting for an operator and those ruled "not received" whose
+    re-check is due), then list the rest."""
     report = ReconcileReport()
     with charger.db.transaction() as session:
+        lease_now = charger.lease_clock(session)
+        stale_before = charger.lease.stale_before(lease_now)
         ids = list(
             session.scalars(
                 select(ChargeAttempt.id)
@@ -68,6 +69,9 @@ def reconcile_now(charger: Charger, *, limit: int = 10_000) -> ReconcileReport:
                         ),
                         (ChargeAttempt.state == AttemptState.SENDING)
                         & (ChargeAttempt.sent_at < stale_before),
+                        # ruled "not received": the one re-check, once the longest call ended
+                        ChargeAttempt.state.in_([AttemptState.FAILED, AttemptState.DECLINED])
+                        & (ChargeAttempt.next_check_at <= lease_now),
                     )
                 )
                 .order_by(ChargeAttempt.id)

@@ -8,6 +8,9 @@ A scheduler that fell behind opens what the catch-up policy says (by default onl
 recent missed period; the earlier ones are recorded as ``period_skipped`` events).
 Work that could not be enqueued (Redis down, lost message) is found again by a later pass
 because the database, not the queue, says what is outstanding.
+Stale sends are judged on the lease clock (the database's), never on this host's clock
+against another host's; an invoice whose last attempt was ruled "not received" gets no new
+attempt until that attempt has been asked about once more (``next_check_at``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from billing.gateway.classify import classify_status
 from billing.gateway.port import Gateway
 from billing.services.audit import record_event
 from billing.services.collection import subscriptions_in_dunning
+from billing.services.lease import RECHECKED_STATES, LeaseClock, clock_lease, recheck_pending
 from billing.services.lifecycle import cancel_subscription
 from billing.services.period_invoices import invoice_row, opened_events, skipped_events
 from billing.services.ports import Clock, Dispatcher, system_clock
@@ -85,6 +89,7 @@ class Scheduler:
         batch_size: int = 500,
         requeue_after: timedelta = timedelta(minutes=5),
         stale_sending_after: timedelta = timedelta(minutes=2),
+        lease_clock: LeaseClock | None = None,
     ) -> None:
         self.db = db
         self.dispatcher = dispatcher
@@ -94,6 +99,7 @@ class Scheduler:
         self.batch_size = batch_size
         self.requeue_after = requeue_after
         self.stale_sending_after = stale_sending_after
+        self.lease_clock = lease_clock or clock_lease(clock)
 
     def run_pass(self) -> PassReport:
         now = self.clock()
@@ -246,6 +252,7 @@ class Scheduler:
                         Invoice.next_attempt_at <= now,
                         Subscription.status.in_([s.value for s in CHARGEABLE_STATUSES]),
                         ~_manual_in_flight(),  # the plan waits for it, unchanged
+                        ~recheck_pending(Invoice.id),
                     )
                     .order_by(Invoice.next_attempt_at)
                     .limit(self.batch_size)
@@ -375,9 +382,11 @@ class Scheduler:
     # -- reconciliation ---------------------------------------------------------------------
 
     def dispatch_reconciles(self, now: datetime, report: PassReport) -> int:
-        """Enqueue status checks for unknown outcomes and for sends that never finished."""
+        """Enqueue status checks for unknown outcomes, for sends that never finished, and the
+        one re-check of attempts ruled "not received" (both judged on the lease clock)."""
         lease = now + self.stale_sending_after
         with self.db.transaction() as session:
+            lease_now = self.lease_clock(session)
             query = (
                 select(ChargeAttempt)
                 .where(
@@ -388,13 +397,17 @@ class Scheduler:
                         ),
                         and_(
                             ChargeAttempt.state == AttemptState.SENDING,
-                            ChargeAttempt.sent_at < now - self.stale_sending_after,
+                            ChargeAttempt.sent_at < lease_now - self.stale_sending_after,
                             or_(
                                 ChargeAttempt.next_check_at.is_(None),
                                 ChargeAttempt.next_check_at <= now,
                             ),
                         ),
                         self._operator_recheck_due(now),
+                        and_(
+                            ChargeAttempt.state.in_(RECHECKED_STATES),
+                            ChargeAttempt.next_check_at <= lease_now,
+                        ),
                     )
                 )
                 .limit(self.batch_size)
@@ -403,8 +416,12 @@ class Scheduler:
             ids = [a.id for a in attempts]
             slow = now + self.policy.unknown.operator_recheck_every
             for attempt in attempts:
-                waiting = attempt.state == AttemptState.NEEDS_OPERATOR
-                attempt.next_check_at = slow if waiting else lease
+                if attempt.state == AttemptState.NEEDS_OPERATOR:
+                    attempt.next_check_at = slow
+                elif attempt.state in RECHECKED_STATES:
+                    attempt.next_check_at = lease_now + self.stale_sending_after
+                else:
+                    attempt.next_check_at = lease
         if ids:
             try:
                 self.dispatcher.reconcile(ids)

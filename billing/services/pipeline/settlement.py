@@ -35,7 +35,9 @@ from billing.gateway.results import RATE_LIMITED
 from billing.services.attempt_limits import apply_card_budget, reached_bank
 from billing.services.audit import record_event
 from billing.services.collection import release_next
+from billing.services.lease import LeaseClock, LeaseTerms, clock_lease
 from billing.services.lifecycle import cancel_subscription, change_status, recover
+from billing.services.pipeline.not_received import end_recheck, plan_recheck
 from billing.services.ports import Clock, system_clock
 from billing.storage.circuit_row import load_circuit, save_circuit
 from billing.storage.database import Database
@@ -78,14 +80,25 @@ class Settlement:
         *,
         clock: Clock = system_clock,
         outage_threshold: int = 20,
+        lease: LeaseTerms | None = None,
+        lease_clock: LeaseClock | None = None,
     ) -> None:
         self.db = db
         self.policy = policy
         self.clock = clock
         self.outage_threshold = outage_threshold
+        self.lease = lease
+        self.lease_clock = lease_clock or clock_lease(clock)
 
-    def recheck(self, attempt_id: int, outcome: Outcome, now: datetime) -> str:
+    def recheck(
+        self, attempt_id: int, outcome: Outcome, now: datetime, *, answered: bool = False
+    ) -> str:
+        """Record money found taken by an attempt settled as not paid. ``answered``: the
+        gateway gave a definite answer (no such order, or a final state), which ends a
+        pending "not received" re-check."""
         if not outcome.is_paid:
+            if answered:
+                self._end_recheck(attempt_id, now)
             return "unchanged"
         with self.db.transaction() as session:
             attempt = lock_attempt(session, attempt_id)
@@ -102,6 +115,7 @@ class Settlement:
             attempt.message = f"recorded as {previous}, but the order status says DEPOSITED"
             attempt.gateway_order_id = outcome.order_id or attempt.gateway_order_id
             attempt.updated_at = now
+            attempt.next_check_at = None
             record_event(
                 session,
                 now,
@@ -139,6 +153,7 @@ class Settlement:
                 if status_check:
                     attempt.status_checks += 1
                 decision = self._settle(session, attempt, outcome, now)
+                plan_recheck(session, attempt, outcome, self.lease, self.lease_clock)
         if late_payment:
             # Settled as "no money taken" meanwhile (a stalled send looked lost), yet the
             # gateway took the money: record it (and flag a second charge), never drop it.
@@ -157,6 +172,12 @@ class Settlement:
             decision.action.value,
         )
         return outcome.category.value
+
+    def _end_recheck(self, attempt_id: int, now: datetime) -> None:
+        with self.db.transaction() as session:
+            attempt = lock_attempt(session, attempt_id)
+            if attempt is not None:
+                end_recheck(session, attempt, self.lease, self.lease_clock, now)
 
     def settle_resolved(
         self, session: Session, attempt: ChargeAttempt, outcome: Outcome, now: datetime

@@ -23,6 +23,7 @@ COMMANDS = {
     "reconcile",
     "refund",
     "resolve",
+    "refunds",
     "retry",
     "reverse",
     "sandbox",
@@ -51,6 +52,7 @@ def test_every_command_is_registered() -> None:
         "void",
         "write-off",
     }
+    assert set(cli.commands["refunds"].commands) == {"settle", "retry"}  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("module", ["billing", "billing.entrypoints.cli.main"])
@@ -76,3 +78,16 @@ def test_a_usage_mistake_is_one_clear_error() -> None:
     result = CliRunner().invoke(cli, ["retry", "1", "--all", "--reason", "x"])
     assert result.exit_code == 2
     assert "give a SUBSCRIPTION_ID or --all (not both)" in result.output
+
+
+def test_refunds_settle_and_retry_answer_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BILLING_DATABASE_URL", f"sqlite:///{tmp_path / 'billing.db'}")
+    assert CliRunner().invoke(cli, ["db", "upgrade"]).exit_code == 0
+    settled = CliRunner().invoke(cli, ["refunds", "settle"])
+    assert settled.exit_code == 0, settled.output
+    assert settled.output == "no refund or reversal has an unknown outcome\n"
+    missing = CliRunner().invoke(cli, ["refunds", "retry", "7", "--reason", "timed out"])
+    assert missing.exit_code == 1  # main() turns it into one "error: ..." line
+    assert str(missing.exception) == "refund 7 does not exist"

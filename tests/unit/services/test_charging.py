@@ -126,8 +126,12 @@ def test_a_send_that_never_reached_the_gateway_gets_a_new_order_number(world: Wo
     world.tick(31)  # reconcile: the gateway has no such order → no charge happened
     first = world.attempts(sub_id)[0]
     assert first.state == "failed" and first.reason == "not_received"
-    world.tick(5)  # transient backoff, then a fresh attempt with a new orderNumber
+    world.tick(5)  # the backoff is over, but the not-received re-check is not yet due
+    assert len(world.attempts(sub_id)) == 1
+    world.tick(5)  # the longest call (8 s) has certainly ended: asked once more, still none
+    world.tick()  # then a fresh attempt with a new orderNumber
     attempts = world.attempts(sub_id)
+    assert world.gateway.status_calls.count(first.order_number) == 2
     assert attempts[-1].state == "paid"
     assert attempts[-1].order_number != first.order_number
     assert len(world.gateway.deposited()) == 1
@@ -284,6 +288,13 @@ def _fail_first_attempt_as_never_received(world: World, sub_id: int) -> ChargeAt
     return first
 
 
+def _recheck_then_retry(world: World) -> None:
+    """The not-received re-check falls due (longest call 8 s) and is answered, then the
+    invoice's next attempt is created and sent."""
+    world.tick(10)
+    world.tick()
+
+
 def test_a_charge_found_late_is_recorded_as_paid_on_recheck(world: World) -> None:
     sub_id = world.subscribe("approve-1")
     first = _fail_first_attempt_as_never_received(world, sub_id)
@@ -305,7 +316,7 @@ def test_a_charge_found_late_is_recorded_as_paid_on_recheck(world: World) -> Non
 def test_a_second_deposited_attempt_is_flagged_for_refund_never_hidden(world: World) -> None:
     sub_id = world.subscribe("approve-1")
     first = _fail_first_attempt_as_never_received(world, sub_id)
-    world.tick(5)  # a new attempt with a new orderNumber pays the invoice
+    _recheck_then_retry(world)  # a new attempt with a new orderNumber pays the invoice
     assert world.invoices(sub_id)[0].status == "paid"
     world.gateway.orders[first.order_number] = {
         "orderStatus": 2,
@@ -346,7 +357,7 @@ def test_the_reconcile_pass_settles_unknown_outcomes_and_lists_refunds(world: Wo
 
     sub_id = world.subscribe("approve-1")
     first = _fail_first_attempt_as_never_received(world, sub_id)
-    world.tick(5)
+    _recheck_then_retry(world)
     world.gateway.orders[first.order_number] = {
         "orderStatus": 2,
         "orderId": "late-3",
@@ -443,7 +454,9 @@ def test_a_worker_that_stalls_before_sending_does_not_send(world: World) -> None
     [attempt_id] = world.dispatcher.charges
     world.dispatcher.charges.clear()
     real_clock = world.charger.clock
-    calls = iter([0, 0, 20])  # claimed, then 20 s pass before the call would go out
+    # Claimed, then 23 s pass before the call would go out: more than the 22 s send window
+    # (30 s lease minus the 8 s longest call).
+    calls = iter([0, 0, 23])
 
     def slow_clock():  # type: ignore[no-untyped-def]
         world.clock.advance(seconds=next(calls, 0))
@@ -453,8 +466,9 @@ def test_a_worker_that_stalls_before_sending_does_not_send(world: World) -> None
     assert world.charger.charge(attempt_id) == "stalled"
     world.charger.clock = real_clock
     assert world.gateway.payment_calls == []
-    world.tick(31)
-    world.tick(5)
+    world.tick(31)  # ruled "not received"
+    world.tick(10)  # re-checked once the longest call has certainly ended
+    world.tick()  # then a new attempt
     assert world.invoices(sub_id)[0].status == "paid"
     assert len(world.gateway.deposited()) == 1
 
