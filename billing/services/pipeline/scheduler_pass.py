@@ -42,6 +42,7 @@ from billing.gateway.classify import classify_status
 from billing.gateway.port import Gateway
 from billing.services.audit import record_event
 from billing.services.lifecycle import cancel_subscription
+from billing.services.outbox import stage_invoices_created
 from billing.services.period_invoices import invoice_row, opened_events, skipped_events
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.storage.bulk import bulk_insert, bulk_update
@@ -151,6 +152,7 @@ class Scheduler:
                     conflict_columns=(),  # (subscription, period) or (subscription, local period)
                 )
                 bulk_insert(session, Event, skipped + opened_events(inserted, now))
+                stage_invoices_created(session, inserted, now)
                 opened += len(inserted)
 
     def _plan(
