@@ -28,6 +28,7 @@ COMMANDS = {
     "status",
     "subscriptions",
     "worker",
+    "events",
 }
 
 
