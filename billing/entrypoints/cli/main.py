@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from billing.entrypoints.cli import events, invoices, subscriptions, system
+from billing.entrypoints.cli import events, invoices, subscriptions, system, webhooks
 from billing.entrypoints.cli.common import _fail
 from billing.errors import BillingError, ConfigurationError
 
@@ -39,6 +39,7 @@ for _command in (
     system.admin,
     system.demo,
     events.events,
+    webhooks.webhooks,
 ):
     cli.add_command(_command)
 

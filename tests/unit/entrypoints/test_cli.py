@@ -29,6 +29,7 @@ COMMANDS = {
     "subscriptions",
     "worker",
     "events",
+    "webhooks",
 }
 
 
