@@ -216,7 +216,7 @@ def _webhook_delivery(
         broker,
         lambda: delivering,  # type: ignore[arg-type,return-value]
         queue_name=settings.queue_name,
-        max_busy_threads=max(1, settings.worker_threads // 4),
+        max_busy_threads=max(1, min(2, settings.worker_threads - 1), settings.worker_threads // 4),
     )
     delivering = WebhookDelivering(
         db,
