@@ -42,6 +42,7 @@ from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.services.pipeline.webhook_delivery import SettingsEndpoint, WebhookDelivering
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.services.read.queries import Reads
+from billing.services.test_clock import TestClockActions
 from billing.services.webhook_endpoints import WebhookEndpoints
 from billing.services.webhook_ports import WebhookQueue, WebhookSender
 from billing.settings import Settings
@@ -66,9 +67,11 @@ class App:
     #: Webhook endpoints (operators) and their delivery (the scheduler pass and the worker).
     webhooks: WebhookEndpoints
     webhook_delivery: WebhookDelivering
+    #: ``billing clock``: refuses unless test mode is on.
+    test_clock: TestClockActions
 
     def close(self) -> None:
-        for part in (self.gateway, self.webhook_delivery.sender):
+        for part in (self.gateway, self.webhook_delivery.sender, self.clock):
             close = getattr(part, "close", None)
             if callable(close):
                 close()
@@ -195,6 +198,7 @@ def build_app(
             livemode=not settings.test_mode,
         ),
         webhook_delivery=delivering,
+        test_clock=TestClockActions(db, clock, enabled=settings.test_mode),
     )
 
 

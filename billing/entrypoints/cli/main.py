@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from billing.entrypoints.cli import events, invoices, subscriptions, system, webhooks
+from billing.entrypoints.cli import clock, events, invoices, subscriptions, system, webhooks
 from billing.entrypoints.cli.common import _fail
 from billing.errors import BillingError, ConfigurationError
 
@@ -40,6 +40,7 @@ for _command in (
     system.demo,
     events.events,
     webhooks.webhooks,
+    clock.clock,
 ):
     cli.add_command(_command)
 

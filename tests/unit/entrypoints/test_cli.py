@@ -30,6 +30,7 @@ COMMANDS = {
     "worker",
     "events",
     "webhooks",
+    "clock",
 }
 
 
