@@ -15,6 +15,7 @@ import dramatiq
 import pydantic
 
 from billing.domain.dunning_policy import DEFAULT_POLICY, DunningPolicy, load_policy
+from billing.domain.durations import parse_duration
 from billing.errors import ConfigurationError
 from billing.gateway.client import GatewayClient, GatewayConfig
 from billing.gateway.port import Gateway
@@ -39,6 +40,7 @@ from billing.services.actions import (
 )
 from billing.services.pipeline.charging import Charger
 from billing.services.pipeline.scheduler_pass import Scheduler
+from billing.services.pipeline.upcoming import UpcomingNotices
 from billing.services.pipeline.webhook_delivery import SettingsEndpoint, WebhookDelivering
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.services.read.queries import Reads
@@ -69,6 +71,8 @@ class App:
     webhook_delivery: WebhookDelivering
     #: ``billing clock``: refuses unless test mode is on.
     test_clock: TestClockActions
+    #: ``invoice.upcoming`` notices (a pass of the scheduler process).
+    upcoming: UpcomingNotices
 
     def close(self) -> None:
         for part in (self.gateway, self.webhook_delivery.sender, self.clock):
@@ -161,6 +165,11 @@ def build_app(
     if dispatcher is None:
         dispatcher = DramatiqDispatcher(actors)
     delivering = _webhook_delivery(settings, db, broker, clock, webhook_sender, webhook_queue)
+    lead = (
+        parse_duration(settings.invoice_upcoming_before)
+        if settings.invoice_upcoming_before
+        else None
+    )
     scheduler = Scheduler(
         db,
         dispatcher,
@@ -198,7 +207,8 @@ def build_app(
             livemode=not settings.test_mode,
         ),
         webhook_delivery=delivering,
-        test_clock=TestClockActions(db, clock, enabled=settings.test_mode),
+        test_clock=TestClockActions(db, clock, enabled=settings.test_mode, upcoming_lead=lead),
+        upcoming=UpcomingNotices(db, lead, clock=clock, batch_size=settings.scheduler_batch_size),
     )
 
 

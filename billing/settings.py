@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     #: Test mode: one clock stored in the database (``billing clock``) that every process
     #: reads; events carry ``livemode: false``. Never in production.
     test_mode: bool = False
+    #: ``invoice.upcoming`` is sent this long before each scheduled charge (``3d``, ``12h``);
+    #: empty = never.
+    invoice_upcoming_before: str | None = "3d"
 
     @field_validator("log_level")
     @classmethod
@@ -172,6 +175,23 @@ class Settings(BaseSettings):
             from billing.domain.webhooks import secret_key
 
             secret_key(value.get_secret_value())  # its ValueError names no secret
+        return value
+
+    @field_validator("invoice_upcoming_before", mode="before")
+    @classmethod
+    def _upcoming_off(cls, value: object) -> object:
+        return None if value in ("", "0", "off", "none") else value
+
+    @field_validator("invoice_upcoming_before")
+    @classmethod
+    def _upcoming_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            from billing.domain.durations import parse_duration
+
+            try:
+                parse_duration(value)
+            except ConfigurationError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")

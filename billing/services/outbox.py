@@ -50,6 +50,8 @@ class Staged:
     from_state: str | None = None
     to_state: str | None = None
     actor: str = "system"
+    #: ``invoice.upcoming``: when the charge is due.
+    due_at: datetime | None = None
 
 
 def stage(
@@ -210,7 +212,9 @@ def render(session: Session, item: Staged) -> dict[str, Any]:
     """The ``data`` of one event: its object as the API shows it, and why it changed."""
     subject = subject_of(item.type)
     data: dict[str, Any]
-    if subject is Subject.SUBSCRIPTION and item.subscription_id is not None:
+    if item.type == "invoice.upcoming" and item.subscription_id is not None:
+        data = _upcoming(session.get_one(Subscription, item.subscription_id), item)
+    elif subject is Subject.SUBSCRIPTION and item.subscription_id is not None:
         sub = session.get_one(Subscription, item.subscription_id)
         data = {"object": "subscription"} | subscription_summary(sub)
         data["previous_status"] = item.from_state
@@ -234,6 +238,19 @@ def render(session: Session, item: Staged) -> dict[str, Any]:
     data["reason"] = item.reason
     data["actor"] = item.actor
     return data
+
+
+def _upcoming(sub: Subscription, item: Staged) -> dict[str, Any]:
+    return {
+        "object": "invoice",
+        "status": "upcoming",
+        "subscription_id": sub.id,
+        "period_start": iso(item.due_at),
+        "amount": sub.amount,
+        "currency": sub.currency,
+        "binding": subscription_summary(sub)["binding"],
+        "subscription": subscription_summary(sub),
+    }
 
 
 def _failure(attempt: ChargeAttempt, invoice: Invoice) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 Decides: whether the clock may move (test mode only, and only forward: billing already
 recorded at a time must not end up in the future), and the steps of an advance: the clock
 stops at every moment something falls due (a period, a retry, a status check, a grace
-period's end) up to the target, and the caller's pass runs at each stop, so a year of
-billing and dunning happens in order within minutes. Must never be usable when test mode
-is off (one clear error, nothing changed) or move the wall clock of anything else.
+period's end, an upcoming-invoice notice) up to the target, and the caller's pass runs at
+each stop, so a year of billing and dunning happens in order within minutes. Must never
+be usable when test mode is off (one clear error, nothing changed) or move the wall clock
+of anything else.
 """
 
 from __future__ import annotations
@@ -36,10 +37,18 @@ class SettableClock(Protocol):
 class TestClockActions:
     __test__ = False  # not a pytest test class
 
-    def __init__(self, db: Database, clock: Callable[[], datetime], *, enabled: bool) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime],
+        *,
+        enabled: bool,
+        upcoming_lead: timedelta | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.enabled = enabled
+        self.upcoming_lead = upcoming_lead
 
     def _settable(self) -> SettableClock:
         if not self.enabled:
@@ -126,6 +135,15 @@ class TestClockActions:
                     )
                 ),
             ]
+        if self.upcoming_lead is not None:  # invoice.upcoming is due before each charge
+            with self.db.transaction() as session:
+                charge = session.scalar(
+                    select(func.min(Subscription.next_charge_at)).where(
+                        Subscription.status.in_(billable),
+                        Subscription.next_charge_at > after + self.upcoming_lead,
+                    )
+                )
+            candidates.append(None if charge is None else charge - self.upcoming_lead)
         found = [c for c in candidates if c is not None and c < until]
         return min(found) if found else None
 

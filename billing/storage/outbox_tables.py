@@ -47,6 +47,16 @@ class EventSequence(Base):
     last: Mapped[int] = mapped_column(Integer)
 
 
+class UpcomingNotice(Base):
+    """``invoice.upcoming`` was sent for this subscription's charge due at ``due_at``."""
+
+    __tablename__ = "upcoming_notices"
+
+    subscription_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class WebhookEndpoint(Base):
     __tablename__ = "webhook_endpoints"
 

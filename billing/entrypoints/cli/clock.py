@@ -61,6 +61,7 @@ def advance(by: str, as_json: bool) -> None:
 
 def _stepper(app: App) -> Any:
     def step() -> None:
+        app.upcoming.run_pass()
         app.scheduler.run_pass()
         app.webhook_delivery.run_pass()
         deadline = time.monotonic() + SETTLE_TIMEOUT

@@ -170,3 +170,31 @@ def test_on_postgresql_sequences_continue_per_subscription(pg_url: str) -> None:
             assert [e["sequence"] for e in mine] == [1, 2, 3]
     finally:
         world.db.dispose()
+
+
+@pytest.mark.parametrize(("lead", "expected"), [("3d", 1), ("", 0), ("12h", 0)])
+def test_invoice_upcoming_is_sent_once_per_charge_and_only_when_configured(
+    tmp_path: Path, lead: str, expected: int
+) -> None:
+    world = ServiceWorld.build(
+        f"sqlite:///{tmp_path / 'billing.db'}",
+        policy=load_policy(FAST_POLICY),
+        invoice_upcoming_before=lead,
+    )
+    try:
+        new = NewSubscription("cust-1", "approve-1", 49900, "0 3 1 * *", timezone="UTC")
+        world.clock.now = world.clock.now.replace(day=29)  # next charge: in 3 days 3 hours
+        world.app.actions.subscriptions.create(new, actor="crm", reason="signup")
+        world.clock.advance(hours=4)  # 2 days 23 hours before the charge
+        world.app.upcoming.run_pass()
+        world.app.upcoming.run_pass()
+        upcoming = events(world, types="invoice.upcoming")
+        assert len(upcoming) == expected
+        if upcoming:
+            assert upcoming[0]["data"]["period_start"] == "2027-01-01T03:00:00+00:00"
+            assert (upcoming[0]["data"]["amount"], upcoming[0]["data"]["currency"]) == (
+                49900,
+                "643",
+            )
+    finally:
+        world.db.dispose()

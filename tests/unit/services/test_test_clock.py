@@ -5,7 +5,7 @@ A year of monthly billing (and a bout of dunning) happens in order, driven only 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ class Run:
 
     def step(self) -> None:
         """What the scheduler and the workers do at each stop."""
+        self.app.upcoming.run_pass()
         self.app.scheduler.run_pass()
         while self.dispatcher.charges or self.dispatcher.reconciles:
             charges, self.dispatcher.charges = self.dispatcher.charges, []
@@ -73,15 +74,24 @@ def test_a_year_of_monthly_billing_driven_only_by_the_clock(run: Run) -> None:
         clock.advance("30d", step=run.step)  # to 2027-12-27: twelve periods
     events = run.events(sub_id)
     assert [e["type"] for e in events] == ["subscription.created"] + [
+        "invoice.upcoming",
         "invoice.created",
         "invoice.paid",
     ] * 12
-    assert [e["sequence"] for e in events] == list(range(1, 26))
+    assert [e["sequence"] for e in events] == list(range(1, 38))
     assert all(e["livemode"] is False for e in events)
-    periods = [e["data"]["period_start"] for e in events if e["type"] == "invoice.paid"]
-    assert periods == [datetime(2027, m, 1, 3, tzinfo=UTC).isoformat() for m in range(1, 13)]
-    paid_at = [e["created_at"] for e in events if e["type"] == "invoice.paid"]
-    assert paid_at == periods  # charged at the due moment: the clock stopped there
+    periods = [datetime(2027, m, 1, 3, tzinfo=UTC) for m in range(1, 13)]
+    paid = [e for e in events if e["type"] == "invoice.paid"]
+    assert [e["data"]["period_start"] for e in paid] == [p.isoformat() for p in periods]
+    # Charged at the due moment, announced three days before: the clock stopped there.
+    assert [e["created_at"] for e in paid] == [p.isoformat() for p in periods]
+    upcoming = [e for e in events if e["type"] == "invoice.upcoming"]
+    # The first charge was 3 hours after signing up: announced at once.
+    assert [e["created_at"] for e in upcoming] == [START] + [
+        (p - timedelta(days=3)).isoformat() for p in periods[1:]
+    ]
+    assert [e["data"]["period_start"] for e in upcoming] == [p.isoformat() for p in periods]
+    assert upcoming[0]["data"]["amount"] == 49900
 
 
 def test_dunning_happens_at_its_retry_times_while_the_clock_moves(run: Run) -> None:
@@ -91,8 +101,9 @@ def test_dunning_happens_at_its_retry_times_while_the_clock_moves(run: Run) -> N
     sub_id = int(run.app.actions.subscriptions.create(new, actor="crm", reason="x").body["id"])
     clock.advance("30d", step=run.step)
     types = [e["type"] for e in run.events(sub_id)]
-    assert types[:4] == [
+    assert types[:5] == [
         "subscription.created",
+        "invoice.upcoming",
         "invoice.created",
         "invoice.payment_failed",
         "subscription.past_due",

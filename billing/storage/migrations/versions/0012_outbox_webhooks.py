@@ -1,5 +1,5 @@
-"""public events: the transactional outbox, webhook endpoints, deliveries and tries, and
-the test clock
+"""public events: the transactional outbox, upcoming-invoice notices, webhook endpoints,
+deliveries and tries, and the test clock
 
 Revision ID: 0012
 Revises: 0006
@@ -41,6 +41,13 @@ def upgrade() -> None:
         sa.Column("subscription_id", sa.BigInteger(), nullable=False),
         sa.Column("last", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("subscription_id", name=op.f("pk_event_sequences")),
+    )
+    op.create_table(
+        "upcoming_notices",
+        sa.Column("subscription_id", sa.BigInteger(), nullable=False),
+        sa.Column("due_at", _AT, nullable=False),
+        sa.Column("sent_at", _AT, nullable=False),
+        sa.PrimaryKeyConstraint("subscription_id", "due_at", name=op.f("pk_upcoming_notices")),
     )
     op.create_table(
         "webhook_endpoints",
@@ -119,6 +126,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_webhook_deliveries_endpoint_id"), table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
     op.drop_table("webhook_endpoints")
+    op.drop_table("upcoming_notices")
     op.drop_table("event_sequences")
     op.drop_index("ix_outbox_events_undispatched", table_name="outbox_events")
     op.drop_index(op.f("ix_outbox_events_type"), table_name="outbox_events")
