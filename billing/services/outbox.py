@@ -125,6 +125,10 @@ def _drop_staged(session: Session) -> None:
 def write_events(session: Session, staged: Sequence[Staged]) -> None:
     """Insert the ``outbox_events`` rows of ``staged`` (in order) on this session."""
     postgres = session.get_bind().dialect.name == "postgresql"
+    # The transaction's own row changes first: once the advisory lock is held, nothing may
+    # wait for a row lock another committing transaction holds (that one may be waiting for
+    # this lock: a deadlock).
+    session.flush()
     if postgres:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
     _prefetch(session, staged)

@@ -172,12 +172,20 @@ def test_on_postgresql_sequences_continue_per_subscription(pg_url: str) -> None:
         world.db.dispose()
 
 
-@pytest.mark.parametrize(("lead", "expected"), [("3d", 1), ("", 0), ("12h", 0)])
+@pytest.mark.parametrize(
+    ("lead", "expected", "backend"),
+    [("3d", 1, "sqlite"), ("", 0, "sqlite"), ("12h", 0, "sqlite"), ("3d", 1, "postgresql")],
+)
 def test_invoice_upcoming_is_sent_once_per_charge_and_only_when_configured(
-    tmp_path: Path, lead: str, expected: int
+    tmp_path: Path, request: pytest.FixtureRequest, lead: str, expected: int, backend: str
 ) -> None:
+    url = (
+        request.getfixturevalue("pg_url")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path / 'billing.db'}"
+    )
     world = ServiceWorld.build(
-        f"sqlite:///{tmp_path / 'billing.db'}",
+        url,
         policy=load_policy(FAST_POLICY),
         invoice_upcoming_before=lead,
     )

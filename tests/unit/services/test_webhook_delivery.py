@@ -20,6 +20,8 @@ from billing.domain.dunning_policy import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.domain.webhooks import RETRY_DELAYS, SendResult
 from billing.errors import ValidationError
+from billing.services.audit import record_event
+from billing.storage.tables import Subscription
 from tests.support.world import ServiceWorld
 
 FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
@@ -199,3 +201,32 @@ def test_test_sends_a_signed_ping_and_says_what_came_back(hooks: Hooks) -> None:
     assert (result["ok"], result["status"]) == (False, 503)
     _, body, headers = hooks.receiver.got[0]
     assert Webhook(endpoint["secret"]).verify(body, headers)["type"] == "webhook.test"
+
+
+def test_a_rolled_back_change_sends_nothing(hooks: Hooks) -> None:
+    hooks.world.app.webhooks.add("https://saas.example/hooks")
+    sub_id = hooks.subscribe("approve-1")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        hooks.world.app.actions.pausing.pause(sub_id, actor="ops", reason="x")
+        with hooks.world.db.transaction() as session:
+            sub = session.get_one(Subscription, sub_id)
+            record_event(
+                session,
+                hooks.world.clock(),
+                "subscription_status",
+                "canceled by a bug",
+                subscription_id=sub_id,
+                from_state=sub.status,
+                to_state="canceled",
+            )
+            sub.status = "canceled"
+            raise Boom
+    hooks.run()
+    assert [e["type"] for e in hooks.receiver.events()] == [
+        "subscription.created",
+        "subscription.paused",
+    ]
