@@ -19,8 +19,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from billing.domain.dunning_policy import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.domain.webhooks import RETRY_DELAYS, SendResult
-from billing.errors import ValidationError
+from billing.errors import ConfigurationError, ValidationError
 from billing.services.audit import record_event
+from billing.settings import load_settings
 from billing.storage.tables import Subscription
 from tests.support.world import ServiceWorld
 
@@ -230,3 +231,48 @@ def test_a_rolled_back_change_sends_nothing(hooks: Hooks) -> None:
         "subscription.created",
         "subscription.paused",
     ]
+
+
+SETTINGS_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def test_an_endpoint_from_the_settings_gets_every_event(tmp_path: Path) -> None:
+    receiver, queue = Receiver(), Queue()
+    world = ServiceWorld.build(
+        f"sqlite:///{tmp_path / 'billing.db'}",
+        policy=load_policy(FAST_POLICY),
+        webhook_url="https://saas.example/from-settings",
+        webhook_secret=SETTINGS_SECRET,
+    )
+    try:
+        world.app.webhook_delivery.sender = receiver
+        world.app.webhook_delivery.queue = queue
+        hooks = Hooks(world, receiver, queue)
+        hooks.subscribe("approve-1")
+        hooks.run()
+        hooks.run()  # the endpoint is made once
+        [endpoint] = world.app.webhooks.list_endpoints()
+        assert endpoint["url"] == "https://saas.example/from-settings"
+        [(url, body, headers)] = receiver.got
+        assert url == endpoint["url"]
+        assert Webhook(SETTINGS_SECRET).verify(body, headers)["type"] == "subscription.created"
+    finally:
+        world.db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"webhook_url": "https://a.example/"}, "set together"),
+        ({"webhook_url": "https://a.example/", "webhook_secret": "plain"}, "starts with 'whsec_'"),
+        ({"webhook_url": "https://a.example/", "webhook_secret": "whsec_AAAA"}, "24 random"),
+    ],
+)
+def test_webhook_settings_are_checked_without_echoing_the_secret(
+    settings: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in settings.items():
+        monkeypatch.setenv(f"BILLING_{name.upper()}", value)
+    with pytest.raises(ConfigurationError, match=message) as error:
+        load_settings()
+    assert "plain" not in str(error.value) and "AAAA" not in str(error.value)
