@@ -15,12 +15,21 @@ import dramatiq
 import pydantic
 
 from billing.domain.dunning_policy import DEFAULT_POLICY, DunningPolicy, load_policy
+from billing.domain.durations import parse_duration
 from billing.errors import ConfigurationError
 from billing.gateway.client import GatewayClient, GatewayConfig
 from billing.gateway.port import Gateway
 from billing.gateway.rate_limit import RateLimitedGateway, build_limiter
 from billing.gateway.redact import RedactingFilter, Secrets
-from billing.queue.dramatiq import Actors, DramatiqDispatcher, build_broker, declare_actors
+from billing.gateway.webhook_http import HttpWebhookSender
+from billing.queue.dramatiq import (
+    Actors,
+    DramatiqDispatcher,
+    DramatiqWebhookQueue,
+    build_broker,
+    declare_actors,
+    declare_webhook_actor,
+)
 from billing.services.actions import (
     Actions,
     InvoiceActions,
@@ -33,10 +42,16 @@ from billing.services.actions import (
 from billing.services.lease import clock_lease, database_lease_clock
 from billing.services.pipeline.charging import Charger
 from billing.services.pipeline.scheduler_pass import Scheduler
+from billing.services.pipeline.upcoming import UpcomingNotices
+from billing.services.pipeline.webhook_delivery import SettingsEndpoint, WebhookDelivering
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.services.read.queries import Reads
+from billing.services.test_clock import TestClockActions
+from billing.services.webhook_endpoints import WebhookEndpoints
+from billing.services.webhook_ports import WebhookQueue, WebhookSender
 from billing.settings import Settings
 from billing.storage.database import Database
+from billing.storage.test_clock import DatabaseClock
 
 
 @dataclass
@@ -53,11 +68,19 @@ class App:
     actions: Actions
     read: Reads
     clock: Clock
+    #: Webhook endpoints (operators) and their delivery (the scheduler pass and the worker).
+    webhooks: WebhookEndpoints
+    webhook_delivery: WebhookDelivering
+    #: ``billing clock``: refuses unless test mode is on.
+    test_clock: TestClockActions
+    #: ``invoice.upcoming`` notices (a pass of the scheduler process).
+    upcoming: UpcomingNotices
 
     def close(self) -> None:
-        close = getattr(self.gateway, "close", None)
-        if callable(close):
-            close()
+        for part in (self.gateway, self.webhook_delivery.sender, self.clock):
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
         self.db.dispose()
 
 
@@ -74,6 +97,7 @@ def settings_secrets(settings: Settings) -> Secrets:
             settings.gateway_token,
             settings.callback_secret,
             settings.console_session_secret,
+            settings.webhook_secret,
         )
         if secret is not None
     ]
@@ -109,9 +133,16 @@ def build_app(
     clock: Clock = system_clock,
     policy: DunningPolicy | None = None,
     dispatcher: Dispatcher | None = None,
+    webhook_sender: WebhookSender | None = None,
+    webhook_queue: WebhookQueue | None = None,
 ) -> App:
+    """The whole graph. In test mode (``BILLING_TEST_MODE``) the clock is the one stored in
+    the database (unless a clock is handed in) and events carry ``livemode: false``."""
     LOG_REDACTION.remember(settings_secrets(settings))  # whatever logs, from now on
     db = Database(settings.database_url, pool_size=max(settings.worker_threads, 5))
+    db.livemode = not settings.test_mode
+    if settings.test_mode and clock is system_clock:
+        clock = DatabaseClock(db)
     if policy is None:
         policy = load_policy(settings.dunning_policy) if settings.dunning_policy else DEFAULT_POLICY
     if gateway is None:
@@ -140,6 +171,12 @@ def build_app(
     actors = declare_actors(broker, lambda: charger, queue_name=settings.queue_name)
     if dispatcher is None:
         dispatcher = DramatiqDispatcher(actors)
+    delivering = _webhook_delivery(settings, db, broker, clock, webhook_sender, webhook_queue)
+    lead = (
+        parse_duration(settings.invoice_upcoming_before)
+        if settings.invoice_upcoming_before
+        else None
+    )
     scheduler = Scheduler(
         db,
         dispatcher,
@@ -176,7 +213,48 @@ def build_app(
         ),
         read=Reads(db, policy=policy, clock=clock),
         clock=clock,
+        webhooks=WebhookEndpoints(
+            db,
+            delivering.sender,
+            delivering.queue,
+            clock=clock,
+            livemode=not settings.test_mode,
+        ),
+        webhook_delivery=delivering,
+        test_clock=TestClockActions(db, clock, enabled=settings.test_mode, upcoming_lead=lead),
+        upcoming=UpcomingNotices(db, lead, clock=clock, batch_size=settings.scheduler_batch_size),
     )
+
+
+def _webhook_delivery(
+    settings: Settings,
+    db: Database,
+    broker: dramatiq.Broker,
+    clock: Clock,
+    sender: WebhookSender | None,
+    queue: WebhookQueue | None,
+) -> WebhookDelivering:
+    endpoint = None
+    if settings.webhook_url is not None and settings.webhook_secret is not None:
+        endpoint = SettingsEndpoint(
+            settings.webhook_url, settings.webhook_secret.get_secret_value()
+        )
+    delivering: WebhookDelivering | None = None
+    actor = declare_webhook_actor(
+        broker,
+        lambda: delivering,  # type: ignore[arg-type,return-value]
+        queue_name=settings.queue_name,
+        max_busy_threads=max(1, min(2, settings.worker_threads - 1), settings.worker_threads // 4),
+    )
+    delivering = WebhookDelivering(
+        db,
+        sender or HttpWebhookSender(),
+        queue or DramatiqWebhookQueue(actor),
+        clock=clock,
+        timeout=settings.webhook_timeout,
+        settings_endpoint=endpoint,
+    )
+    return delivering
 
 
 def configure_logging(level: str = "INFO", *, settings: Settings | None = None) -> None:

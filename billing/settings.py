@@ -92,6 +92,19 @@ class Settings(BaseSettings):
     #: Request bodies larger than this are refused with 413 before authentication.
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
 
+    #: One webhook endpoint from the settings (besides those added with ``billing webhooks
+    #: add``): its URL and its Standard Webhooks secret (``whsec_`` + base64).
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    #: Seconds a receiver has to answer one delivery.
+    webhook_timeout: float = Field(default=10.0, gt=0, le=60)
+    #: Test mode: one clock stored in the database (``billing clock``) that every process
+    #: reads; events carry ``livemode: false``. Never in production.
+    test_mode: bool = False
+    #: ``invoice.upcoming`` is sent this long before each scheduled charge (``3d``, ``12h``);
+    #: empty = never.
+    invoice_upcoming_before: str | None = "3d"
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -151,6 +164,45 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
         check_database_url(value)
         return value
+
+    @field_validator("webhook_url", "webhook_secret", mode="before")
+    @classmethod
+    def _empty_webhook_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from billing.domain.webhooks import secret_key
+
+            secret_key(value.get_secret_value())  # its ValueError names no secret
+        return value
+
+    @field_validator("invoice_upcoming_before", mode="before")
+    @classmethod
+    def _upcoming_off(cls, value: object) -> object:
+        return None if value in ("", "0", "off", "none") else value
+
+    @field_validator("invoice_upcoming_before")
+    @classmethod
+    def _upcoming_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            from billing.domain.durations import parse_duration
+
+            try:
+                parse_duration(value)
+            except ConfigurationError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_pair(self) -> Settings:
+        if (self.webhook_url is None) != (self.webhook_secret is None):
+            raise ValueError(
+                "BILLING_WEBHOOK_URL and BILLING_WEBHOOK_SECRET are set together or not at all"
+            )
+        return self
 
     @field_validator("callback_secret", "callback_public_key", mode="before")
     @classmethod

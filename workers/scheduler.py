@@ -28,6 +28,10 @@ log = logging.getLogger("billing.scheduler")
 def run_once(app: App) -> PassReport:
     report = app.scheduler.run_pass()
     log.info("scheduler pass: %s", report.as_dict())
+    app.upcoming.run_pass()  # invoice.upcoming notices
+    webhooks = app.webhook_delivery.run_pass()  # outbox rows -> webhook deliveries
+    if webhooks.deliveries_created or webhooks.enqueued:
+        log.info("webhook pass: %s", webhooks)
     return report
 
 

@@ -12,6 +12,7 @@ nothing until its first message.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from billing.errors import BrokerError
 from billing.services.pipeline.charging import Charger
+from billing.services.pipeline.webhook_delivery import WebhookDelivering
 
 log = logging.getLogger("billing.worker")
 
@@ -88,6 +90,53 @@ class DramatiqDispatcher:
                 actor.send(attempt_id)
         except (redis.RedisError, dramatiq.errors.BrokerError, OSError) as exc:
             raise BrokerError(f"cannot enqueue on the broker: {type(exc).__name__}") from exc
+
+
+def webhook_queue_name(queue_name: str) -> str:
+    """The webhooks' own queue: ``billing_webhooks`` next to ``billing``."""
+    return f"{queue_name}_webhooks"
+
+
+def declare_webhook_actor(
+    broker: dramatiq.Broker,
+    delivering: Callable[[], WebhookDelivering],
+    *,
+    queue_name: str = "billing",
+    max_busy_threads: int = 2,
+) -> dramatiq.Actor[[int], None]:
+    """``deliver_webhook(delivery_id)`` on its own queue. At most ``max_busy_threads``
+    threads of a worker process wait on receivers at once; a message beyond that is put
+    back with a short delay, so a slow or dead receiver never takes the threads charges need.
+    """
+    slots = threading.BoundedSemaphore(max_busy_threads)
+
+    def deliver_webhook(delivery_id: int) -> None:
+        if not slots.acquire(blocking=False):
+            actor.send_with_options(args=(delivery_id,), delay=1_000)
+            return
+        try:
+            result = delivering().deliver(delivery_id)
+        finally:
+            slots.release()
+        log.debug("deliver_webhook(%s): %s", delivery_id, result)
+
+    actor: dramatiq.Actor[[int], None] = dramatiq.actor(
+        actor_name="deliver_webhook",
+        broker=broker,
+        queue_name=webhook_queue_name(queue_name),
+        **RETRY_OPTIONS,
+    )(deliver_webhook)
+    return actor
+
+
+class DramatiqWebhookQueue:
+    """The WebhookQueue port over the ``deliver_webhook`` actor."""
+
+    def __init__(self, actor: dramatiq.Actor[[int], None]) -> None:
+        self.actor = actor
+
+    def deliver(self, delivery_ids: Sequence[int]) -> None:
+        DramatiqDispatcher._send(self.actor, delivery_ids)
 
 
 def build_broker(redis_url: str | None) -> dramatiq.Broker:

@@ -1,7 +1,8 @@
 """Who changed what, and why: the event log written in the same transaction as each change.
 
 Every state change, by the machine or by a person, writes one ``events`` row here with its
-actor and reason. This module must never commit on its own: the caller's transaction
+actor and reason, and stages its public event (billing.services.outbox), written at commit.
+This module must never commit on its own: the caller's transaction
 carries the event and the change together, or neither.
 """
 
@@ -13,6 +14,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from billing.errors import ValidationError
+from billing.services.outbox import stage
 from billing.storage.tables import Event
 
 #: Actors that are the machine itself; everyone else's events form the audit log.
@@ -46,6 +48,18 @@ def record_event(
             to_state=to_state,
             actor=actor,
         )
+    )
+    stage(
+        session,
+        at,
+        kind,
+        reason,
+        subscription_id=subscription_id,
+        invoice_id=invoice_id,
+        attempt_id=attempt_id,
+        from_state=from_state,
+        to_state=to_state,
+        actor=actor,
     )
 
 

@@ -25,6 +25,7 @@ from billing.domain.model import (
     SubscriptionStatus,
 )
 from billing.domain.periods import local_period_key, next_charge_after_change
+from billing.services.outbox import stage_invoices_created
 from billing.storage.bulk import bulk_insert
 from billing.storage.tables import Event, Invoice, Subscription
 
@@ -119,6 +120,7 @@ def open_due_period(session: Session, sub: Subscription, period: datetime, now: 
         conflict_columns=(),
     )
     bulk_insert(session, Event, opened_events(inserted, now))
+    stage_invoices_created(session, inserted, now)
     return bool(inserted)
 
 

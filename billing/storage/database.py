@@ -17,6 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing.errors import ConfigurationError, StorageError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: ``session.info`` key: whether this database is live (False in test mode: public events
+#: then carry ``livemode: false``).
+LIVEMODE = "billing.livemode"
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -58,6 +61,7 @@ class Database:
                 url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size
             )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.livemode = True
 
     @property
     def supports_skip_locked(self) -> bool:
@@ -71,6 +75,7 @@ class Database:
         """
         try:
             with self._sessions.begin() as session:
+                session.info[LIVEMODE] = self.livemode
                 yield session
         except OperationalError as exc:
             raise StorageError(f"database unavailable: {type(exc.orig).__name__}") from exc

@@ -13,7 +13,16 @@ import sys
 
 import click
 
-from billing.entrypoints.cli import invoices, operator, refunds, subscriptions, system
+from billing.entrypoints.cli import (
+    clock,
+    events,
+    invoices,
+    operator,
+    refunds,
+    subscriptions,
+    system,
+    webhooks,
+)
 from billing.entrypoints.cli.common import _fail
 from billing.errors import BillingError, ConfigurationError
 
@@ -42,6 +51,9 @@ for _command in (
     system.callbacks,
     system.admin,
     system.demo,
+    events.events,
+    webhooks.webhooks,
+    clock.clock,
 ):
     cli.add_command(_command)
 

@@ -20,6 +20,7 @@ from billing.entrypoints.cli import render
 from billing.entrypoints.cli.common import _app, _emit, _settings, json_option
 from billing.entrypoints.cli.render import console
 from billing.errors import ConfigurationError
+from billing.queue.dramatiq import webhook_queue_name
 
 
 @click.group()
@@ -97,6 +98,7 @@ def worker_command(processes: int, threads: int, queue_name: str) -> list[str]:
         str(threads),
         "--queues",
         queue_name,
+        webhook_queue_name(queue_name),  # deliveries, with few threads of their own
         "--skip-logging",
     ]
 

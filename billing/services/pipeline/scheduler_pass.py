@@ -47,6 +47,7 @@ from billing.services.audit import record_event
 from billing.services.collection import subscriptions_in_dunning
 from billing.services.lease import RECHECKED_STATES, LeaseClock, clock_lease, recheck_pending
 from billing.services.lifecycle import cancel_subscription
+from billing.services.outbox import stage_invoices_created
 from billing.services.period_invoices import invoice_row, opened_events, skipped_events
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.storage.bulk import bulk_insert, bulk_update
@@ -163,6 +164,7 @@ class Scheduler:
                     conflict_columns=(),  # (subscription, period) or (subscription, local period)
                 )
                 bulk_insert(session, Event, skipped + opened_events(inserted, now))
+                stage_invoices_created(session, inserted, now)
                 opened += len(inserted)
 
     def _plan(

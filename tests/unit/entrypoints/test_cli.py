@@ -31,6 +31,9 @@ COMMANDS = {
     "status",
     "subscriptions",
     "worker",
+    "events",
+    "webhooks",
+    "clock",
 }
 
 

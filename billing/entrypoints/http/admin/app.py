@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 
 from billing import __version__
 from billing.auth_tokens import TokenConfig
-from billing.entrypoints.http.admin import money, subscriptions, system
+from billing.entrypoints.http.admin import clock, events, money, subscriptions, system, webhooks
 from billing.entrypoints.http.middleware import install as install_middleware
 from billing.errors import (
     BillingError,
@@ -107,6 +107,9 @@ def create_admin_app(app: "App", tokens: TokenConfig) -> FastAPI:
         money.invoices,
         money.payments,
         system.system,
+        events.events,
+        webhooks.webhooks,
+        clock.clock,
     ):
         api.include_router(router)
     return api
