@@ -20,6 +20,7 @@ from billing.gateway.client import GatewayClient, GatewayConfig
 from billing.gateway.port import Gateway
 from billing.gateway.rate_limit import RateLimitedGateway, build_limiter
 from billing.gateway.redact import RedactingFilter, Secrets
+from billing.observability.logs import TEXT_FORMAT, ContextFilter, json_formatter
 from billing.queue.dramatiq import Actors, DramatiqDispatcher, build_broker, declare_actors
 from billing.services.actions import (
     Actions,
@@ -165,18 +166,24 @@ def build_app(
     )
 
 
-def configure_logging(level: str = "INFO", *, settings: Settings | None = None) -> None:
+def configure_logging(
+    level: str = "INFO", *, settings: Settings | None = None, log_format: str | None = None
+) -> None:
     """Log to stderr; every root handler redacts the configured secrets and bindingIds
     (:data:`LOG_REDACTION`, fed by ``settings`` here and by :func:`build_app`), so DEBUG
-    output of httpx/httpcore cannot leak them either."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-    )
+    output of httpx/httpcore cannot leak them either. ``log_format`` (else the settings'
+    ``BILLING_LOG_FORMAT``) ``json`` writes one JSON object per line carrying the logging
+    context (subscription, invoice, attempt, order number); ``text`` is the default."""
+    logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
     if settings is not None:
         LOG_REDACTION.remember(settings_secrets(settings))
+    fmt = log_format or (settings.log_format if settings is not None else "text")
     for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, ContextFilter) for f in handler.filters):
+            handler.addFilter(ContextFilter())  # before redaction: its fields are redacted too
         if LOG_REDACTION not in handler.filters:
             handler.addFilter(LOG_REDACTION)
+        if fmt == "json":
+            handler.setFormatter(json_formatter())
     # httpx logs full request URLs at INFO; keep it quiet, our gateway client logs calls.
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings=settings)
         if not settings.redis_url:
             raise ConfigurationError(
                 "BILLING_REDIS_URL is required here (e.g. redis://127.0.0.1:6379/0)"

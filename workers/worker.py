@@ -18,7 +18,7 @@ def setup() -> None:
     settings = load_settings()
     if not settings.redis_url:
         raise ConfigurationError("BILLING_REDIS_URL is required to run workers")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings=settings)
     broker = build_broker(settings.redis_url)
     dramatiq.set_broker(broker)
     build_app(settings, broker=broker)
