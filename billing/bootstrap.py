@@ -179,11 +179,16 @@ def configure_logging(
         LOG_REDACTION.remember(settings_secrets(settings))
     fmt = log_format or (settings.log_format if settings is not None else "text")
     for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, ContextFilter) for f in handler.filters):
-            handler.addFilter(ContextFilter())  # before redaction: its fields are redacted too
-        if LOG_REDACTION not in handler.filters:
-            handler.addFilter(LOG_REDACTION)
-        if fmt == "json":
-            handler.setFormatter(json_formatter())
+        prepare_handler(handler, fmt)
     # httpx logs full request URLs at INFO; keep it quiet, our gateway client logs calls.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def prepare_handler(handler: logging.Handler, log_format: str = "text") -> None:
+    """The logging context, then redaction, on ``handler``; JSON lines if asked."""
+    if not any(isinstance(f, ContextFilter) for f in handler.filters):
+        handler.addFilter(ContextFilter())  # before redaction: its fields are redacted too
+    if LOG_REDACTION not in handler.filters:
+        handler.addFilter(LOG_REDACTION)
+    if log_format == "json":
+        handler.setFormatter(json_formatter())

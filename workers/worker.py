@@ -1,17 +1,30 @@
 """The worker process: ``dramatiq workers.worker:setup`` (what ``billing worker`` runs).
 
 dramatiq's CLI calls :func:`setup` once in every worker process; it reads the
-settings, builds the Redis broker and declares the actors on it.
+settings, builds the Redis broker and declares the actors on it. Each worker process
+writes a heartbeat, and dramatiq's Prometheus middleware serves the metrics of all of
+them (its own and the project's, through ``PROMETHEUS_MULTIPROC_DIR``) on port 9191
+(``dramatiq_prom_port``).
 """
 
 from __future__ import annotations
 
+import os
+
+from dramatiq.middleware.prometheus import DB_PATH
+
+# Before anything imports prometheus_client: the project's counters are written to the
+# files dramatiq's exposition server reads.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", DB_PATH)
+
 import dramatiq
+from dramatiq.middleware.prometheus import Prometheus
 
 from billing.bootstrap import build_app, configure_logging
 from billing.errors import ConfigurationError
 from billing.queue.dramatiq import build_broker
 from billing.settings import load_settings
+from workers.heartbeat import Heartbeat, WorkerHeartbeat
 
 
 def setup() -> None:
@@ -20,5 +33,8 @@ def setup() -> None:
         raise ConfigurationError("BILLING_REDIS_URL is required to run workers")
     configure_logging(settings.log_level, settings=settings)
     broker = build_broker(settings.redis_url)
+    broker.add_middleware(Prometheus())
     dramatiq.set_broker(broker)
-    build_app(settings, broker=broker)
+    app = build_app(settings, broker=broker)
+    every = max(1.0, settings.heartbeat_max_age / 4)
+    broker.add_middleware(WorkerHeartbeat(Heartbeat(app.db, "worker", every=every)))

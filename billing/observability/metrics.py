@@ -15,7 +15,7 @@ kinds): never an id, an order number or anything a customer typed.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 CHARGE_ATTEMPTS = Counter(
     "billing_charge_attempts",
@@ -45,6 +45,11 @@ SCHEDULER_PASSES = Counter(
     "billing_scheduler_passes",
     "Scheduler passes, by result (ok, failed).",
     ["result"],
+)
+
+SCHEDULER_LAST_PASS = Gauge(
+    "billing_scheduler_last_pass_timestamp_seconds",
+    "Unix time at which the scheduler's last successful pass ended.",
 )
 
 #: Transport outcome label of a gateway call, by the result's type name.

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from billing.entrypoints.cli import invoices, subscriptions, system
+from billing.entrypoints.cli import health, invoices, subscriptions, system
 from billing.entrypoints.cli.common import _fail
 from billing.errors import BillingError, ConfigurationError
 
@@ -38,6 +38,7 @@ for _command in (
     system.callbacks,
     system.admin,
     system.demo,
+    health.health,
 ):
     cli.add_command(_command)
 

@@ -18,6 +18,7 @@ COMMANDS = {
     "callbacks",
     "db",
     "demo",
+    "health",
     "invoices",
     "reconcile",
     "refund",
