@@ -81,9 +81,11 @@ class Settings(BaseSettings):
     #: ``text`` (default) or ``json``: one JSON object per line with the subscription,
     #: invoice, attempt and order a line is about.
     log_format: str = "text"
-    #: Port of the scheduler's Prometheus endpoint (``/metrics``); 0 = none. Workers are
-    #: scraped on dramatiq's own exposition port (``dramatiq_prom_port``, 9191).
+    #: Port of the scheduler's Prometheus endpoint (``/metrics``); 0 = none.
     scheduler_metrics_port: int = Field(default=9192, ge=0, le=65535)
+    #: Port of the workers' Prometheus endpoint (dramatiq's exposition server, serving
+    #: every worker process of the machine); 0 = none.
+    worker_metrics_port: int = Field(default=9191, ge=0, le=65535)
     #: A worker or scheduler whose heartbeat is older than this is not live.
     heartbeat_max_age: float = Field(default=60.0, gt=0)
 

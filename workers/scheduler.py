@@ -46,9 +46,14 @@ def run_once(app: App, heartbeat: Heartbeat | None = None) -> PassReport:
 
 def serve_metrics(port: int) -> None:
     """The scheduler's own ``/metrics`` (pass counters, gateway probes, process)."""
-    if port:
+    if not port:
+        return
+    try:
         start_http_server(port)
-        log.info("scheduler metrics on :%s/metrics", port)
+    except OSError as exc:  # another process has the port: charging matters more
+        log.warning("scheduler metrics not served on :%s (%s)", port, exc.strerror or exc)
+        return
+    log.info("scheduler metrics on :%s/metrics", port)
 
 
 def run_forever(

@@ -3,8 +3,9 @@
 dramatiq's CLI calls :func:`setup` once in every worker process; it reads the
 settings, builds the Redis broker and declares the actors on it. Each worker process
 writes a heartbeat, and dramatiq's Prometheus middleware serves the metrics of all of
-them (its own and the project's, through ``PROMETHEUS_MULTIPROC_DIR``) on port 9191
-(``dramatiq_prom_port``).
+them (its own and the project's, through ``PROMETHEUS_MULTIPROC_DIR``) on
+``BILLING_WORKER_METRICS_PORT`` (``billing worker`` hands it to dramatiq as
+``dramatiq_prom_port``; 0 turns it off).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def setup() -> None:
         raise ConfigurationError("BILLING_REDIS_URL is required to run workers")
     configure_logging(settings.log_level, settings=settings)
     broker = build_broker(settings.redis_url)
-    broker.add_middleware(Prometheus())
+    if settings.worker_metrics_port:
+        broker.add_middleware(Prometheus())
     dramatiq.set_broker(broker)
     app = build_app(settings, broker=broker)
     every = max(1.0, settings.heartbeat_max_age / 4)

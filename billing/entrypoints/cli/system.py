@@ -83,6 +83,8 @@ def worker(processes: int | None, threads: int | None) -> None:
     settings = _settings()
     if not settings.redis_url:
         raise ConfigurationError("BILLING_REDIS_URL is required to run workers")
+    if settings.worker_metrics_port:  # read by dramatiq's Prometheus exposition server
+        os.environ["dramatiq_prom_port"] = str(settings.worker_metrics_port)  # noqa: SIM112
     _exec(
         worker_command(
             processes or settings.worker_processes,
