@@ -32,8 +32,14 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 #: Read from the working directory, below the environment and above the TOML file.
 ENV_FILE = ".env"
-#: ``BILLING_*`` names that are not settings yet are known (files, tests, benchmarks).
-NOT_SETTINGS = ("BILLING_CONFIG_FILE", "BILLING_TEST_", "BILLING_CHAOS_", "BILLING_BENCH_")
+#: ``BILLING_*`` names that are not settings yet are known (files, compose, tests, benches).
+NOT_SETTINGS = (
+    "BILLING_CONFIG_FILE",
+    "BILLING_ENV_FILE",
+    "BILLING_TEST_",
+    "BILLING_CHAOS_",
+    "BILLING_BENCH_",
+)
 MIN_SESSION_SECRET_BYTES = 32
 #: Values people paste from examples; refused as a console session secret whatever their length.
 PLACEHOLDER_SECRETS = frozenset(
