@@ -1,9 +1,12 @@
-"""Settings from ``BILLING_*`` environment variables and an optional TOML file.
+"""Settings from ``BILLING_*`` environment variables, a ``.env`` file and an optional TOML
+file.
 
-Precedence: explicit arguments > environment > TOML file (``BILLING_CONFIG_FILE``) > defaults.
-Every mistake (a bad log level, a malformed Redis URL, an unwritable SQLite path, a weak
-console session secret…) is refused here, before anything starts, as one line naming the
-setting; a secret's value is never echoed.
+Precedence: explicit arguments > environment > ``.env`` in the working directory > TOML file
+(``BILLING_CONFIG_FILE``) > defaults. An unknown ``BILLING_*`` name is a warning on stderr
+naming the closest setting (difflib), never an error. Every mistake (a bad log level, a
+malformed Redis URL, an unwritable SQLite path, a weak console session secret…) is refused
+here, before anything starts, as one line naming the setting; a secret's value is never
+echoed.
 """
 
 from __future__ import annotations
