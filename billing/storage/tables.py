@@ -36,6 +36,7 @@ NAMING = {
 }
 
 IN_FLIGHT_SQL = "state IN ('pending', 'sending', 'unknown')"
+NEEDS_REFUND_SQL = "needs_refund"
 
 
 class Base(DeclarativeBase):
@@ -147,6 +148,13 @@ class ChargeAttempt(Base):
         ),
         Index("ix_charge_attempts_state", "state", "next_check_at"),
         Index("ix_charge_attempts_gateway_order_id", "gateway_order_id"),
+        # The metrics' "attempts needing a refund" count reads only the flagged rows.
+        Index(
+            "ix_charge_attempts_needs_refund",
+            "needs_refund",
+            postgresql_where=text(NEEDS_REFUND_SQL),
+            sqlite_where=text(NEEDS_REFUND_SQL),
+        ),
     )
 
 

@@ -1,4 +1,5 @@
-"""heartbeats: one row per live scheduler and worker process
+"""heartbeats: one row per live scheduler and worker process; a partial index on the
+attempts flagged for a refund (the metrics count them at every scrape)
 
 Revision ID: 0011
 Revises: 0006
@@ -29,9 +30,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("heartbeats", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_heartbeats_beat_at"), ["beat_at"], unique=False)
+    op.create_index(
+        "ix_charge_attempts_needs_refund",
+        "charge_attempts",
+        ["needs_refund"],
+        postgresql_where=sa.text("needs_refund"),
+        sqlite_where=sa.text("needs_refund"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_charge_attempts_needs_refund", table_name="charge_attempts")
     with op.batch_alter_table("heartbeats", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_heartbeats_beat_at"))
     op.drop_table("heartbeats")
