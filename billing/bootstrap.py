@@ -22,6 +22,7 @@ from billing.gateway.port import Gateway
 from billing.gateway.rate_limit import RateLimitedGateway, build_limiter
 from billing.gateway.redact import RedactingFilter, Secrets
 from billing.gateway.webhook_http import HttpWebhookSender
+from billing.observability.logs import TEXT_FORMAT, ContextFilter, json_formatter
 from billing.queue.dramatiq import (
     Actors,
     DramatiqDispatcher,
@@ -257,18 +258,29 @@ def _webhook_delivery(
     return delivering
 
 
-def configure_logging(level: str = "INFO", *, settings: Settings | None = None) -> None:
+def configure_logging(
+    level: str = "INFO", *, settings: Settings | None = None, log_format: str | None = None
+) -> None:
     """Log to stderr; every root handler redacts the configured secrets and bindingIds
     (:data:`LOG_REDACTION`, fed by ``settings`` here and by :func:`build_app`), so DEBUG
-    output of httpx/httpcore cannot leak them either."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-    )
+    output of httpx/httpcore cannot leak them either. ``log_format`` (else the settings'
+    ``BILLING_LOG_FORMAT``) ``json`` writes one JSON object per line carrying the logging
+    context (subscription, invoice, attempt, order number); ``text`` is the default."""
+    logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
     if settings is not None:
         LOG_REDACTION.remember(settings_secrets(settings))
+    fmt = log_format or (settings.log_format if settings is not None else "text")
     for handler in logging.getLogger().handlers:
-        if LOG_REDACTION not in handler.filters:
-            handler.addFilter(LOG_REDACTION)
+        prepare_handler(handler, fmt)
     # httpx logs full request URLs at INFO; keep it quiet, our gateway client logs calls.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def prepare_handler(handler: logging.Handler, log_format: str = "text") -> None:
+    """The logging context, then redaction, on ``handler``; JSON lines if asked."""
+    if not any(isinstance(f, ContextFilter) for f in handler.filters):
+        handler.addFilter(ContextFilter())  # before redaction: its fields are redacted too
+    if LOG_REDACTION not in handler.filters:
+        handler.addFilter(LOG_REDACTION)
+    if log_format == "json":
+        handler.setFormatter(json_formatter())

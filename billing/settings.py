@@ -1,14 +1,20 @@
-"""Settings from ``BILLING_*`` environment variables and an optional TOML file.
+"""Settings from ``BILLING_*`` environment variables, a ``.env`` file and an optional TOML
+file.
 
-Precedence: explicit arguments > environment > TOML file (``BILLING_CONFIG_FILE``) > defaults.
-Every mistake (a bad log level, a malformed Redis URL, an unwritable SQLite path, a weak
-console session secret…) is refused here, before anything starts, as one line naming the
-setting; a secret's value is never echoed.
+Precedence: explicit arguments > environment > ``.env`` in the working directory > TOML file
+(``BILLING_CONFIG_FILE``) > defaults. An unknown ``BILLING_*`` name is a warning on stderr
+naming the closest setting (difflib), never an error. Every mistake (a bad log level, a
+malformed Redis URL, an unwritable SQLite path, a weak console session secret…) is refused
+here, before anything starts, as one line naming the setting; a secret's value is never
+echoed.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -25,6 +32,17 @@ from billing.errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite:///billing.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+#: Read from the working directory, below the environment and above the TOML file.
+ENV_FILE = ".env"
+#: ``BILLING_*`` names that are not settings yet are known (files, compose, tests, benches).
+NOT_SETTINGS = (
+    "BILLING_CONFIG_FILE",
+    "BILLING_ENV_FILE",
+    "BILLING_TEST_",
+    "BILLING_CHAOS_",
+    "BILLING_BENCH_",
+)
 MIN_SESSION_SECRET_BYTES = 32
 #: Values people paste from examples; refused as a console session secret whatever their length.
 PLACEHOLDER_SECRETS = frozenset(
@@ -71,6 +89,16 @@ class Settings(BaseSettings):
     #: Consecutive gateway outages (transient answers) before charging pauses for everyone.
     circuit_outage_threshold: int = Field(default=20, ge=1)
     log_level: str = "INFO"
+    #: ``text`` (default) or ``json``: one JSON object per line with the subscription,
+    #: invoice, attempt and order a line is about.
+    log_format: str = "text"
+    #: Port of the scheduler's Prometheus endpoint (``/metrics``); 0 = none.
+    scheduler_metrics_port: int = Field(default=9192, ge=0, le=65535)
+    #: Port of the workers' Prometheus endpoint (dramatiq's exposition server, serving
+    #: every worker process of the machine); 0 = none.
+    worker_metrics_port: int = Field(default=9191, ge=0, le=65535)
+    #: A worker or scheduler whose heartbeat is older than this is not live.
+    heartbeat_max_age: float = Field(default=60.0, gt=0)
 
     #: Gateway callbacks: HMAC-SHA256 shared secret and/or the RSA public key (PEM text or
     #: a path to a PEM file). Unsigned callbacks are refused unless explicitly allowed.
@@ -112,6 +140,14 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"unknown log level; use one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        fmt = value.strip().lower()
+        if fmt not in LOG_FORMATS:
+            raise ValueError(f"unknown log format; use one of {', '.join(LOG_FORMATS)}")
+        return fmt
 
     @field_validator("redis_url", mode="before")
     @classmethod
@@ -271,6 +307,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        dotenv = known_dotenv_values(settings_cls, Path(ENV_FILE))
+        if dotenv:
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=dotenv))
         config_file = os.environ.get("BILLING_CONFIG_FILE")
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
@@ -278,7 +317,13 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings; any problem becomes one clear ConfigurationError line."""
+    """Read settings; any problem becomes one clear ConfigurationError line. An unknown
+    ``BILLING_*`` variable (environment or ``.env``) is reported on stderr as a warning
+    naming the closest known setting."""
+    for line in unknown_variable_warnings([*os.environ, *dotenv_names(Path(ENV_FILE))]):
+        if line not in _warned:
+            _warned.add(line)
+            print(f"warning: {line}", file=sys.stderr)
     config_file = os.environ.get("BILLING_CONFIG_FILE")
     if config_file and not Path(config_file).is_file():
         raise ConfigurationError(f"BILLING_CONFIG_FILE: no such file: {config_file}")
@@ -291,6 +336,47 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigurationError(f"invalid setting {name}: {first['msg']}") from None
     except Exception as exc:  # TOML syntax errors and the like, from pydantic-settings
         raise ConfigurationError(f"cannot read settings: {exc}") from None
+
+
+_warned: set[str] = set()
+
+
+def dotenv_names(path: Path) -> list[str]:
+    """The variable names a ``.env`` file sets (none when it does not exist)."""
+    if not path.is_file():
+        return []
+    from dotenv import dotenv_values
+
+    return list(dotenv_values(path))
+
+
+def known_dotenv_values(settings_cls: type[BaseSettings], path: Path) -> dict[str, Any]:
+    """The settings a ``.env`` file sets, by field name; unknown names are left to the
+    warning of :func:`load_settings`, empty values count as unset."""
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    fields = settings_cls.model_fields
+    values: dict[str, Any] = {}
+    for name, value in dotenv_values(path).items():
+        field = name.upper().removeprefix("BILLING_").lower()
+        if name.upper().startswith("BILLING_") and field in fields and value:
+            values[field] = value
+    return values
+
+
+def unknown_variable_warnings(names: Iterable[str]) -> list[str]:
+    """One line per ``BILLING_*`` name that is no setting, naming the closest one."""
+    known = [f"BILLING_{field.upper()}" for field in Settings.model_fields]
+    lines = []
+    for name in sorted({n.upper() for n in names}):
+        if not name.startswith("BILLING_") or name in known or name.startswith(NOT_SETTINGS):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        lines.append(f"unknown setting {name} is ignored{hint}")
+    return lines
 
 
 # -- checks (pure but for the file-system look-ups of the SQLite path) -----------------------

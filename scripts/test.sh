@@ -14,6 +14,13 @@ if ! command -v chromium >/dev/null 2>&1; then
     $SUDO apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium >/dev/null
 fi
+# The alert rules are checked and unit-tested with Debian's promtool (package prometheus).
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "== installing Debian's prometheus (promtool) for the alert-rule tests"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null
+fi
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

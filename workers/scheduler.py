@@ -17,25 +17,56 @@ import threading
 import time
 from types import FrameType
 
+from prometheus_client import start_http_server
+
 from billing.bootstrap import App, build_app, configure_logging
 from billing.errors import BillingError, ConfigurationError
+from billing.observability.metrics import SCHEDULER_LAST_PASS, SCHEDULER_PASSES
 from billing.services.pipeline.scheduler_pass import PassReport
 from billing.settings import load_settings
+from workers.heartbeat import Heartbeat
 
 log = logging.getLogger("billing.scheduler")
 
 
-def run_once(app: App) -> PassReport:
-    report = app.scheduler.run_pass()
+def run_once(app: App, heartbeat: Heartbeat | None = None) -> PassReport:
+    try:
+        report = app.scheduler.run_pass()
+    except BillingError:
+        SCHEDULER_PASSES.labels(result="failed").inc()
+        raise
+    SCHEDULER_PASSES.labels(result="ok").inc()
+    ended = app.clock()
+    SCHEDULER_LAST_PASS.set(ended.timestamp())
     log.info("scheduler pass: %s", report.as_dict())
     app.upcoming.run_pass()  # invoice.upcoming notices
     webhooks = app.webhook_delivery.run_pass()  # outbox rows -> webhook deliveries
     if webhooks.deliveries_created or webhooks.enqueued:
         log.info("webhook pass: %s", webhooks)
+    if heartbeat is not None:
+        heartbeat.beat({"last_pass_at": ended.isoformat(), "report": report.as_dict()})
     return report
 
 
-def run_forever(app: App, *, interval: float, stop: threading.Event | None = None) -> None:
+def serve_metrics(port: int) -> None:
+    """The scheduler's own ``/metrics`` (pass counters, gateway probes, process)."""
+    if not port:
+        return
+    try:
+        start_http_server(port)
+    except OSError as exc:  # another process has the port: charging matters more
+        log.warning("scheduler metrics not served on :%s (%s)", port, exc.strerror or exc)
+        return
+    log.info("scheduler metrics on :%s/metrics", port)
+
+
+def run_forever(
+    app: App,
+    *,
+    interval: float,
+    stop: threading.Event | None = None,
+    heartbeat: Heartbeat | None = None,
+) -> None:
     """Run passes every ``interval`` seconds until SIGTERM/SIGINT (or ``stop`` is set).
 
     A pass that fails because PostgreSQL or Redis is down is logged and retried with
@@ -54,7 +85,7 @@ def run_forever(app: App, *, interval: float, stop: threading.Event | None = Non
     while not stop.is_set():
         started = time.monotonic()
         try:
-            run_once(app)
+            run_once(app, heartbeat)
             failures = 0
         except BillingError as exc:
             failures += 1
@@ -70,14 +101,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings=settings)
         if not settings.redis_url:
             raise ConfigurationError(
                 "BILLING_REDIS_URL is required here (e.g. redis://127.0.0.1:6379/0)"
             )
         app = build_app(settings)
         if not args.once:
-            run_forever(app, interval=settings.scheduler_interval)
+            serve_metrics(settings.scheduler_metrics_port)
+            every = max(1.0, settings.heartbeat_max_age / 4)
+            heartbeat = Heartbeat(app.db, "scheduler", every=every)
+            heartbeat.start()  # alive during a long pass too; each pass adds its report
+            try:
+                run_forever(app, interval=settings.scheduler_interval, heartbeat=heartbeat)
+            finally:
+                heartbeat.stop(forget_row=False)
             return
         report = run_once(app).as_dict()
     except ConfigurationError as exc:

@@ -51,6 +51,7 @@ from billing.gateway.results import (
     NotJsonReply,
     ReadTimedOut,
 )
+from billing.observability.metrics import observe_gateway_call
 
 __all__ = ["GatewayClient", "GatewayConfig"]
 
@@ -304,8 +305,9 @@ class GatewayClient:
             result = ConnectionLost(detail=_detail(exc, secrets))
         else:
             result = _to_result(response, parse, secrets)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        _log_result(method, log_fields, result, elapsed_ms)
+        elapsed = time.perf_counter() - started
+        observe_gateway_call(method, type(result).__name__, elapsed)
+        _log_result(method, log_fields, result, elapsed * 1000)
         return result
 
 

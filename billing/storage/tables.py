@@ -36,6 +36,7 @@ NAMING = {
 }
 
 IN_FLIGHT_SQL = "state IN ('pending', 'sending', 'unknown')"
+NEEDS_REFUND_SQL = "needs_refund"
 
 
 class Base(DeclarativeBase):
@@ -147,6 +148,13 @@ class ChargeAttempt(Base):
         ),
         Index("ix_charge_attempts_state", "state", "next_check_at"),
         Index("ix_charge_attempts_gateway_order_id", "gateway_order_id"),
+        # The metrics' "attempts needing a refund" count reads only the flagged rows.
+        Index(
+            "ix_charge_attempts_needs_refund",
+            "needs_refund",
+            postgresql_where=text(NEEDS_REFUND_SQL),
+            sqlite_where=text(NEEDS_REFUND_SQL),
+        ),
     )
 
 
@@ -245,3 +253,18 @@ class ConsoleSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Heartbeat(Base):
+    """A live process: the scheduler and each worker process write their row every few
+    seconds (``beat_at``); ``detail`` is JSON (the scheduler's last pass report)."""
+
+    __tablename__ = "heartbeats"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -38,7 +38,7 @@ def _app(*, need_broker: bool = False) -> App:
     from billing.bootstrap import build_app, configure_logging
 
     settings = _settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings=settings)
     if need_broker and not settings.redis_url:
         raise ConfigurationError(
             "BILLING_REDIS_URL is required here (e.g. redis://127.0.0.1:6379/0)"

@@ -16,6 +16,7 @@ import click
 from billing.entrypoints.cli import (
     clock,
     events,
+    health,
     invoices,
     operator,
     refunds,
@@ -54,6 +55,7 @@ for _command in (
     events.events,
     webhooks.webhooks,
     clock.clock,
+    health.health,
 ):
     cli.add_command(_command)
 

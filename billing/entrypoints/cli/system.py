@@ -53,10 +53,18 @@ def reconcile(as_json: bool) -> None:
 @click.command("status")
 @json_option
 def status(as_json: bool) -> None:
-    """Charging state (circuit breaker) and counts by status."""
+    """Charging state (circuit breaker), counts by status, the scheduler's last pass and
+    the live workers (their heartbeats)."""
+    from datetime import timedelta
+
+    from billing.services.read.processes import process_status
     from billing.services.read.status import system_status
 
-    _emit(system_status(_app().db), as_json, lambda d: console.print_json(json.dumps(d)))
+    app = _app()
+    report = system_status(app.db)
+    max_age = timedelta(seconds=app.settings.heartbeat_max_age)
+    report["processes"] = process_status(app.db, app.clock(), max_age=max_age)
+    _emit(report, as_json, lambda d: console.print_json(json.dumps(d)))
 
 
 @click.command("scheduler")
@@ -76,6 +84,8 @@ def worker(processes: int | None, threads: int | None) -> None:
     settings = _settings()
     if not settings.redis_url:
         raise ConfigurationError("BILLING_REDIS_URL is required to run workers")
+    if settings.worker_metrics_port:  # read by dramatiq's Prometheus exposition server
+        os.environ["dramatiq_prom_port"] = str(settings.worker_metrics_port)  # noqa: SIM112
     _exec(
         worker_command(
             processes or settings.worker_processes,

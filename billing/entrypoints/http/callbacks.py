@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from billing.entrypoints.http.callback_replay import ReplayFilter, shared_replay_filter
+from billing.entrypoints.http.health import health_routes
 from billing.entrypoints.http.middleware import middleware as security_middleware
 from billing.errors import BrokerError, ConfigurationError, StorageError
 from billing.gateway.callback_signature import (
@@ -352,6 +353,7 @@ def create_callback_app(
         routes=[
             Route(CALLBACK_PATH, gateway_callback, methods=["GET", "POST"]),
             Route(HEALTH_PATH, health, methods=["GET"]),
+            *health_routes(db, config.redis_url),
         ],
         middleware=security_middleware(max_body_bytes=MAX_BODY_BYTES),
     )

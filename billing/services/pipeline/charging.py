@@ -34,6 +34,7 @@ from billing.domain.model import (
 )
 from billing.gateway.classify import classify_payment, classify_status
 from billing.gateway.port import CHARGE_LANGUAGE, ChargeRequest, Gateway
+from billing.observability.logs import log_context
 from billing.services.audit import record_event
 from billing.services.lease import (
     NOT_RECEIVED,
@@ -102,7 +103,12 @@ class Charger:
         )
 
     def charge(self, attempt_id: int) -> str:
-        """Send the attempt to the gateway once; returns a word saying what happened."""
+        """Send the attempt to the gateway once; returns a word saying what happened.
+        Every log line meanwhile names the attempt, its invoice, subscription and order."""
+        with log_context(attempt_id=attempt_id):
+            return self._charge(attempt_id)
+
+    def _charge(self, attempt_id: int) -> str:
         now = self.clock()
         request: _Claimed | None = None
         with self.db.transaction() as session:
@@ -194,6 +200,10 @@ class Charger:
         Asked about an attempt already settled as not paid (a gateway callback, an audit),
         it re-checks the order: money found taken after all is recorded, never hidden.
         """
+        with log_context(attempt_id=attempt_id):
+            return self._reconcile(attempt_id)
+
+    def _reconcile(self, attempt_id: int) -> str:
         now = self.clock()
         with self.db.transaction() as session:
             attempt = lock_attempt(session, attempt_id)

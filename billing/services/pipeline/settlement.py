@@ -32,6 +32,8 @@ from billing.domain.model import (
 )
 from billing.domain.retry_limits import cap_transient
 from billing.gateway.results import RATE_LIMITED
+from billing.observability.logs import bind
+from billing.observability.metrics import DOUBLE_CHARGES, count_charge_outcome
 from billing.services.attempt_limits import apply_card_budget, reached_bank
 from billing.services.audit import record_event
 from billing.services.collection import release_next
@@ -129,6 +131,7 @@ class Settlement:
             )
             log.error("attempt %s: %s", attempt.id, attempt.message)
             self._mark_paid(session, invoice, subscription, attempt, now)
+        count_charge_outcome(Category.PAID.value, "paid_on_recheck")
         return "paid_on_recheck"
 
     def finish(
@@ -159,6 +162,7 @@ class Settlement:
             # gateway took the money: record it (and flag a second charge), never drop it.
             return self.recheck(attempt_id, outcome, now)
         self.update_circuit(outcome, now)
+        count_charge_outcome(outcome.category.value, outcome.reason)
         alert = (Category.MERCHANT_CONFIG, Category.REQUEST_REJECTED)
         level = logging.ERROR if outcome.category in alert else logging.INFO
         log.log(
@@ -329,6 +333,7 @@ class Settlement:
                 attempt_id=attempt.id,
             )
             log.error(message)
+            DOUBLE_CHARGES.inc()
             return
         record_event(
             session,
@@ -434,7 +439,15 @@ def _move_subscription(
 
 
 def lock_attempt(session: Session, attempt_id: int) -> ChargeAttempt | None:
-    return session.get(ChargeAttempt, attempt_id, with_for_update=True, populate_existing=True)
+    """The attempt, locked; its ids join the logging context of the charge or check."""
+    attempt = session.get(ChargeAttempt, attempt_id, with_for_update=True, populate_existing=True)
+    if attempt is not None:
+        bind(
+            subscription_id=attempt.subscription_id,
+            invoice_id=attempt.invoice_id,
+            order_number=attempt.order_number,
+        )
+    return attempt
 
 
 def _record_outcome(

@@ -4,7 +4,7 @@ the system's status. Read-only: nothing here writes, and every list is bounded."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, func, or_, select
@@ -24,6 +24,7 @@ from billing.services.audit import (
     clean_failure,
 )
 from billing.services.ports import Clock, system_clock
+from billing.services.read.processes import process_status
 from billing.services.read.status import system_status
 from billing.services.read.timeline import describe_timeline
 from billing.services.read.views import (
@@ -43,6 +44,11 @@ from billing.storage.tables import (
 )
 
 MAX_LIST = 1000
+
+
+#: A heartbeat older than this is not a live process (``BILLING_HEARTBEAT_MAX_AGE`` in
+#: the CLI; the API uses this default).
+HEARTBEAT_MAX_AGE = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -210,4 +216,5 @@ class Reads:
             )
         report["refunds"] = refunds
         report["refunds_unknown"] = refunds.get(RefundState.UNKNOWN.value, 0)
+        report["processes"] = process_status(self.db, self.clock(), max_age=HEARTBEAT_MAX_AGE)
         return report

@@ -19,6 +19,7 @@ COMMANDS = {
     "callbacks",
     "db",
     "demo",
+    "health",
     "invoices",
     "reconcile",
     "refund",

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 from billing import __version__
 from billing.auth_tokens import TokenConfig
 from billing.entrypoints.http.admin import clock, events, money, subscriptions, system, webhooks
+from billing.entrypoints.http.health import health_routes, metrics_route
 from billing.entrypoints.http.middleware import install as install_middleware
 from billing.errors import (
     BillingError,
@@ -43,6 +44,8 @@ from billing.errors import (
     StorageError,
     ValidationError,
 )
+from billing.queue.metrics import QueueGauges
+from billing.services.read.gauges import DatabaseGauges
 
 if TYPE_CHECKING:
     from billing.bootstrap import App
@@ -101,6 +104,15 @@ def create_admin_app(app: "App", tokens: TokenConfig) -> FastAPI:
         """Liveness (no token needed; touches nothing)."""
         return {"status": "ok"}
 
+    api.router.routes.extend(health_routes(app.db, app.settings.redis_url))
+    api.router.routes.append(
+        metrics_route(
+            [
+                DatabaseGauges(app.db, clock=app.clock),
+                QueueGauges(app.broker, app.settings.queue_name),
+            ]
+        )
+    )
     for router in (
         subscriptions.subscriptions,
         money.retries,
