@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from billing.domain import webhooks as rules
 from billing.errors import BrokerError
+from billing.observability.metrics import WEBHOOK_DELIVERIES
 from billing.services.ports import Clock, system_clock
 from billing.services.webhook_ports import WebhookQueue, WebhookSender
 from billing.storage.database import Database
@@ -188,7 +189,13 @@ class WebhookDelivering:
             if delivery.state != PENDING:
                 return "settled_elsewhere"
             endpoint = session.get_one(WebhookEndpoint, delivery.endpoint_id, with_for_update=True)
-            return _record_try(session, delivery, endpoint, result, self.clock())
+            outcome = _record_try(session, delivery, endpoint, result, self.clock())
+        # counted once the try is committed: delivered, failed (retried later) or gave_up
+        WEBHOOK_DELIVERIES.labels(outcome=_METRIC_OUTCOME.get(outcome, "failed")).inc()
+        return outcome
+
+
+_METRIC_OUTCOME = {SUCCEEDED: "delivered", FAILED: "gave_up", "retry": "failed"}
 
 
 def _new_delivery(endpoint_id: int, event_id: int, now: datetime) -> WebhookDelivery:
