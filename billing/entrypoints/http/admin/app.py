@@ -90,6 +90,9 @@ def create_admin_app(app: "App", tokens: TokenConfig) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        # Operation ids are the route functions' names: a generated client gets
+        # create_subscription(), refund(), … and they do not change with the paths.
+        generate_unique_id_function=lambda route: route.name,
     )
     api.state.tokens = tokens
     api.state.services = app

@@ -17,9 +17,11 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
+    field_validator,
 )
 
 from billing.domain.subscription import MAX_AMOUNT
+from billing.entrypoints.http.admin.inputs import no_nul
 
 Reason = Annotated[
     str,
@@ -29,15 +31,28 @@ Reason = Annotated[
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT, description="Minor units: 49900 = 499.00")]
 
 
+Currency = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]{3}$"),
+    Field(description="ISO 4217 numeric, three ASCII digits: 643"),
+]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """No text field may carry a NUL byte (PostgreSQL refuses them)."""
+        return no_nul(value) if isinstance(value, str) else value
 
 
 class CreateSubscription(_Request):
     customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     binding_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     amount: Amount
-    currency: Annotated[str, StringConstraints(pattern=r"^\d{3}$")] = "643"
+    currency: Currency = "643"
     schedule: Annotated[str, Field(description='Cron, read in `timezone`: "0 3 1 * *"')]
     timezone: str = "Europe/Moscow"
     description: Annotated[str, StringConstraints(max_length=512)] | None = None
@@ -54,7 +69,7 @@ class UpdateSubscription(_Request):
     description: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description='"" clears it'
     )
-    currency: str | None = Field(default=None, description="ISO 4217 numeric, e.g. 643")
+    currency: Currency | None = None
     reason: Reason
 
 

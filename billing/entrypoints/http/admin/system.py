@@ -2,13 +2,11 @@
 changed what. Read only: nothing here changes anything or decides about money.
 """
 
-from typing import Annotated, Any
-
-from fastapi import Query
+from typing import Any
 
 from billing.entrypoints.http.admin import schemas
 from billing.entrypoints.http.admin.auth import Reader
-from billing.entrypoints.http.admin.common import Limit, Services, router
+from billing.entrypoints.http.admin.common import Limit, QueryId, Services, router
 
 system = router("/api", "status")
 
@@ -24,8 +22,8 @@ def audit(
     _who: Reader,
     app: Services,
     limit: Limit = 100,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
-    subscription_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: QueryId = None,
+    subscription_id: QueryId = None,
 ) -> list[dict[str, Any]]:
     """Changes made by people and the backend, newest first (page with before_id)."""
     return app.read.audit(limit=limit, before_id=before_id, subscription_id=subscription_id)
