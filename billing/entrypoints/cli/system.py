@@ -9,16 +9,14 @@ HTTP apps, or calls one use case and renders its report.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from billing.entrypoints.cli import render
 from billing.entrypoints.cli.common import _app, _emit, _settings, json_option
-from billing.entrypoints.cli.render import console
 from billing.errors import ConfigurationError
 
 
@@ -50,12 +48,30 @@ def reconcile(as_json: bool) -> None:
 
 
 @click.command("status")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 1 when charging is paused, an attempt waits for an operator or a second "
+    "charge waits for its refund (for cron and monitoring scripts).",
+)
 @json_option
-def status(as_json: bool) -> None:
-    """Charging state (circuit breaker) and counts by status."""
+def status(check: bool, as_json: bool) -> None:
+    """Is charging running (circuit breaker), counts by status, what needs a person."""
     from billing.services.read.status import system_status
 
-    _emit(system_status(_app().db), as_json, lambda d: console.print_json(json.dumps(d)))
+    report = system_status(_app().db)
+    _emit(report, as_json, render.status_summary)
+    if check and needs_attention(report):
+        sys.exit(1)
+
+
+def needs_attention(report: dict[str, Any]) -> bool:
+    """Whether ``billing status --check`` fails: charging paused or work for a person."""
+    return bool(
+        report["charging"]["state"] != "running"
+        or report["needs_operator"]
+        or report["needs_refund"]
+    )
 
 
 @click.command("scheduler")
