@@ -22,6 +22,7 @@ from billing.domain.model import (
     SubscriptionStatus,
     new_order_number,
 )
+from billing.domain.retry_gate import RetryFacts, card_refused
 from billing.errors import (
     BrokerError,
     ChargingPausedError,
@@ -86,6 +87,11 @@ class RetryActions:
                 raise ConflictError(f"subscription {subscription_id} has no open invoice to retry")
             if has_in_flight(session, invoice.id):
                 raise ConflictError(f"invoice {invoice.id} already has a charge in flight")
+            if card_refused(_card_facts(session, sub, invoice.id)):
+                raise ConflictError(
+                    f"subscription {subscription_id}: the card was declined as lost, stolen or "
+                    "fraud: set a new card first"
+                )
             attempt = _new_manual_attempt(session, sub, invoice, now)
             record_event(
                 session,
@@ -183,6 +189,25 @@ class RetryActions:
             "retried": retried,
             "skipped": skipped,
         }
+
+
+def _card_facts(session: Session, sub: Subscription, invoice_id: int) -> RetryFacts:
+    """The card the invoice's latest finished attempt used, and how it was declined."""
+    last = session.scalars(
+        select(ChargeAttempt)
+        .where(
+            ChargeAttempt.invoice_id == invoice_id,
+            ChargeAttempt.state.not_in(IN_FLIGHT_STATES),
+        )
+        .order_by(ChargeAttempt.id.desc())
+        .limit(1)
+    ).first()
+    return RetryFacts(
+        status=sub.status,
+        last_category=last.category if last else None,
+        last_binding_version=last.binding_version if last else None,
+        binding_version=sub.binding_version,
+    )
 
 
 def _new_manual_attempt(

@@ -20,8 +20,10 @@ from pydantic import (
     field_validator,
 )
 
+from billing.domain.model import AttemptState, Category, InvoiceStatus, SubscriptionStatus
 from billing.domain.subscription import MAX_AMOUNT
 from billing.entrypoints.http.admin.inputs import no_nul
+from billing.gateway.classify import RefundState
 
 Reason = Annotated[
     str,
@@ -128,7 +130,7 @@ class SubscriptionOut(_Response):
     description: str | None
     schedule: str
     timezone: str
-    status: str
+    status: SubscriptionStatus
     next_charge_at: str | None
     cancel_at: str | None = Field(description="Dunning's grace period ends (automatic)")
     created_at: str | None
@@ -155,8 +157,8 @@ class AttemptOut(_Response):
     number: int
     order_number: str
     trigger: str
-    state: str
-    category: str | None
+    state: AttemptState
+    category: Category | None
     reason: str | None
     error_code: str | None
     action_code: int | None
@@ -189,7 +191,7 @@ class RefundOut(_Response):
     amount: int
     currency: str
     external_refund_id: str
-    state: str = Field(description="requested, succeeded, failed or unknown (never assumed)")
+    state: RefundState = Field(description="unknown: may or may not have happened (never assumed)")
     error_code: str | None
     message: str | None
     actor: str
@@ -200,12 +202,20 @@ class RefundOut(_Response):
     note: str | None = None
 
 
+DISPLAY_STATUS = Field(
+    default=None,
+    description="In words: a paid invoice whose money went back says refunded, reversed or "
+    "partly refunded (status stays paid: the charge happened)",
+)
+
+
 class InvoiceWithAttempts(_Response):
     id: int
     period_start: str | None
     amount: int
     currency: str
-    status: str
+    status: InvoiceStatus
+    display_status: str | None = DISPLAY_STATUS
     next_attempt_at: str | None
     last_failure: str | None
     paid_at: str | None
@@ -225,10 +235,10 @@ class InvoiceOut(_Response):
     period_start: str | None
     amount: int
     currency: str
-    status: str
+    status: InvoiceStatus
     next_attempt_at: str | None
     attempt_count: int
-    last_category: str | None
+    last_category: Category | None
     last_failure: str | None
     failing_since: str | None
     paid_at: str | None
@@ -236,6 +246,7 @@ class InvoiceOut(_Response):
 
 
 class InvoiceDetail(InvoiceOut):
+    display_status: str | None = DISPLAY_STATUS
     attempts: list[AttemptOut]
     refunds: list[RefundOut]
     events: list[EventOut]
