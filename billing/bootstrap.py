@@ -122,6 +122,7 @@ def build_app(
     if broker is None:
         broker = build_broker(settings.redis_url)
     stale = timedelta(seconds=settings.stale_sending_after)
+    key_ttl = timedelta(seconds=settings.idempotency_key_ttl)
     charger = Charger(
         db,
         gateway,
@@ -154,11 +155,11 @@ def build_app(
         charger=charger,
         scheduler=scheduler,
         actions=Actions(
-            subscriptions=SubscriptionActions(db, clock=clock),
+            subscriptions=SubscriptionActions(db, clock=clock, idempotency_ttl=key_ttl),
             pausing=PauseActions(db, clock=clock),
             invoices=InvoiceActions(db, clock=clock),
             retries=RetryActions(db, dispatcher=dispatcher, clock=clock),
-            refunds=RefundActions(db, gateway=gateway, clock=clock),
+            refunds=RefundActions(db, gateway=gateway, clock=clock, idempotency_ttl=key_ttl),
         ),
         read=Reads(db, policy=policy, clock=clock),
         clock=clock,

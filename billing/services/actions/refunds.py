@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -35,7 +35,13 @@ from billing.errors import (
 from billing.gateway.classify import TAKEN_STATES, ActionOutcome, RefundState, classify_action
 from billing.gateway.port import Gateway, RefundRequest, ReverseRequest
 from billing.services.audit import clean_actor, clean_reason, record_event
-from billing.services.idempotency import Stored, check_key, claim_key, request_hash
+from billing.services.idempotency import (
+    DEFAULT_TTL,
+    Stored,
+    check_key,
+    claim_key,
+    request_hash,
+)
 from billing.services.ports import Clock, system_clock
 from billing.services.read.views import (
     refund_view,
@@ -52,10 +58,18 @@ from billing.storage.tables import (
 class RefundActions:
     """Refunds and reversals of paid attempts, through the gateway port."""
 
-    def __init__(self, db: Database, *, gateway: Gateway, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        gateway: Gateway,
+        clock: Clock = system_clock,
+        idempotency_ttl: timedelta = DEFAULT_TTL,
+    ) -> None:
         self.db = db
         self.gateway = gateway
         self.clock = clock
+        self.idempotency_ttl = idempotency_ttl
 
     def refund(
         self,
@@ -93,7 +107,15 @@ class RefundActions:
                     # finds the first request's key (committed with its refund row).
                     attempt = _refundable_attempt(session, attempt_id, invoice_id)
                     if key is not None:
-                        earlier = claim_key(session, key, "refund", digest)
+                        earlier = claim_key(
+                            session,
+                            key,
+                            "refund",
+                            digest,
+                            principal=actor,
+                            now=now,
+                            ttl=self.idempotency_ttl,
+                        )
                         if earlier is not None:
                             return _replay_refund(session, earlier)
                     _check_not_reversed(session, attempt)
@@ -110,24 +132,25 @@ class RefundActions:
                             f"cannot refund {to_refund}: only {left} of the {attempt.amount} "
                             f"paid is left to refund ({taken} already refunded or under way)"
                         )
-                    external = (
-                        f"rf-{attempt.id}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
-                        if key is not None
-                        else f"rf-{attempt.id}-{secrets.token_hex(12)}"
-                    )
+                    external = f"rf-{attempt.id}-{secrets.token_hex(12)}"
+                    if key is not None:
+                        # The key row first: the externalRefundId is derived from its id,
+                        # so a replay finds this refund, and a key used again after it
+                        # expired (a new row) never reuses an externalRefundId.
+                        key_row = IdempotencyKey(
+                            principal=actor,
+                            key=key,
+                            endpoint="refund",
+                            request_hash=digest,
+                            response=None,
+                            created_at=now,
+                        )
+                        session.add(key_row)
+                        session.flush()
+                        external = _keyed_external_id(attempt.id, key_row)
                     refund = _new_refund(
                         session, attempt, "refund", to_refund, external, actor, reason, now
                     )
-                    if key is not None:
-                        session.add(
-                            IdempotencyKey(
-                                key=key,
-                                endpoint="refund",
-                                request_hash=digest,
-                                response=None,
-                                created_at=now,
-                            )
-                        )
                     session.flush()
                     refund_id, order_id = refund.id, str(attempt.gateway_order_id)
                 break
@@ -237,7 +260,11 @@ class RefundActions:
             }
             if key is not None:
                 stored = session.scalars(
-                    select(IdempotencyKey).where(IdempotencyKey.key == key)
+                    select(IdempotencyKey).where(
+                        IdempotencyKey.principal == actor,
+                        IdempotencyKey.endpoint == "refund",
+                        IdempotencyKey.key == key,
+                    )
                 ).one_or_none()
                 if stored is not None:
                     stored.response = json.dumps(body)
@@ -352,17 +379,23 @@ def _new_refund(
     return refund
 
 
+def _key_suffix(key_row: IdempotencyKey) -> str:
+    scoped = f"{key_row.id}\x00{key_row.principal}\x00{key_row.key}"
+    return hashlib.sha256(scoped.encode()).hexdigest()[:24]
+
+
+def _keyed_external_id(attempt_id: int, key_row: IdempotencyKey) -> str:
+    """The externalRefundId of a refund asked for with an Idempotency-Key (one per key row)."""
+    return f"rf-{attempt_id}-{_key_suffix(key_row)}"
+
+
 def _replay_refund(session: Session, earlier: IdempotencyKey) -> Stored:
     if earlier.response is not None:
         return Stored(json.loads(earlier.response), replayed=True)
     # Under way (or its process died after the call): report the refund as it stands.
     # Same key → same externalRefundId, so the row is found; it is never sent again here.
     refund = session.scalars(
-        select(Refund).where(
-            Refund.external_refund_id.like(
-                "rf-%-" + hashlib.sha256(earlier.key.encode()).hexdigest()[:24]
-            )
-        )
+        select(Refund).where(Refund.external_refund_id.like("rf-%-" + _key_suffix(earlier)))
     ).first()
     if refund is None:  # pragma: no cover - the key and the refund are committed together
         raise ConflictError("a request with this Idempotency-Key is still being processed")

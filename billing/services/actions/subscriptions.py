@@ -9,7 +9,7 @@ are in :mod:`billing.services.actions.pausing`. This module never calls the gate
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, select
@@ -30,7 +30,13 @@ from billing.errors import (
     ValidationError,
 )
 from billing.services.audit import clean_actor, clean_reason, record_event
-from billing.services.idempotency import Stored, check_key, claim_key, request_hash
+from billing.services.idempotency import (
+    DEFAULT_TTL,
+    Stored,
+    check_key,
+    claim_key,
+    request_hash,
+)
 from billing.services.lifecycle import (
     change_status,
     lock_subscription,
@@ -53,9 +59,12 @@ from billing.storage.tables import (
 class SubscriptionActions:
     """Create, update and set a new card on subscriptions."""
 
-    def __init__(self, db: Database, *, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, db: Database, *, clock: Clock = system_clock, idempotency_ttl: timedelta = DEFAULT_TTL
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.idempotency_ttl = idempotency_ttl
 
     def create(
         self,
@@ -86,7 +95,15 @@ class SubscriptionActions:
             try:
                 with self.db.transaction() as session:
                     if key is not None:
-                        earlier = claim_key(session, key, "create_subscription", digest)
+                        earlier = claim_key(
+                            session,
+                            key,
+                            "create_subscription",
+                            digest,
+                            principal=actor,
+                            now=now,
+                            ttl=self.idempotency_ttl,
+                        )
                         if earlier is not None:
                             if earlier.response is None:
                                 raise ConflictError(
@@ -99,6 +116,7 @@ class SubscriptionActions:
                     if key is not None:
                         session.add(
                             IdempotencyKey(
+                                principal=actor,
                                 key=key,
                                 endpoint="create_subscription",
                                 request_hash=digest,
