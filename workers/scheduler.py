@@ -18,6 +18,7 @@ import time
 from types import FrameType
 
 from billing.bootstrap import App, build_app, configure_logging
+from billing.entrypoints.preflight import require_redis
 from billing.errors import BillingError, ConfigurationError
 from billing.services.pipeline.scheduler_pass import PassReport
 from billing.settings import load_settings
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigurationError(
                 "BILLING_REDIS_URL is required here (e.g. redis://127.0.0.1:6379/0)"
             )
+        if args.once:  # the loop survives broker outages; one pass must reach Redis
+            require_redis(settings.redis_url)
         app = build_app(settings)
         if not args.once:
             run_forever(app, interval=settings.scheduler_interval)

@@ -88,9 +88,13 @@ def scheduler(once: bool, as_json: bool) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 def worker(processes: int | None, threads: int | None) -> None:
     """Start Dramatiq worker processes for the project's actors."""
+    from billing.entrypoints.preflight import require_policy, require_redis
+
     settings = _settings()
     if not settings.redis_url:
         raise ConfigurationError("BILLING_REDIS_URL is required to run workers")
+    require_policy(settings)  # a bad file is one error line here, not a child's traceback
+    require_redis(settings.redis_url)
     _exec(
         worker_command(
             processes or settings.worker_processes,
