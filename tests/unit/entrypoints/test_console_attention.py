@@ -307,3 +307,13 @@ def test_revenue_is_net_of_refunds_and_a_refunded_invoice_says_so(console: Conso
     assert "100.00 RUB" not in home and "0.00 RUB" in home
     page = console.browser.get(f"/subscriptions/{sub_id}").text
     assert f'data-invoice-status="{paid.invoice_id}">refunded<' in page
+
+
+def test_every_time_on_the_subscription_page_is_in_the_console_zone(console: Console) -> None:
+    sub_id = console.subscribe("insufficient-1")  # the subscription bills in Europe/Moscow
+    console.charge_due()
+    page = console.browser.get(f"/subscriptions/{sub_id}").text
+    dunning = re.search(r"<h2>Dunning</h2>\s*<ul>(.*?)</ul>", page, re.S)
+    assert dunning, "no dunning timeline"
+    assert "JST" in dunning.group(1)
+    assert "MSK" not in page

@@ -19,6 +19,7 @@ from billing.entrypoints.http.console.kit import MAX_ID, PAGE_SIZE, Kit, Operato
 from billing.errors import NotFoundError
 from billing.services.read.attention import find, needs_attention, retry_refusals
 from billing.services.read.dashboard import audit_log, dashboard, failing_subscriptions
+from billing.services.read.timeline import describe_timeline
 
 
 def page_routes(kit: Kit) -> list[Route]:
@@ -60,8 +61,17 @@ def page_routes(kit: Kit) -> list[Route]:
         sub_id = int(request.path_params["sub_id"])
         if sub_id > MAX_ID:
             return kit.not_found(request, f"subscription {sub_id} does not exist")
+
+        def load() -> dict[str, object]:
+            view = deps.app.read.show_subscription(sub_id)
+            # Every sentence in the console's one zone, not the subscription's own.
+            view["timeline"] = describe_timeline(
+                deps.db, sub_id, deps.clock(), deps.app.policy, zone=deps.display_timezone
+            )
+            return view
+
         try:
-            view = await run_in_threadpool(deps.app.read.show_subscription, sub_id)
+            view = await run_in_threadpool(load)
         except NotFoundError as exc:
             return kit.not_found(request, str(exc))
 
