@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from billing.auth_tokens import Role
 from billing.entrypoints.http.middleware import DOCS_CSP
 from tests.unit.entrypoints import test_admin_api
 from tests.unit.entrypoints.test_admin_api import Api
@@ -63,3 +64,17 @@ def test_statuses_and_categories_are_enums(api: Api) -> None:
     parameters = document["paths"]["/api/subscriptions"]["get"]["parameters"]
     status = next(p for p in parameters if p["name"] == "status")
     assert "SubscriptionStatus" in str(status["schema"])
+
+
+def test_search_by_subscription_customer_or_order_number(api: Api) -> None:
+    first = api.create("approve-1", customer_id="c-alpha", start_at=api.clock().isoformat())
+    api.create("approve-2", customer_id="c-beta")
+    api.tick()
+    [attempt] = api.attempts(first["id"])
+    for q in (str(first["id"]), "c-alpha", attempt.order_number):
+        found = api.call("GET", "/api/search", role=Role.VIEWER, params={"q": q})
+        assert found.status_code == 200 and found.json()["subscription_ids"] == [first["id"]]
+    nothing = api.call("GET", "/api/search", role=Role.VIEWER, params={"q": str(2**70)})
+    assert nothing.json()["subscription_ids"] == []
+    bad = api.call("GET", "/api/search", params={"q": "a\x00b"})
+    assert bad.status_code == 422 and bad.json()["message"].startswith("q")

@@ -273,6 +273,11 @@ class BulkRetryOut(_Response):
     skipped: list[Skipped] = Field(default_factory=list)
 
 
+class SearchOut(_Response):
+    query: str
+    subscription_ids: list[int]
+
+
 class ErrorOut(BaseModel):
     error: str = Field(description="A stable code: invalid_input, not_found, conflict, …")
     message: str
@@ -292,6 +297,7 @@ __all__ = [
     "RefundOut",
     "RefundRequest",
     "RetryOut",
+    "SearchOut",
     "SetBinding",
     "SubscriptionChange",
     "SubscriptionDetail",
