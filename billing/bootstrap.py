@@ -159,6 +159,7 @@ def build_app(
     # Lease times come from the database's clock, the one clock every host shares; a clock
     # passed in (tests drive a manual one) is used for leases too.
     lease_clock = database_lease_clock if clock is system_clock else clock_lease(clock)
+    key_ttl = timedelta(seconds=settings.idempotency_key_ttl)
     charger = Charger(
         db,
         gateway,
@@ -200,7 +201,7 @@ def build_app(
         charger=charger,
         scheduler=scheduler,
         actions=Actions(
-            subscriptions=SubscriptionActions(db, clock=clock),
+            subscriptions=SubscriptionActions(db, clock=clock, idempotency_ttl=key_ttl),
             pausing=PauseActions(db, clock=clock),
             invoices=InvoiceActions(db, clock=clock),
             retries=RetryActions(db, dispatcher=dispatcher, clock=clock),
@@ -209,6 +210,7 @@ def build_app(
                 gateway=gateway,
                 clock=clock,
                 banking_timezone=settings.gateway_banking_timezone,
+                idempotency_ttl=key_ttl,
             ),
             resolve=ResolveActions(db, gateway=gateway, settlement=charger.settlement, clock=clock),
         ),

@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     console_https_only: bool = True
     #: Request bodies larger than this are refused with 413 before authentication.
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: Seconds an Idempotency-Key is remembered (per principal and endpoint); then it is new.
+    idempotency_key_ttl: float = Field(default=86400.0, gt=0)
 
     #: One webhook endpoint from the settings (besides those added with ``billing webhooks
     #: add``): its URL and its Standard Webhooks secret (``whsec_`` + base64).

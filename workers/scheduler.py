@@ -20,6 +20,7 @@ from types import FrameType
 from prometheus_client import start_http_server
 
 from billing.bootstrap import App, build_app, configure_logging
+from billing.entrypoints.preflight import require_redis
 from billing.errors import BillingError, ConfigurationError
 from billing.observability.metrics import SCHEDULER_LAST_PASS, SCHEDULER_PASSES
 from billing.services.pipeline.scheduler_pass import PassReport
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigurationError(
                 "BILLING_REDIS_URL is required here (e.g. redis://127.0.0.1:6379/0)"
             )
+        if args.once:  # the loop survives broker outages; one pass must reach Redis
+            require_redis(settings.redis_url)
         app = build_app(settings)
         if not args.once:
             serve_metrics(settings.scheduler_metrics_port)

@@ -36,6 +36,9 @@ class NewSubscription:
         customer = self.customer_id.strip()
         if not customer or len(customer) > 255:
             raise ValidationError("customer id must be 1 to 255 characters")
+        for name, text in (("customer id", customer), ("description", self.description or "")):
+            if "\x00" in text:
+                raise ValidationError(f"{name} must not contain NUL (0x00) bytes")
         binding = self.binding_id.strip()
         if not binding:
             raise ValidationError("binding id must not be empty")
@@ -77,11 +80,18 @@ def first_charge_time(clean: NewSubscription, now: datetime) -> datetime:
 
 
 def parse_amount(text: str) -> int:
-    """An amount typed by a person: digits only, minor units."""
+    """An amount typed by a person: ASCII digits only, minor units, at most the gateway's
+    12 digits (a longer number is refused here, never sent)."""
     cleaned = text.strip()
-    if not re.fullmatch(r"[+-]?\d+", cleaned):
+    if not re.fullmatch(r"[+-]?[0-9]+", cleaned):
         raise ValidationError(
-            f"amount {text!r} must be a whole number of minor units (49900 = 499.00 RUB)"
+            f"amount {text[:40]!r} must be a whole number of minor units in ASCII digits "
+            "(49900 = 499.00 RUB)"
+        )
+    if len(cleaned.lstrip("+-").lstrip("0")) > len(str(MAX_AMOUNT)):
+        raise ValidationError(
+            f"amount must be at most {len(str(MAX_AMOUNT))} digits of minor units "
+            f"(1 to {MAX_AMOUNT})"
         )
     return int(cleaned)
 

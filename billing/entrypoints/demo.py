@@ -1,16 +1,18 @@
 """``billing demo``: the whole pipeline in one process, nothing to install.
 
 SQLite in a temporary directory, the sandbox gateway on a free loopback port, the
-scheduler, and Dramatiq workers in-process on the in-memory StubBroker (Redis when
-BILLING_REDIS_URL is set): the same actors and code path as production. A simulated
-clock walks about a hundred subscriptions with mixed card behaviours through several
-monthly billing periods, then prints what happened.
+scheduler, and Dramatiq workers in-process on the in-memory StubBroker: the same actors and
+code path as production. A simulated clock walks about a hundred subscriptions with mixed
+card behaviours through several monthly billing periods, then prints what happened.
+
+It must never read the real environment's settings (``BILLING_*``, ``BILLING_CONFIG_FILE``):
+not its database, not its broker (flushing a production queue), not its gateway or
+credentials. :func:`demo_settings` builds its settings from its own values only.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import tempfile
 import threading
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -63,6 +66,27 @@ class SimulatedClock:
             self._now += delta
 
 
+class _OwnSettings(Settings):
+    """Settings from the values given here only: no environment, no config file."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def demo_settings(**values: Any) -> Settings:
+    """The demo's settings: its own values and the defaults, never ``BILLING_*`` from the
+    environment or ``BILLING_CONFIG_FILE`` (no real database, broker or gateway)."""
+    return _OwnSettings(**{"redis_url": None, "dunning_policy": None, **values})
+
+
 @dataclass(frozen=True)
 class DemoResult:
     summary: dict[str, Any]
@@ -92,9 +116,8 @@ def run_demo(*, count: int = 100, periods: int = 3, as_json: bool = False) -> De
         tempfile.TemporaryDirectory(prefix="billing-demo-") as workdir,
         SandboxServer(SandboxConfig(slow_delay=0.3, timeout_delay=1.5)) as gateway_server,
     ):
-        settings = Settings(
+        settings = demo_settings(
             database_url=f"sqlite:///{Path(workdir) / 'demo.db'}",
-            redis_url=os.environ.get("BILLING_REDIS_URL") or None,
             gateway_url=gateway_server.url,
             gateway_read_timeout=0.8,
             gateway_connect_timeout=1.0,
@@ -107,8 +130,6 @@ def run_demo(*, count: int = 100, periods: int = 3, as_json: bool = False) -> De
         )
         app = build_app(settings, clock=clock)
         app.db.upgrade()
-        if settings.redis_url:
-            app.broker.flush_all()
         for number, behaviour in enumerate(_behaviours(count, rng), start=1):
             app.actions.subscriptions.create(
                 NewSubscription(

@@ -225,9 +225,15 @@ class IdempotencyKey(Base):
     """A creating call's ``Idempotency-Key``: the same key and body get the stored answer."""
 
     __tablename__ = "idempotency_keys"
+    #: A key is scoped per principal (the token's name, the console's operator, ``cli:login``)
+    #: and endpoint, as Stripe does: two callers' keys never collide.
+    __table_args__ = (
+        UniqueConstraint("principal", "endpoint", "key", name="uq_idempotency_keys_scope"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(255), unique=True)
+    principal: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    key: Mapped[str] = mapped_column(String(255))
     endpoint: Mapped[str] = mapped_column(String(64))
     request_hash: Mapped[str] = mapped_column(String(64))
     #: NULL while the request is being processed.

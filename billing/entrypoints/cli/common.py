@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: An id as the database stores it (BIGINT): larger numbers are a usage error, not a crash.
+ID = click.IntRange(1, 2**63 - 1)
+#: How far into a list a page may start (the same 64-bit bound).
+OFFSET = click.IntRange(0, 2**63 - 1)
+
 
 def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)

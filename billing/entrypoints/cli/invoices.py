@@ -13,12 +13,15 @@ import click
 
 from billing.entrypoints.cli import render
 from billing.entrypoints.cli.common import (
+    ID,
+    OFFSET,
     _actor,
     _app,
     _emit,
     json_option,
     reason_option,
 )
+from billing.entrypoints.cli.output import more_notice
 
 
 @click.group()
@@ -28,26 +31,33 @@ def invoices() -> None:
 
 @invoices.command("list")
 @click.option("--status", default=None, help="open, paid, void or uncollectible.")
-@click.option("--subscription-id", type=int, default=None)
+@click.option("--subscription-id", type=ID, default=None)
 @click.option("--failure", default=None, help="Last failure: a category or a reason.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--offset", type=OFFSET, default=0, show_default=True, help="Rows to skip.")
 @json_option
 def invoices_list(
     status: str | None,
     subscription_id: int | None,
     failure: str | None,
     limit: int,
+    offset: int,
     as_json: bool,
 ) -> None:
-    """List invoices, newest first."""
+    """List invoices, newest first, a page at a time (says on stderr when there is more)."""
     rows = _app().read.list_invoices(
-        status=status, subscription_id=subscription_id, failure=failure, limit=limit
+        status=status,
+        subscription_id=subscription_id,
+        failure=failure,
+        limit=limit,
+        offset=offset,
     )
     _emit(rows, as_json, render.invoice_table)
+    more_notice(len(rows), limit, offset, "billing invoices list")
 
 
 @invoices.command("show")
-@click.argument("invoice_id", type=int)
+@click.argument("invoice_id", type=ID)
 @json_option
 def invoices_show(invoice_id: int, as_json: bool) -> None:
     """Show an invoice with its attempts, refunds and events."""
@@ -55,7 +65,7 @@ def invoices_show(invoice_id: int, as_json: bool) -> None:
 
 
 @invoices.command("void")
-@click.argument("invoice_id", type=int)
+@click.argument("invoice_id", type=ID)
 @reason_option
 @json_option
 def invoices_void(invoice_id: int, reason: str, as_json: bool) -> None:
@@ -65,7 +75,7 @@ def invoices_void(invoice_id: int, reason: str, as_json: bool) -> None:
 
 
 @invoices.command("write-off")
-@click.argument("invoice_id", type=int)
+@click.argument("invoice_id", type=ID)
 @reason_option
 @json_option
 def invoices_write_off(invoice_id: int, reason: str, as_json: bool) -> None:
@@ -75,7 +85,7 @@ def invoices_write_off(invoice_id: int, reason: str, as_json: bool) -> None:
 
 
 @click.command("retry")
-@click.argument("subscription_id", type=int, required=False)
+@click.argument("subscription_id", type=ID, required=False)
 @click.option(
     "--all",
     "retry_all",
@@ -136,7 +146,7 @@ def retry(
 
 
 @click.command("refund")
-@click.argument("attempt_id", type=int)
+@click.argument("attempt_id", type=ID)
 @click.option("--amount", default=None, help="Minor units; default: all that is left.")
 @reason_option
 @click.option(
@@ -168,7 +178,7 @@ def refund(
 
 
 @click.command("reverse")
-@click.argument("attempt_id", type=int)
+@click.argument("attempt_id", type=ID)
 @reason_option
 @json_option
 def reverse(attempt_id: int, reason: str, as_json: bool) -> None:

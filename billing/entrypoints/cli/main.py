@@ -25,6 +25,7 @@ from billing.entrypoints.cli import (
     webhooks,
 )
 from billing.entrypoints.cli.common import _fail
+from billing.entrypoints.cli.output import json_error
 from billing.errors import BillingError, ConfigurationError
 
 
@@ -61,17 +62,29 @@ for _command in (
 
 
 def main() -> None:
+    as_json = _wants_json(sys.argv[1:])
     try:
         cli.main(prog_name="billing", standalone_mode=False)
     except click.exceptions.Abort:
         _fail("aborted", 130)
     except click.ClickException as exc:
+        if as_json:
+            json_error("usage", exc.format_message())
+            sys.exit(exc.exit_code)
         exc.show()
         sys.exit(exc.exit_code)
-    except ConfigurationError as exc:
-        _fail(str(exc), 2)
     except BillingError as exc:
-        _fail(str(exc), 1)
+        code = 2 if isinstance(exc, ConfigurationError) else 1
+        if as_json:
+            json_error(exc.code, str(exc))
+            sys.exit(code)
+        _fail(str(exc), code)
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """``--json`` among the options (not after ``--``): errors are then JSON too."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in options
 
 
 if __name__ == "__main__":

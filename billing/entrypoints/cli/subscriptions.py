@@ -13,12 +13,15 @@ import click
 
 from billing.entrypoints.cli import render
 from billing.entrypoints.cli.common import (
+    ID,
+    OFFSET,
     _actor,
     _app,
     _emit,
     json_option,
     reason_option,
 )
+from billing.entrypoints.cli.output import more_notice
 from billing.errors import ValidationError
 
 
@@ -101,14 +104,23 @@ def subscriptions_create(
 
 @subscriptions.command("list")
 @click.option("--status", default=None, help="Only this status.")
+@click.option("--customer-id", default=None, help="Only this customer's subscriptions.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--offset", type=OFFSET, default=0, show_default=True, help="Rows to skip.")
 @json_option
-def subscriptions_list(status: str | None, as_json: bool) -> None:
-    """List subscriptions."""
-    _emit(_app().read.list_subscriptions(status=status), as_json, render.subscription_table)
+def subscriptions_list(
+    status: str | None, customer_id: str | None, limit: int, offset: int, as_json: bool
+) -> None:
+    """List subscriptions, a page at a time (says on stderr when there is more)."""
+    rows = _app().read.list_subscriptions(
+        status=status, customer_id=customer_id, limit=limit, offset=offset
+    )
+    _emit(rows, as_json, render.subscription_table)
+    more_notice(len(rows), limit, offset, "billing subscriptions list")
 
 
 @subscriptions.command("show")
-@click.argument("subscription_id", type=int)
+@click.argument("subscription_id", type=ID)
 @json_option
 def subscriptions_show(subscription_id: int, as_json: bool) -> None:
     """Show a subscription with its invoices, attempts and timeline."""
@@ -116,7 +128,7 @@ def subscriptions_show(subscription_id: int, as_json: bool) -> None:
 
 
 @subscriptions.command("set-binding")
-@click.argument("subscription_id", type=int)
+@click.argument("subscription_id", type=ID)
 @click.option("--binding-id", required=True)
 @click.option(
     "--reason", default="new card set from the CLI", show_default=True, help="For the audit log."
@@ -133,7 +145,7 @@ def subscriptions_set_binding(
 
 
 @subscriptions.command("pause")
-@click.argument("subscription_id", type=int)
+@click.argument("subscription_id", type=ID)
 @reason_option
 @json_option
 def subscriptions_pause(subscription_id: int, reason: str, as_json: bool) -> None:
@@ -143,7 +155,7 @@ def subscriptions_pause(subscription_id: int, reason: str, as_json: bool) -> Non
 
 
 @subscriptions.command("resume")
-@click.argument("subscription_id", type=int)
+@click.argument("subscription_id", type=ID)
 @reason_option
 @json_option
 def subscriptions_resume(subscription_id: int, reason: str, as_json: bool) -> None:
@@ -154,7 +166,7 @@ def subscriptions_resume(subscription_id: int, reason: str, as_json: bool) -> No
 
 
 @subscriptions.command("cancel")
-@click.argument("subscription_id", type=int)
+@click.argument("subscription_id", type=ID)
 @click.option("--at-period-end", is_flag=True, help="Cancel when the current period ends, not now.")
 @reason_option
 @json_option
@@ -169,7 +181,7 @@ def subscriptions_cancel(
 
 
 @subscriptions.command("update")
-@click.argument("subscription_id", type=int)
+@click.argument("subscription_id", type=ID)
 @click.option("--amount", default=None, help="Minor units, from the next invoice on.")
 @click.option("--schedule", default=None, help="Cron; the next charge is recomputed.")
 @click.option("--timezone", default=None, help="IANA zone; the next charge is recomputed.")

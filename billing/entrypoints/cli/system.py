@@ -9,16 +9,14 @@ HTTP apps, or calls one use case and renders its report.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from billing.entrypoints.cli import render
 from billing.entrypoints.cli.common import _app, _emit, _settings, json_option
-from billing.entrypoints.cli.render import console
 from billing.errors import ConfigurationError
 from billing.queue.dramatiq import webhook_queue_name
 
@@ -51,10 +49,16 @@ def reconcile(as_json: bool) -> None:
 
 
 @click.command("status")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 1 when charging is paused, an attempt waits for an operator or a second "
+    "charge waits for its refund (for cron and monitoring scripts).",
+)
 @json_option
-def status(as_json: bool) -> None:
-    """Charging state (circuit breaker), counts by status, the scheduler's last pass and
-    the live workers (their heartbeats)."""
+def status(check: bool, as_json: bool) -> None:
+    """Is charging running (circuit breaker), counts by status, what needs a person, the
+    scheduler's last pass and the live workers (their heartbeats)."""
     from datetime import timedelta
 
     from billing.services.read.processes import process_status
@@ -64,7 +68,18 @@ def status(as_json: bool) -> None:
     report = system_status(app.db)
     max_age = timedelta(seconds=app.settings.heartbeat_max_age)
     report["processes"] = process_status(app.db, app.clock(), max_age=max_age)
-    _emit(report, as_json, lambda d: console.print_json(json.dumps(d)))
+    _emit(report, as_json, render.status_summary)
+    if check and needs_attention(report):
+        sys.exit(1)
+
+
+def needs_attention(report: dict[str, Any]) -> bool:
+    """Whether ``billing status --check`` fails: charging paused or work for a person."""
+    return bool(
+        report["charging"]["state"] != "running"
+        or report["needs_operator"]
+        or report["needs_refund"]
+    )
 
 
 @click.command("scheduler")
@@ -81,11 +96,15 @@ def scheduler(once: bool, as_json: bool) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 def worker(processes: int | None, threads: int | None) -> None:
     """Start Dramatiq worker processes for the project's actors."""
+    from billing.entrypoints.preflight import require_policy, require_redis
+
     settings = _settings()
     if not settings.redis_url:
         raise ConfigurationError("BILLING_REDIS_URL is required to run workers")
     if settings.worker_metrics_port:  # read by dramatiq's Prometheus exposition server
         os.environ["dramatiq_prom_port"] = str(settings.worker_metrics_port)  # noqa: SIM112
+    require_policy(settings)  # a bad file is one error line here, not a child's traceback
+    require_redis(settings.redis_url)
     _exec(
         worker_command(
             processes or settings.worker_processes,

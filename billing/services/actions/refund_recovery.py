@@ -113,15 +113,23 @@ def resend_refund(
     return settle(refund_id, outcome, actor, key, UNKNOWN)
 
 
+def key_suffix(key_row: IdempotencyKey) -> str:
+    """What the externalRefundId of a keyed refund ends with: one per key row (a key used
+    again after it expired is a new row, so an externalRefundId is never reused)."""
+    scoped = f"{key_row.id}\x00{key_row.principal}\x00{key_row.key}"
+    return hashlib.sha256(scoped.encode()).hexdigest()[:24]
+
+
+def keyed_external_id(attempt_id: int, key_row: IdempotencyKey) -> str:
+    """The externalRefundId of a refund asked for with an Idempotency-Key."""
+    return f"rf-{attempt_id}-{key_suffix(key_row)}"
+
+
 def replay_refund(session: Session, earlier: IdempotencyKey) -> Stored | int:
     """A repeat of a keyed refund request: the first answer, the refund as it now stands
     (settled since), or, while its outcome is unknown, its id to be sent again."""
     refund = session.scalars(
-        select(Refund).where(
-            Refund.external_refund_id.like(
-                "rf-%-" + hashlib.sha256(earlier.key.encode()).hexdigest()[:24]
-            )
-        )
+        select(Refund).where(Refund.external_refund_id.like("rf-%-" + key_suffix(earlier)))
     ).first()
     if refund is not None and refund.state == UNKNOWN:
         return refund.id  # same key → same externalRefundId: safe to send again

@@ -17,10 +17,9 @@ Money rules kept here:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,7 +40,13 @@ from billing.gateway.classify import TAKEN_STATES, ActionOutcome, RefundState, c
 from billing.gateway.port import Gateway, RefundRequest, ReverseRequest
 from billing.services.actions import refund_recovery
 from billing.services.audit import clean_actor, clean_reason, record_event
-from billing.services.idempotency import Stored, check_key, claim_key, request_hash
+from billing.services.idempotency import (
+    DEFAULT_TTL,
+    Stored,
+    check_key,
+    claim_key,
+    request_hash,
+)
 from billing.services.ports import Clock, system_clock
 from billing.services.read.views import (
     refund_view,
@@ -65,12 +70,14 @@ class RefundActions:
         gateway: Gateway,
         clock: Clock = system_clock,
         banking_timezone: str = "Europe/Moscow",
+        idempotency_ttl: timedelta = DEFAULT_TTL,
     ) -> None:
         self.db = db
         self.gateway = gateway
         self.clock = clock
         #: reverse.do is possible only on the gateway's banking day of the payment.
         self.banking_zone = ZoneInfo(banking_timezone)
+        self.idempotency_ttl = idempotency_ttl
 
     def refund(
         self,
@@ -109,7 +116,15 @@ class RefundActions:
                     # finds the first request's key (committed with its refund row).
                     attempt = _refundable_attempt(session, attempt_id, invoice_id)
                     if key is not None:
-                        earlier = claim_key(session, key, "refund", digest)
+                        earlier = claim_key(
+                            session,
+                            key,
+                            "refund",
+                            digest,
+                            principal=actor,
+                            now=now,
+                            ttl=self.idempotency_ttl,
+                        )
                         if earlier is not None:
                             replay = refund_recovery.replay_refund(session, earlier)
                             if isinstance(replay, Stored):
@@ -130,24 +145,25 @@ class RefundActions:
                             f"cannot refund {to_refund}: only {left} of the {attempt.amount} "
                             f"paid is left to refund ({taken} already refunded or under way)"
                         )
-                    external = (
-                        f"rf-{attempt.id}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
-                        if key is not None
-                        else f"rf-{attempt.id}-{secrets.token_hex(12)}"
-                    )
+                    external = f"rf-{attempt.id}-{secrets.token_hex(12)}"
+                    if key is not None:
+                        # The key row first: the externalRefundId is derived from its id,
+                        # so a replay finds this refund, and a key used again after it
+                        # expired (a new row) never reuses an externalRefundId.
+                        key_row = IdempotencyKey(
+                            principal=actor,
+                            key=key,
+                            endpoint="refund",
+                            request_hash=digest,
+                            response=None,
+                            created_at=now,
+                        )
+                        session.add(key_row)
+                        session.flush()
+                        external = refund_recovery.keyed_external_id(attempt.id, key_row)
                     refund = _new_refund(
                         session, attempt, "refund", to_refund, external, actor, reason, now
                     )
-                    if key is not None:
-                        session.add(
-                            IdempotencyKey(
-                                key=key,
-                                endpoint="refund",
-                                request_hash=digest,
-                                response=None,
-                                created_at=now,
-                            )
-                        )
                     session.flush()
                     refund_id, order_id = refund.id, str(attempt.gateway_order_id)
                 break
@@ -304,7 +320,11 @@ class RefundActions:
             }
             if key is not None:
                 stored = session.scalars(
-                    select(IdempotencyKey).where(IdempotencyKey.key == key)
+                    select(IdempotencyKey).where(
+                        IdempotencyKey.principal == actor,
+                        IdempotencyKey.endpoint == "refund",
+                        IdempotencyKey.key == key,
+                    )
                 ).one_or_none()
                 if stored is not None:
                     stored.response = json.dumps(body)

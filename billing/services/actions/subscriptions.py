@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, select
@@ -32,7 +32,13 @@ from billing.errors import (
 )
 from billing.services.audit import clean_actor, clean_reason, record_event
 from billing.services.collection import release_next
-from billing.services.idempotency import Stored, check_key, claim_key, request_hash
+from billing.services.idempotency import (
+    DEFAULT_TTL,
+    Stored,
+    check_key,
+    claim_key,
+    request_hash,
+)
 from billing.services.lifecycle import (
     change_status,
     lock_subscription,
@@ -58,6 +64,7 @@ class SubscriptionActions:
 
     db: Database
     clock: Clock = system_clock
+    idempotency_ttl: timedelta = DEFAULT_TTL
 
     def create(
         self,
@@ -88,7 +95,15 @@ class SubscriptionActions:
             try:
                 with self.db.transaction() as session:
                     if key is not None:
-                        earlier = claim_key(session, key, "create_subscription", digest)
+                        earlier = claim_key(
+                            session,
+                            key,
+                            "create_subscription",
+                            digest,
+                            principal=actor,
+                            now=now,
+                            ttl=self.idempotency_ttl,
+                        )
                         if earlier is not None:
                             if earlier.response is None:
                                 raise ConflictError(
@@ -101,6 +116,7 @@ class SubscriptionActions:
                     if key is not None:
                         session.add(
                             IdempotencyKey(
+                                principal=actor,
                                 key=key,
                                 endpoint="create_subscription",
                                 request_hash=digest,

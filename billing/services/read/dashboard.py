@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing.domain.model import InvoiceStatus, SubscriptionStatus
+from billing.gateway.classify import RefundState
 from billing.storage.circuit_row import load_circuit
 from billing.storage.database import Database
-from billing.storage.tables import Event, Invoice, Subscription
+from billing.storage.tables import Event, Invoice, Refund, Subscription
 
 FAILING = [
     SubscriptionStatus.PAST_DUE.value,
@@ -73,23 +74,39 @@ def dashboard(db: Database, now: datetime, *, timezone: str = "UTC") -> dict[str
 
 
 def _revenue(session: Session, since: datetime) -> dict[str, int]:
-    rows = session.execute(
+    """Money kept since ``since``: paid invoices minus refunds and reversals that
+    succeeded since then (a refund of an older payment lowers this period's revenue)."""
+    paid = session.execute(
         select(Invoice.currency, func.coalesce(func.sum(Invoice.amount), 0))
         .where(Invoice.status == InvoiceStatus.PAID, Invoice.paid_at >= since)
         .group_by(Invoice.currency)
     ).all()
-    return {currency: int(total) for currency, total in rows}
+    returned = session.execute(
+        select(Refund.currency, func.coalesce(func.sum(Refund.amount), 0))
+        .where(
+            Refund.state == RefundState.SUCCEEDED.value,
+            func.coalesce(Refund.finished_at, Refund.created_at) >= since,
+        )
+        .group_by(Refund.currency)
+    ).all()
+    net = {currency: int(total) for currency, total in paid}
+    for currency, total in returned:
+        net[currency] = net.get(currency, 0) - int(total)
+    return net
 
 
-def failing_subscriptions(db: Database, *, limit: int = 200) -> list[dict[str, Any]]:
-    """Subscriptions in dunning with their oldest open invoice's last failure."""
+def failing_subscriptions(
+    db: Database, *, limit: int = 200, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Subscriptions in dunning with their oldest open invoice's last failure (a page)."""
     with db.transaction() as session:
         rows = session.execute(
             select(Subscription, Invoice)
             .join(Invoice, Invoice.subscription_id == Subscription.id)
             .where(Subscription.status.in_(FAILING), Invoice.status == InvoiceStatus.OPEN)
-            .order_by(Invoice.failing_since.nulls_last(), Subscription.id)
+            .order_by(Invoice.failing_since.nulls_last(), Subscription.id, Invoice.id)
             .limit(limit)
+            .offset(offset)
         ).all()
     seen: set[int] = set()
     result = []
@@ -113,10 +130,13 @@ def failing_subscriptions(db: Database, *, limit: int = 200) -> list[dict[str, A
     return result
 
 
-def audit_log(db: Database, *, limit: int = 200, people_only: bool = False) -> list[dict[str, Any]]:
-    """The newest events; ``people_only`` hides what the scheduler and workers did."""
+def audit_log(
+    db: Database, *, limit: int = 200, offset: int = 0, people_only: bool = False
+) -> list[dict[str, Any]]:
+    """The newest events, a page at a time; ``people_only`` hides what the scheduler and
+    workers did."""
     with db.transaction() as session:
-        query = select(Event).order_by(Event.id.desc()).limit(limit)
+        query = select(Event).order_by(Event.id.desc()).limit(limit).offset(offset)
         if people_only:
             query = query.where(Event.actor.not_in(["system", "scheduler", "gateway"]))
         return [

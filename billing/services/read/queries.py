@@ -25,6 +25,7 @@ from billing.services.audit import (
 )
 from billing.services.ports import Clock, system_clock
 from billing.services.read.processes import process_status
+from billing.services.read.refunded import with_display_status
 from billing.services.read.status import system_status
 from billing.services.read.timeline import describe_timeline
 from billing.services.read.views import (
@@ -129,7 +130,7 @@ class Reads:
             view["events"] = [event_view(e) for e in events]
             view["refunds"] = [refund_view(r) for r in refunds]
         view["timeline"] = describe_timeline(self.db, subscription_id, self.clock(), self.policy)
-        return view
+        return with_display_status(view)
 
     def timeline(self, subscription_id: int) -> list[str]:
         return describe_timeline(self.db, subscription_id, self.clock(), self.policy)
@@ -178,7 +179,7 @@ class Reads:
             events = session.scalars(
                 select(Event).where(Event.invoice_id == invoice_id).order_by(Event.id)
             ).all()
-            return (
+            return with_display_status(
                 invoice_summary(invoice)
                 | invoice_view(invoice, list(attempts))
                 | {

@@ -53,9 +53,15 @@ def words(slug: str | None) -> str:
 
 
 def describe_timeline(
-    db: Database, subscription_id: int, now: datetime, policy: DunningPolicy
+    db: Database,
+    subscription_id: int,
+    now: datetime,
+    policy: DunningPolicy,
+    *,
+    zone: str | None = None,
 ) -> list[str]:
-    """The timeline lines of one subscription (see the module docstring)."""
+    """The timeline lines of one subscription (see the module docstring); times in
+    ``zone`` when given (the console's one display zone), else the subscription's own."""
     with db.transaction() as session:
         sub = session.get(Subscription, subscription_id)
         if sub is None:
@@ -78,7 +84,14 @@ def describe_timeline(
         ).first()
         circuit = load_circuit(session)
         return build_timeline(
-            sub, list(invoices), list(attempts), last_status, circuit, now, policy
+            sub,
+            list(invoices),
+            list(attempts),
+            last_status,
+            circuit,
+            now,
+            policy,
+            display_zone=zone,
         )
 
 
@@ -90,9 +103,12 @@ def build_timeline(
     circuit: Circuit,
     now: datetime,
     policy: DunningPolicy,
+    *,
+    display_zone: str | None = None,
 ) -> list[str]:
-    """The lines, from already loaded rows. Pure."""
-    zone = validate_timezone(sub.timezone)
+    """The lines, from already loaded rows, times in ``display_zone`` (default: the
+    subscription's). Pure."""
+    zone = validate_timezone(display_zone or sub.timezone)
     lines: list[str] = []
     status = SubscriptionStatus(sub.status)
     since = ""

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 from billing import __version__
 from billing.auth_tokens import TokenConfig
 from billing.entrypoints.http.admin import clock, events, money, subscriptions, system, webhooks
+from billing.entrypoints.http.admin.docs import install_docs
 from billing.entrypoints.http.health import health_routes, metrics_route
 from billing.entrypoints.http.middleware import install as install_middleware
 from billing.errors import (
@@ -91,12 +92,16 @@ def create_admin_app(app: "App", tokens: TokenConfig) -> FastAPI:
         description="Operators and the SaaS backend: subscriptions, invoices, retries, "
         "refunds, status and the audit log. Bearer tokens; every change needs a reason.",
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served from the package's own files: see install_docs
         redoc_url=None,
+        # Operation ids are the route functions' names: a generated client gets
+        # create_subscription(), refund(), … and they do not change with the paths.
+        generate_unique_id_function=lambda route: route.name,
     )
     api.state.tokens = tokens
     api.state.services = app
     install_middleware(api, max_body_bytes=app.settings.max_request_bytes)
+    install_docs(api, title=api.title)
     _handle_errors(api)
 
     @api.get("/api/health", tags=["status"])

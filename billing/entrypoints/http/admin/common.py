@@ -9,14 +9,30 @@ decides anything about money.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Request
 
 from billing.bootstrap import App
 from billing.entrypoints.http.admin import schemas
+from billing.entrypoints.http.admin.inputs import (
+    Id,
+    IdempotencyKey,
+    Limit,
+    Offset,
+    QueryId,
+    QueryText,
+)
 
-Id = Annotated[int, Path(ge=1)]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+__all__ = [
+    "ERRORS",
+    "Id",
+    "IdempotencyKey",
+    "Limit",
+    "Offset",
+    "QueryId",
+    "QueryText",
+    "Services",
+    "router",
+]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": schemas.ErrorOut} for code in (401, 403, 404, 409, 422, 503)
 }

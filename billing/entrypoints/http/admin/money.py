@@ -10,11 +10,22 @@ case's decision, never this module's.
 
 from typing import Annotated, Any
 
-from fastapi import Header, Query, Response
+from fastapi import Header, Response
+from pydantic import AfterValidator
 
+from billing.domain.model import InvoiceStatus
 from billing.entrypoints.http.admin import schemas
 from billing.entrypoints.http.admin.auth import Money, Reader
-from billing.entrypoints.http.admin.common import Id, Limit, Offset, Services, router
+from billing.entrypoints.http.admin.common import (
+    Id,
+    Limit,
+    Offset,
+    QueryId,
+    QueryText,
+    Services,
+    router,
+)
+from billing.entrypoints.http.admin.inputs import no_nul
 
 invoices = router("/api/invoices", "invoices")
 retries = router("/api", "retries")
@@ -25,9 +36,9 @@ payments = router("/api/attempts", "payments")
 def list_invoices(
     _who: Reader,
     app: Services,
-    status: str | None = None,
-    subscription_id: Annotated[int | None, Query(ge=1)] = None,
-    failure: str | None = None,
+    status: InvoiceStatus | None = None,
+    subscription_id: QueryId = None,
+    failure: QueryText = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
@@ -84,7 +95,9 @@ def refund(
     who: Money,
     app: Services,
     response: Response,
-    idempotency_key: Annotated[str, Header(alias="Idempotency-Key")],
+    idempotency_key: Annotated[
+        str, Header(alias="Idempotency-Key", min_length=1, max_length=255), AfterValidator(no_nul)
+    ],
 ) -> dict[str, Any]:
     """Refund (part of) a paid attempt via refund.do. `state` says what is known:
     `unknown` means the gateway did not answer and the refund may or may not have

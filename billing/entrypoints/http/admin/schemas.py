@@ -17,9 +17,13 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
+    field_validator,
 )
 
+from billing.domain.model import AttemptState, Category, InvoiceStatus, SubscriptionStatus
 from billing.domain.subscription import MAX_AMOUNT
+from billing.entrypoints.http.admin.inputs import no_nul
+from billing.gateway.classify import RefundState
 
 Reason = Annotated[
     str,
@@ -29,15 +33,28 @@ Reason = Annotated[
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT, description="Minor units: 49900 = 499.00")]
 
 
+Currency = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]{3}$"),
+    Field(description="ISO 4217 numeric, three ASCII digits: 643"),
+]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """No text field may carry a NUL byte (PostgreSQL refuses them)."""
+        return no_nul(value) if isinstance(value, str) else value
 
 
 class CreateSubscription(_Request):
     customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     binding_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     amount: Amount
-    currency: Annotated[str, StringConstraints(pattern=r"^\d{3}$")] = "643"
+    currency: Currency = "643"
     schedule: Annotated[str, Field(description='Cron, read in `timezone`: "0 3 1 * *"')]
     timezone: str = "Europe/Moscow"
     description: Annotated[str, StringConstraints(max_length=512)] | None = None
@@ -54,7 +71,7 @@ class UpdateSubscription(_Request):
     description: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description='"" clears it'
     )
-    currency: str | None = Field(default=None, description="ISO 4217 numeric, e.g. 643")
+    currency: Currency | None = None
     reason: Reason
 
 
@@ -113,7 +130,7 @@ class SubscriptionOut(_Response):
     description: str | None
     schedule: str
     timezone: str
-    status: str
+    status: SubscriptionStatus
     next_charge_at: str | None
     cancel_at: str | None = Field(description="Dunning's grace period ends (automatic)")
     created_at: str | None
@@ -140,8 +157,8 @@ class AttemptOut(_Response):
     number: int
     order_number: str
     trigger: str
-    state: str
-    category: str | None
+    state: AttemptState
+    category: Category | None
     reason: str | None
     error_code: str | None
     action_code: int | None
@@ -174,7 +191,7 @@ class RefundOut(_Response):
     amount: int
     currency: str
     external_refund_id: str
-    state: str = Field(description="requested, succeeded, failed or unknown (never assumed)")
+    state: RefundState = Field(description="unknown: may or may not have happened (never assumed)")
     error_code: str | None
     message: str | None
     actor: str
@@ -185,12 +202,20 @@ class RefundOut(_Response):
     note: str | None = None
 
 
+DISPLAY_STATUS = Field(
+    default=None,
+    description="In words: a paid invoice whose money went back says refunded, reversed or "
+    "partly refunded (status stays paid: the charge happened)",
+)
+
+
 class InvoiceWithAttempts(_Response):
     id: int
     period_start: str | None
     amount: int
     currency: str
-    status: str
+    status: InvoiceStatus
+    display_status: str | None = DISPLAY_STATUS
     next_attempt_at: str | None
     last_failure: str | None
     paid_at: str | None
@@ -210,10 +235,10 @@ class InvoiceOut(_Response):
     period_start: str | None
     amount: int
     currency: str
-    status: str
+    status: InvoiceStatus
     next_attempt_at: str | None
     attempt_count: int
-    last_category: str | None
+    last_category: Category | None
     last_failure: str | None
     failing_since: str | None
     paid_at: str | None
@@ -221,6 +246,7 @@ class InvoiceOut(_Response):
 
 
 class InvoiceDetail(InvoiceOut):
+    display_status: str | None = DISPLAY_STATUS
     attempts: list[AttemptOut]
     refunds: list[RefundOut]
     events: list[EventOut]
@@ -257,6 +283,11 @@ class ResolveOut(_Response):
     message: str
 
 
+class SearchOut(_Response):
+    query: str
+    subscription_ids: list[int]
+
+
 class ErrorOut(BaseModel):
     error: str = Field(description="A stable code: invalid_input, not_found, conflict, …")
     message: str
@@ -277,6 +308,7 @@ __all__ = [
     "RefundRequest",
     "ResolveOut",
     "RetryOut",
+    "SearchOut",
     "SetBinding",
     "SubscriptionChange",
     "SubscriptionDetail",

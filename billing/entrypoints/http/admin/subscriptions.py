@@ -7,13 +7,22 @@ to invoices and charges, is the use case's decision, never this module's.
 
 from typing import Annotated, Any
 
-from fastapi import Header, Query, Response
+from fastapi import Query, Response
 from pydantic import AwareDatetime
 
+from billing.domain.model import SubscriptionStatus
 from billing.domain.subscription import NewSubscription
 from billing.entrypoints.http.admin import schemas
 from billing.entrypoints.http.admin.auth import Lifecycle, Reader
-from billing.entrypoints.http.admin.common import Id, Limit, Offset, Services, router
+from billing.entrypoints.http.admin.common import (
+    Id,
+    IdempotencyKey,
+    Limit,
+    Offset,
+    QueryText,
+    Services,
+    router,
+)
 
 subscriptions = router("/api/subscriptions", "subscriptions")
 
@@ -24,7 +33,7 @@ def create_subscription(
     who: Lifecycle,
     app: Services,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Create a subscription (the first charge at `start_at` or the next scheduled run)."""
     stored = app.actions.subscriptions.create(
@@ -51,10 +60,10 @@ def create_subscription(
 def list_subscriptions(
     _who: Reader,
     app: Services,
-    status: str | None = None,
-    customer_id: str | None = None,
+    status: SubscriptionStatus | None = None,
+    customer_id: QueryText = None,
     failure: Annotated[
-        str | None, Query(description="open invoice's last failure: category or reason")
+        QueryText, Query(description="open invoice's last failure: category or reason")
     ] = None,
     failing_since: Annotated[
         AwareDatetime | None, Query(description="started failing at or after (ISO 8601)")

@@ -2,7 +2,7 @@
 attempts flagged for a refund (the metrics count them at every scrape)
 
 Revision ID: 0011
-Revises: 0006
+Revises: 0010
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0006"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
