@@ -25,11 +25,19 @@ from billing.domain.model import (
 from billing.domain.retry_gate import RetryFacts, retry_refusal
 from billing.storage.circuit_row import load_circuit
 from billing.storage.database import Database
+from billing.storage.outbox_tables import WebhookEndpoint
 from billing.storage.tables import ChargeAttempt, Invoice, Refund, Subscription
 
 #: An invoice failing only transiently for longer than this needs a look.
 LONG_TRANSIENT = timedelta(hours=24)
-SECTIONS = ("needs_operator", "needs_refund", "held", "long_transient", "refunds_unknown")
+SECTIONS = (
+    "needs_operator",
+    "needs_refund",
+    "held",
+    "long_transient",
+    "refunds_unknown",
+    "disabled_webhooks",
+)
 
 
 def retry_refusals(session: Session, subscription_ids: Iterable[int]) -> dict[int, str | None]:
@@ -132,6 +140,9 @@ def _section_queries(transient_since: datetime) -> dict[str, Any]:
         )
         .order_by(Invoice.failing_since, Invoice.id),
         "refunds_unknown": select(Refund).where(Refund.state == "unknown").order_by(Refund.id),
+        "disabled_webhooks": select(WebhookEndpoint)
+        .where(WebhookEndpoint.enabled.is_(False))
+        .order_by(WebhookEndpoint.id),
     }
 
 
@@ -181,6 +192,14 @@ def _row(section: str, *found: Any) -> dict[str, Any]:
             "why": invoice.last_reason,
             "since": invoice.failing_since,
             "attempts": invoice.attempt_count,
+        }
+    if section == "disabled_webhooks":
+        (endpoint,) = found
+        return {
+            "endpoint_id": endpoint.id,
+            "url": endpoint.url,
+            "why": endpoint.disabled_reason or "disabled by hand",
+            "since": endpoint.failing_since or endpoint.updated_at,
         }
     (refund,) = found
     return {

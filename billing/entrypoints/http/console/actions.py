@@ -82,6 +82,10 @@ def action_routes(kit: Kit) -> list[Route]:
         done = app.actions.resolve.resolve(attempt_id, actor=operator.name, reason=reason(form, ""))
         return f"Attempt {attempt_id} resolved: {done['message']}"
 
+    def enable_webhook(operator: Operator, form: dict[str, Any], endpoint_id: int) -> str:
+        app.webhooks.set_enabled(endpoint_id, True)
+        return f"Webhook endpoint {endpoint_id} enabled."
+
     post = ["POST"]
     return [
         Route("/subscriptions/{target:int}/retry", kit.action(retry), methods=post),
@@ -93,4 +97,5 @@ def action_routes(kit: Kit) -> list[Route]:
         Route("/invoices/{target:int}/write-off", kit.action(write_off), methods=post),
         Route("/attempts/{target:int}/refund", kit.action(refund), methods=post),
         Route("/attempts/{target:int}/resolve", kit.action(resolve), methods=post),
+        Route("/webhooks/{target:int}/enable", kit.action(enable_webhook), methods=post),
     ]
