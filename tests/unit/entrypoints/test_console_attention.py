@@ -149,10 +149,10 @@ def test_needs_attention_lists_every_kind_with_counts_and_its_action(console: Co
     assert 'id="attention-total">5<' in home
     page = console.browser.get("/attention").text
     operator_rows = _section(page, "needs_operator")
-    assert (
-        f'href="/subscriptions/{operator_sub}"' in operator_rows
-        and "Open to resolve" in operator_rows
-    )
+    waiting = console.attempt_of(operator_sub)
+    assert f'href="/subscriptions/{operator_sub}"' in operator_rows
+    assert f'action="/attempts/{waiting.id}/resolve"' in operator_rows  # the action in place
+    assert "Check &amp; resolve" in operator_rows
     refund_rows = _section(page, "needs_refund")
     assert f'action="/attempts/{paid.id}/refund"' in refund_rows
     assert "Refund the second charge" in refund_rows
