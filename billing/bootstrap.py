@@ -14,8 +14,9 @@ from datetime import timedelta
 import dramatiq
 import pydantic
 
-from billing.domain.dunning_policy import DEFAULT_POLICY, DunningPolicy, load_policy
+from billing.domain.dunning_policy import DEFAULT_POLICY, DunningPolicy
 from billing.domain.durations import parse_duration
+from billing.domain.policy_file import load_policy
 from billing.errors import ConfigurationError
 from billing.gateway.client import GatewayClient, GatewayConfig
 from billing.gateway.port import Gateway

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from billing.domain.dunning_policy import load_policy
+from billing.domain.policy_file import load_policy
 from billing.errors import ConfigurationError
 from billing.settings import Settings
 

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from billing.gateway import codes
-from billing.gateway.classify import ActionOutcome, RefundState
+from billing.gateway.classify_action import ActionOutcome, RefundState
 from billing.gateway.models import OrderStatusResponse
 from billing.gateway.results import GatewayResult, JsonReply
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select, update
 
-from billing.domain.dunning_policy import load_policy
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.services.actions.subscriptions import SubscriptionActions
 from billing.services.pipeline.scheduler_pass import Scheduler

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from billing.domain.dunning_policy import load_policy
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.errors import StorageError
 from billing.queue.dramatiq import DramatiqDispatcher, build_broker, declare_actors

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from billing.domain.dunning_policy import DunningPolicy, load_policy
+from billing.domain.dunning_policy import DunningPolicy
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.storage.tables import Event, Subscription
 from tests.support.world import ServiceWorld

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from billing.domain.dunning_policy import DunningPolicy, load_policy
+from billing.domain.dunning_policy import DunningPolicy
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.gateway.port import ChargeRequest
 from billing.gateway.results import GatewayResult

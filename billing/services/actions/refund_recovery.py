@@ -20,7 +20,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing.errors import ConflictError, GatewayError, NotFoundError
-from billing.gateway.classify import TAKEN_STATES, ActionOutcome, RefundState, classify_action
+from billing.gateway.classify_action import (
+    TAKEN_STATES,
+    ActionOutcome,
+    RefundState,
+    classify_action,
+)
 from billing.gateway.classify_refunds import RefundQuestion, refund_by_status
 from billing.gateway.port import Gateway, RefundRequest
 from billing.services.audit import record_event

@@ -36,7 +36,12 @@ from billing.errors import (
     NotFoundError,
     ValidationError,
 )
-from billing.gateway.classify import TAKEN_STATES, ActionOutcome, RefundState, classify_action
+from billing.gateway.classify_action import (
+    TAKEN_STATES,
+    ActionOutcome,
+    RefundState,
+    classify_action,
+)
 from billing.gateway.port import Gateway, RefundRequest, ReverseRequest
 from billing.services.actions import refund_recovery
 from billing.services.audit import clean_actor, clean_reason, record_event

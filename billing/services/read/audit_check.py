@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from billing.domain.model import IN_FLIGHT_STATES, AttemptState, InvoiceStatus, SubscriptionStatus
-from billing.gateway.classify import RefundState
+from billing.gateway.classify_action import RefundState
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice, Refund, Subscription
 

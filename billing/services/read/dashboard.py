@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing.domain.model import InvoiceStatus, SubscriptionStatus
-from billing.gateway.classify import RefundState
+from billing.gateway.classify_action import RefundState
 from billing.storage.circuit_row import load_circuit
 from billing.storage.database import Database
 from billing.storage.tables import Event, Invoice, Refund, Subscription

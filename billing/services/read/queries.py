@@ -18,7 +18,7 @@ from billing.errors import (
     NotFoundError,
     ValidationError,
 )
-from billing.gateway.classify import RefundState
+from billing.gateway.classify_action import RefundState
 from billing.services.audit import (
     SYSTEM_ACTORS,
     clean_failure,

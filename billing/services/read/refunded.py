@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from billing.domain.model import InvoiceStatus
-from billing.gateway.classify import RefundState
+from billing.gateway.classify_action import RefundState
 
 
 def display_status(invoice: dict[str, Any], refunds: Iterable[dict[str, Any]]) -> str:

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.domain.dunning import Action, decide
-from billing.domain.dunning_policy import DEFAULT_POLICY, load_policy
+from billing.domain.dunning_policy import DEFAULT_POLICY
 from billing.domain.model import AttemptSummary, AttemptTrigger, Category, Outcome
+from billing.domain.policy_file import load_policy
 
 FAST = load_policy(Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml")
 

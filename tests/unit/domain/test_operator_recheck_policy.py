@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from billing.domain.dunning_policy import DEFAULT_POLICY, parse_policy
+from billing.domain.dunning_policy import DEFAULT_POLICY
+from billing.domain.policy_file import parse_policy
 from billing.errors import ConfigurationError
 
 

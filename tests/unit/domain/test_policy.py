@@ -16,9 +16,8 @@ from billing.domain.dunning_policy import (
     ExhaustedAction,
     SoftDeclinePolicy,
     TransientPolicy,
-    load_policy,
-    parse_policy,
 )
+from billing.domain.policy_file import load_policy, parse_policy
 from billing.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[3]

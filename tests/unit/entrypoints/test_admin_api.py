@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from billing.auth_tokens import Role, TokenConfig
 from billing.bootstrap import App, build_app
 from billing.domain.circuit_breaker import Circuit, CircuitState
-from billing.domain.dunning_policy import load_policy
+from billing.domain.policy_file import load_policy
 from billing.entrypoints.http.admin.app import create_admin_app
 from billing.errors import BrokerError, ConfigurationError
 from billing.settings import Settings, load_settings

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from billing.domain.dunning_policy import load_policy
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.entrypoints.http.callbacks import (
     CallbackConfig,

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from billing.auth_tokens import TokenConfig
 from billing.bootstrap import App, build_app
-from billing.domain.dunning_policy import load_policy
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.entrypoints.cli.main import cli
 from billing.entrypoints.http.admin.app import create_admin_app

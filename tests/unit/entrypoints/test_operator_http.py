@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from billing.auth_tokens import Role, TokenConfig
-from billing.domain.dunning_policy import load_policy
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.entrypoints.http.admin.app import create_admin_app
 from billing.entrypoints.http.console import ConsoleDeps, create_console_app

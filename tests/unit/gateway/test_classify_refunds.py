@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from billing.gateway.classify import RefundState
+from billing.gateway.classify_action import RefundState
 from billing.gateway.classify_refunds import RefundQuestion, refund_by_status
 from billing.gateway.results import GatewayResult, JsonReply, ReadTimedOut
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from billing.bootstrap import LOG_REDACTION, prepare_handler
-from billing.domain.dunning_policy import load_policy
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.gateway.redact import Secrets
 from billing.observability.logs import bind, log_context

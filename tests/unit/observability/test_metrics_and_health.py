@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 
 from billing.auth_tokens import TokenConfig
 from billing.bootstrap import build_app
-from billing.domain.dunning_policy import load_policy
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.entrypoints.http.admin.app import create_admin_app
 from billing.entrypoints.http.callbacks import CallbackConfig, create_callback_app

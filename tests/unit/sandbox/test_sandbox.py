@@ -14,7 +14,7 @@ import pytest
 from starlette.types import ASGIApp
 
 from billing.errors import ConfigurationError
-from billing.gateway.classify import RefundState, classify_action
+from billing.gateway.classify_action import RefundState, classify_action
 from billing.gateway.client import GatewayClient, GatewayConfig
 from billing.gateway.port import RefundRequest, ReverseRequest
 from billing.sandbox import Ledger, Order, OrderState, SandboxConfig, SandboxServer, create_app

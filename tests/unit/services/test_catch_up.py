@@ -9,14 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from billing.domain.dunning_policy import (
-    DEFAULT_POLICY,
-    CatchUpMode,
-    CatchUpPolicy,
-    load_policy,
-    parse_policy,
-)
+from billing.domain.dunning_policy import DEFAULT_POLICY, CatchUpMode, CatchUpPolicy
 from billing.domain.periods import schedule_warnings, validate_cron
+from billing.domain.policy_file import load_policy, parse_policy
 from billing.domain.subscription import NewSubscription
 from billing.errors import ConfigurationError, ValidationError
 from tests.support.period_world import FAST_POLICY, period_world

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from billing.domain.dunning_policy import CatchUpMode, CatchUpPolicy, load_policy
+from billing.domain.dunning_policy import CatchUpMode, CatchUpPolicy
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.errors import ConflictError, ValidationError
 from billing.storage.tables import ChargeAttempt, Event, Subscription

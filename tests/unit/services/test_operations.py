@@ -17,10 +17,11 @@ import pytest
 from sqlalchemy import func, select
 
 from billing.domain.circuit_breaker import Circuit, CircuitState
-from billing.domain.dunning_policy import DEFAULT_POLICY, load_policy
+from billing.domain.dunning_policy import DEFAULT_POLICY
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.errors import ChargingPausedError, ConflictError, NotFoundError, ValidationError
-from billing.gateway.classify import RefundState, classify_action
+from billing.gateway.classify_action import RefundState, classify_action
 from billing.gateway.port import RefundRequest
 from billing.gateway.results import (
     ConnectionFailed,

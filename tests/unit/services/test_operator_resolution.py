@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from billing.domain.dunning_policy import load_policy
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.errors import ConflictError
 from billing.services.pipeline.reconciliation import reconcile_now

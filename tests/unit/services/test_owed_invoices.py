@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from billing.domain.dunning_policy import DunningPolicy, load_policy
+from billing.domain.dunning_policy import DunningPolicy
+from billing.domain.policy_file import load_policy
 from tests.support.dunning_world import DunningWorld, make_dunning_world
 
 FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"

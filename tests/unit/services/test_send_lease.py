@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from billing.domain.dunning_policy import load_policy
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.errors import ConflictError
 from billing.gateway.rate_limit import RateLimitedGateway

@@ -15,13 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from billing.domain.dunning_policy import (
-    CardBudgetPolicy,
-    TransientPolicy,
-    load_policy,
-    parse_policy,
-)
+from billing.domain.dunning_policy import CardBudgetPolicy, TransientPolicy
 from billing.domain.model import AttemptSummary, AttemptTrigger, Category, Outcome
+from billing.domain.policy_file import load_policy, parse_policy
 from billing.domain.retry_limits import cap_transient, next_allowed
 from billing.errors import ConfigurationError
 from billing.gateway.results import RATE_LIMITED, ConnectionFailed, GatewayResult, JsonReply

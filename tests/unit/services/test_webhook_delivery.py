@@ -16,7 +16,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from billing.domain.dunning_policy import load_policy
+from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.domain.webhooks import RETRY_DELAYS, SendResult
 from billing.errors import ConfigurationError, ValidationError

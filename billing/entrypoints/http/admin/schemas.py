@@ -23,7 +23,7 @@ from pydantic import (
 from billing.domain.model import AttemptState, Category, InvoiceStatus, SubscriptionStatus
 from billing.domain.subscription import MAX_AMOUNT
 from billing.entrypoints.http.admin.inputs import no_nul
-from billing.gateway.classify import RefundState
+from billing.gateway.classify_action import RefundState
 
 Reason = Annotated[
     str,
