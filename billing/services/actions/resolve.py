@@ -20,12 +20,8 @@ from billing.errors import ConflictError, NotFoundError
 from billing.gateway.classify import classify_status
 from billing.gateway.port import Gateway
 from billing.services.audit import clean_actor, clean_reason, record_event
-from billing.services.pipeline.settlement import (
-    DECLINED_CATEGORIES,
-    DECLINED_ORDER,
-    Settlement,
-    lock_attempt,
-)
+from billing.services.pipeline.attempt_rows import DECLINED_CATEGORIES, lock_attempt
+from billing.services.pipeline.settlement import DECLINED_ORDER, Settlement
 from billing.services.ports import Clock, system_clock
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice

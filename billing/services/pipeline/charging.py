@@ -42,12 +42,12 @@ from billing.services.lease import (
     LeaseTerms,
     clock_lease,
 )
+from billing.services.pipeline.attempt_rows import lock_attempt
 from billing.services.pipeline.settlement import (
     DECLINED_ORDER,
     RECHECKABLE_STATES,
     UNSETTLED_STATUS,
     Settlement,
-    lock_attempt,
 )
 from billing.services.ports import Clock, system_clock
 from billing.storage.circuit_row import load_circuit

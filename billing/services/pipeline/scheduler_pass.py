@@ -16,17 +16,15 @@ attempt until that attempt has been asked about once more (``next_check_at``).
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from billing.domain import circuit_breaker as breaker
 from billing.domain.dunning_policy import CatchUpMode, DunningPolicy
 from billing.domain.model import (
     BILLABLE_STATUSES,
@@ -34,24 +32,21 @@ from billing.domain.model import (
     IN_FLIGHT_STATES,
     AttemptState,
     AttemptTrigger,
-    Category,
     InvoiceStatus,
     SubscriptionStatus,
     new_order_number,
 )
 from billing.domain.periods import due_periods
-from billing.errors import BillingError
-from billing.gateway.classify import classify_status
 from billing.gateway.port import Gateway
-from billing.services.audit import record_event
 from billing.services.collection import subscriptions_in_dunning
-from billing.services.lease import RECHECKED_STATES, LeaseClock, clock_lease, recheck_pending
+from billing.services.lease import LeaseClock, clock_lease, recheck_pending
 from billing.services.lifecycle import cancel_subscription
 from billing.services.outbox import stage_invoices_created
 from billing.services.period_invoices import invoice_row, opened_events, skipped_events
+from billing.services.pipeline.redelivery import Redelivery
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.storage.bulk import bulk_insert, bulk_update
-from billing.storage.circuit_row import load_circuit, save_circuit
+from billing.storage.circuit_row import load_circuit
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 
@@ -60,7 +55,6 @@ log = logging.getLogger("billing.scheduler")
 #: operator (it may have taken the money; only ``billing resolve`` or its order status
 #: settles it).
 BLOCKING_STATES = IN_FLIGHT_STATES | {AttemptState.NEEDS_OPERATOR}
-_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 
 @dataclass
@@ -78,7 +72,7 @@ class PassReport:
         return dict(self.__dict__)
 
 
-class Scheduler:
+class Scheduler(Redelivery):
     def __init__(
         self,
         db: Database,
@@ -335,154 +329,9 @@ class Scheduler:
             )
         return busy
 
-    def requeue_lost(self, now: datetime, report: PassReport) -> int:
-        """Enqueue again the attempts that were created but never picked up.
-
-        Never enqueued (the broker refused) → at once. Enqueued long ago and still pending →
-        the message was lost (Redis restarted without persistence) — but only when the queue
-        has drained: while a month-start backlog is still waiting, an old message is late,
-        not lost, and sending it again would only double the backlog.
-        """
-        lost: list[ColumnElement[bool]] = [ChargeAttempt.enqueued_at.is_(None)]
-        if not self.dispatcher.backlog():
-            lost.append(ChargeAttempt.enqueued_at < now - self.requeue_after)
-        with self.db.transaction() as session:
-            query = (
-                select(ChargeAttempt.id)
-                .where(ChargeAttempt.state == AttemptState.PENDING, or_(*lost))
-                .order_by(ChargeAttempt.id)
-                .limit(self.batch_size)
-            )
-            ids = list(session.scalars(self._skip_locked(query)))
-            if ids:
-                session.execute(
-                    update(ChargeAttempt).where(ChargeAttempt.id.in_(ids)).values(enqueued_at=now)
-                )
-        if ids:
-            log.warning("re-enqueueing %d attempt(s) that no worker picked up", len(ids))
-            self._send(ids, now, report)
-        return len(ids)
-
-    def _send(self, ids: list[int], now: datetime, report: PassReport) -> None:
-        """Enqueue after commit. The rows already say ``enqueued_at = now``; if the broker
-        refuses, they are marked not enqueued so the next pass sends them at once (and if
-        this process dies first, ``requeue_after`` brings them back)."""
-        if not ids:
-            return
-        try:
-            self.dispatcher.charge(ids)
-        except BillingError as exc:
-            report.enqueue_failures += len(ids)
-            log.warning("could not enqueue %d charge(s) (%s); a later pass will", len(ids), exc)
-            with self.db.transaction() as session:
-                session.execute(
-                    update(ChargeAttempt)
-                    .where(ChargeAttempt.id.in_(ids), ChargeAttempt.state == AttemptState.PENDING)
-                    .values(enqueued_at=None)
-                )
-
     # -- reconciliation ---------------------------------------------------------------------
 
-    def dispatch_reconciles(self, now: datetime, report: PassReport) -> int:
-        """Enqueue status checks for unknown outcomes, for sends that never finished, and the
-        one re-check of attempts ruled "not received" (both judged on the lease clock)."""
-        lease = now + self.stale_sending_after
-        with self.db.transaction() as session:
-            lease_now = self.lease_clock(session)
-            query = (
-                select(ChargeAttempt)
-                .where(
-                    or_(
-                        and_(
-                            ChargeAttempt.state == AttemptState.UNKNOWN,
-                            ChargeAttempt.next_check_at <= now,
-                        ),
-                        and_(
-                            ChargeAttempt.state == AttemptState.SENDING,
-                            ChargeAttempt.sent_at < lease_now - self.stale_sending_after,
-                            or_(
-                                ChargeAttempt.next_check_at.is_(None),
-                                ChargeAttempt.next_check_at <= now,
-                            ),
-                        ),
-                        self._operator_recheck_due(now),
-                        and_(
-                            ChargeAttempt.state.in_(RECHECKED_STATES),
-                            ChargeAttempt.next_check_at <= lease_now,
-                        ),
-                    )
-                )
-                .limit(self.batch_size)
-            )
-            attempts = session.scalars(self._skip_locked(query)).all()
-            ids = [a.id for a in attempts]
-            slow = now + self.policy.unknown.operator_recheck_every
-            for attempt in attempts:
-                if attempt.state == AttemptState.NEEDS_OPERATOR:
-                    attempt.next_check_at = slow
-                elif attempt.state in RECHECKED_STATES:
-                    attempt.next_check_at = lease_now + self.stale_sending_after
-                else:
-                    attempt.next_check_at = lease
-        if ids:
-            try:
-                self.dispatcher.reconcile(ids)
-            except BillingError as exc:
-                report.enqueue_failures += len(ids)
-                log.warning("could not enqueue %d reconciliation(s): %s", len(ids), exc)
-        return len(ids)
-
-    def _operator_recheck_due(self, now: datetime) -> ColumnElement[bool]:
-        """An attempt waiting for an operator is still asked about on a slow cadence, for
-        ``unknown.operator_recheck_for`` after it was sent: a late DEPOSITED is recorded."""
-        unknown = self.policy.unknown
-        return and_(
-            ChargeAttempt.state == AttemptState.NEEDS_OPERATOR,
-            ChargeAttempt.sent_at >= now - unknown.operator_recheck_for,
-            or_(ChargeAttempt.next_check_at.is_(None), ChargeAttempt.next_check_at <= now),
-        )
-
     # -- circuit breaker probe --------------------------------------------------------------
-
-    def probe(self, now: datetime) -> str:
-        """Ask the gateway for an order that cannot exist: "not found" proves we are let in."""
-        assert self.gateway is not None
-        outcome = classify_status(
-            self.gateway.order_status(order_number=f"probe-{secrets.token_hex(8)}")
-        )
-        healthy = outcome.order_not_found or outcome.category not in (
-            Category.MERCHANT_CONFIG,
-            Category.TRANSIENT,
-        )
-        with self.db.transaction() as session:
-            current = load_circuit(session, for_update=True)
-            after = breaker.after_probe(
-                current,
-                healthy,
-                f"probe failed: {outcome.reason}",
-                now,
-                pause_backoff=self.policy.merchant_config.pause_backoff,
-            )
-            save_circuit(session, after, now)
-            if healthy:
-                record_event(
-                    session,
-                    now,
-                    "charging_resumed",
-                    "probe succeeded",
-                    from_state="open",
-                    to_state="closed",
-                    actor="scheduler",
-                )
-                log.warning("charging resumed: the gateway probe succeeded")
-            else:
-                log.error("charging stays paused until %s: %s", after.retry_at, after.reason)
-        return "healthy" if healthy else outcome.reason
-
-    def _skip_locked(self, query: _Query) -> _Query:
-        if self.db.supports_skip_locked:
-            return query.with_for_update(skip_locked=True)
-        return query
 
 
 def _manual_in_flight() -> ColumnElement[bool]:

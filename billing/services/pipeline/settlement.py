@@ -17,7 +17,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from billing.domain import circuit_breaker as breaker
-from billing.domain.collection import dunning_move
 from billing.domain.dunning import Action, Decision, decide, next_retry_after_new_binding
 from billing.domain.dunning_policy import DunningPolicy
 from billing.domain.manual_retry import after_manual
@@ -32,13 +31,18 @@ from billing.domain.model import (
 )
 from billing.domain.retry_limits import cap_transient
 from billing.gateway.results import RATE_LIMITED
-from billing.observability.logs import bind
 from billing.observability.metrics import DOUBLE_CHARGES, count_charge_outcome
 from billing.services.attempt_limits import apply_card_budget, reached_bank
 from billing.services.audit import record_event
 from billing.services.collection import release_next
 from billing.services.lease import LeaseClock, LeaseTerms, clock_lease
-from billing.services.lifecycle import cancel_subscription, change_status, recover
+from billing.services.lifecycle import cancel_subscription, recover
+from billing.services.pipeline.attempt_rows import (
+    DECLINED_CATEGORIES,
+    lock_attempt,
+    move_subscription,
+    record_outcome,
+)
 from billing.services.pipeline.not_received import end_recheck, plan_recheck
 from billing.services.ports import Clock, system_clock
 from billing.storage.circuit_row import load_circuit, save_circuit
@@ -52,9 +56,6 @@ log = logging.getLogger("billing.charging")
 RECHECKABLE_STATES = frozenset(
     {AttemptState.FAILED, AttemptState.DECLINED, AttemptState.NEEDS_OPERATOR}
 )
-DECLINED_CATEGORIES = frozenset(
-    {Category.SOFT_DECLINE, Category.HARD_DECLINE, Category.DO_NOT_RETRY}
-)
 #: Answers to a status query that cannot settle an attempt: ask again later.
 UNSETTLED_STATUS = frozenset({Category.UNKNOWN, Category.TRANSIENT, Category.MERCHANT_CONFIG})
 #: Statuses a paid invoice brings back to active (a payment proves the card works).
@@ -63,10 +64,6 @@ RECOVERING = (
     SubscriptionStatus.NEEDS_PAYMENT_METHOD,
     SubscriptionStatus.SUSPENDED,
     SubscriptionStatus.HELD,  # an operator's manual retry went through with the fixed data
-)
-#: Statuses in which an open invoice waits for a new card rather than a planned retry.
-WAITING_FOR_CARD = frozenset(
-    {SubscriptionStatus.SUSPENDED.value, SubscriptionStatus.NEEDS_PAYMENT_METHOD.value}
 )
 CONFIRM_REASON = "binding_not_found"
 DECLINED_ORDER = 6  # orderStatus: authorization declined
@@ -260,7 +257,7 @@ class Settlement:
                 status=SubscriptionStatus(subscription.status),
                 cancel_at=subscription.cancel_at,
             )
-        _record_outcome(attempt, outcome, decision, now)
+        record_outcome(attempt, outcome, decision, now)
         action = decision.action
         if action is Action.RECONCILE:
             return decision
@@ -306,7 +303,7 @@ class Settlement:
         if action is Action.CANCEL:
             cancel_subscription(session, subscription, now, decision.reason)
             return decision
-        _move_subscription(session, subscription, invoice, decision, now)
+        move_subscription(session, subscription, invoice, decision, now)
         return decision
 
     def _mark_paid(
@@ -397,81 +394,3 @@ class Settlement:
                     log.error(
                         "CHARGING PAUSED for everyone until %s: %s", after.retry_at, after.reason
                     )
-
-
-def _move_subscription(
-    session: Session,
-    subscription: Subscription,
-    invoice: Invoice,
-    decision: Decision,
-    now: datetime,
-) -> None:
-    """Apply the decision's status to the subscription, forward only
-    (billing.domain.collection.dunning_move); an invoice of a subscription that waits for a
-    card plans nothing (a new card or the cancel date comes next)."""
-    frozen = {SubscriptionStatus.CANCELED.value, SubscriptionStatus.PAUSED.value}
-    proposed = decision.subscription_status
-    if proposed is not None and subscription.status not in frozen:
-        current = SubscriptionStatus(subscription.status)
-        status, cancel_at = dunning_move(
-            current, subscription.cancel_at, proposed, decision.cancel_at
-        )
-        if status is not current:
-            change_status(
-                session, subscription, status, now, decision.reason, invoice_id=invoice.id
-            )
-        elif status is not proposed:
-            record_event(
-                session,
-                now,
-                "dunning_kept",
-                f"subscription stays {current.value} (dunning only moves forward); "
-                f"not {proposed.value} because of invoice {invoice.id}",
-                subscription_id=subscription.id,
-                invoice_id=invoice.id,
-                from_state=current.value,
-                to_state=current.value,
-            )
-        subscription.cancel_at = cancel_at
-        subscription.updated_at = now
-    if subscription.status in WAITING_FOR_CARD:
-        invoice.next_attempt_at = None
-
-
-def lock_attempt(session: Session, attempt_id: int) -> ChargeAttempt | None:
-    """The attempt, locked; its ids join the logging context of the charge or check."""
-    attempt = session.get(ChargeAttempt, attempt_id, with_for_update=True, populate_existing=True)
-    if attempt is not None:
-        bind(
-            subscription_id=attempt.subscription_id,
-            invoice_id=attempt.invoice_id,
-            order_number=attempt.order_number,
-        )
-    return attempt
-
-
-def _record_outcome(
-    attempt: ChargeAttempt, outcome: Outcome, decision: Decision, now: datetime
-) -> None:
-    attempt.category = outcome.category.value
-    attempt.reason = outcome.reason[:64]
-    attempt.message = (outcome.message or decision.reason)[:512]
-    attempt.error_code = outcome.error_code
-    attempt.action_code = outcome.action_code
-    attempt.http_status = outcome.http_status
-    attempt.gateway_order_id = outcome.order_id or attempt.gateway_order_id
-    attempt.updated_at = now
-    if decision.action is Action.RECONCILE:
-        attempt.state = AttemptState.UNKNOWN
-        attempt.next_check_at = decision.at
-        return
-    attempt.next_check_at = None
-    attempt.finished_at = now
-    if decision.action is Action.NEEDS_OPERATOR:
-        attempt.state = AttemptState.NEEDS_OPERATOR
-    elif outcome.category is Category.PAID:
-        attempt.state = AttemptState.PAID
-    elif outcome.category in DECLINED_CATEGORIES:
-        attempt.state = AttemptState.DECLINED
-    else:
-        attempt.state = AttemptState.FAILED

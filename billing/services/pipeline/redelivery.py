@@ -1,0 +1,199 @@
+"""The scheduler pass's second half: sending again what was lost and asking about what is
+unclear. It enqueues attempts no worker took, status checks for unknown outcomes, stalled
+sends and attempts waiting for an operator, and probes the gateway while charging is paused.
+
+It decides when a message counts as lost and when an attempt is due a status check; it never
+settles an attempt itself (the worker does, by order status) and never sends a charge twice:
+a message carries only an id, and the worker refuses an attempt that is not pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from billing.domain import circuit_breaker as breaker
+from billing.domain.dunning_policy import DunningPolicy
+from billing.domain.model import (
+    AttemptState,
+    Category,
+)
+from billing.errors import BillingError
+from billing.gateway.classify import classify_status
+from billing.gateway.port import Gateway
+from billing.services.audit import record_event
+from billing.services.lease import RECHECKED_STATES, LeaseClock
+from billing.services.ports import Clock, Dispatcher
+from billing.storage.circuit_row import load_circuit, save_circuit
+from billing.storage.database import Database
+from billing.storage.tables import ChargeAttempt
+
+if TYPE_CHECKING:
+    from billing.services.pipeline.scheduler_pass import PassReport
+
+log = logging.getLogger("billing.scheduler")
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
+
+
+class Redelivery:
+    """Mixed into :class:`~billing.services.pipeline.scheduler_pass.Scheduler`."""
+
+    db: Database
+    dispatcher: Dispatcher
+    policy: DunningPolicy
+    gateway: Gateway | None
+    clock: Clock
+    batch_size: int
+    requeue_after: timedelta
+    stale_sending_after: timedelta
+    lease_clock: LeaseClock
+
+    def requeue_lost(self, now: datetime, report: PassReport) -> int:
+        """Enqueue again the attempts that were created but never picked up.
+
+        Never enqueued (the broker refused) → at once. Enqueued long ago and still pending →
+        the message was lost (Redis restarted without persistence) — but only when the queue
+        has drained: while a month-start backlog is still waiting, an old message is late,
+        not lost, and sending it again would only double the backlog.
+        """
+        lost: list[ColumnElement[bool]] = [ChargeAttempt.enqueued_at.is_(None)]
+        if not self.dispatcher.backlog():
+            lost.append(ChargeAttempt.enqueued_at < now - self.requeue_after)
+        with self.db.transaction() as session:
+            query = (
+                select(ChargeAttempt.id)
+                .where(ChargeAttempt.state == AttemptState.PENDING, or_(*lost))
+                .order_by(ChargeAttempt.id)
+                .limit(self.batch_size)
+            )
+            ids = list(session.scalars(self._skip_locked(query)))
+            if ids:
+                session.execute(
+                    update(ChargeAttempt).where(ChargeAttempt.id.in_(ids)).values(enqueued_at=now)
+                )
+        if ids:
+            log.warning("re-enqueueing %d attempt(s) that no worker picked up", len(ids))
+            self._send(ids, now, report)
+        return len(ids)
+
+    def _send(self, ids: list[int], now: datetime, report: PassReport) -> None:
+        """Enqueue after commit. The rows already say ``enqueued_at = now``; if the broker
+        refuses, they are marked not enqueued so the next pass sends them at once (and if
+        this process dies first, ``requeue_after`` brings them back)."""
+        if not ids:
+            return
+        try:
+            self.dispatcher.charge(ids)
+        except BillingError as exc:
+            report.enqueue_failures += len(ids)
+            log.warning("could not enqueue %d charge(s) (%s); a later pass will", len(ids), exc)
+            with self.db.transaction() as session:
+                session.execute(
+                    update(ChargeAttempt)
+                    .where(ChargeAttempt.id.in_(ids), ChargeAttempt.state == AttemptState.PENDING)
+                    .values(enqueued_at=None)
+                )
+
+    def dispatch_reconciles(self, now: datetime, report: PassReport) -> int:
+        """Enqueue status checks for unknown outcomes, for sends that never finished, and the
+        one re-check of attempts ruled "not received" (both judged on the lease clock)."""
+        lease = now + self.stale_sending_after
+        with self.db.transaction() as session:
+            lease_now = self.lease_clock(session)
+            query = (
+                select(ChargeAttempt)
+                .where(
+                    or_(
+                        and_(
+                            ChargeAttempt.state == AttemptState.UNKNOWN,
+                            ChargeAttempt.next_check_at <= now,
+                        ),
+                        and_(
+                            ChargeAttempt.state == AttemptState.SENDING,
+                            ChargeAttempt.sent_at < lease_now - self.stale_sending_after,
+                            or_(
+                                ChargeAttempt.next_check_at.is_(None),
+                                ChargeAttempt.next_check_at <= now,
+                            ),
+                        ),
+                        self._operator_recheck_due(now),
+                        and_(
+                            ChargeAttempt.state.in_(RECHECKED_STATES),
+                            ChargeAttempt.next_check_at <= lease_now,
+                        ),
+                    )
+                )
+                .limit(self.batch_size)
+            )
+            attempts = session.scalars(self._skip_locked(query)).all()
+            ids = [a.id for a in attempts]
+            slow = now + self.policy.unknown.operator_recheck_every
+            for attempt in attempts:
+                if attempt.state == AttemptState.NEEDS_OPERATOR:
+                    attempt.next_check_at = slow
+                elif attempt.state in RECHECKED_STATES:
+                    attempt.next_check_at = lease_now + self.stale_sending_after
+                else:
+                    attempt.next_check_at = lease
+        if ids:
+            try:
+                self.dispatcher.reconcile(ids)
+            except BillingError as exc:
+                report.enqueue_failures += len(ids)
+                log.warning("could not enqueue %d reconciliation(s): %s", len(ids), exc)
+        return len(ids)
+
+    def _operator_recheck_due(self, now: datetime) -> ColumnElement[bool]:
+        """An attempt waiting for an operator is still asked about on a slow cadence, for
+        ``unknown.operator_recheck_for`` after it was sent: a late DEPOSITED is recorded."""
+        unknown = self.policy.unknown
+        return and_(
+            ChargeAttempt.state == AttemptState.NEEDS_OPERATOR,
+            ChargeAttempt.sent_at >= now - unknown.operator_recheck_for,
+            or_(ChargeAttempt.next_check_at.is_(None), ChargeAttempt.next_check_at <= now),
+        )
+
+    def probe(self, now: datetime) -> str:
+        """Ask the gateway for an order that cannot exist: "not found" proves we are let in."""
+        assert self.gateway is not None
+        outcome = classify_status(
+            self.gateway.order_status(order_number=f"probe-{secrets.token_hex(8)}")
+        )
+        healthy = outcome.order_not_found or outcome.category not in (
+            Category.MERCHANT_CONFIG,
+            Category.TRANSIENT,
+        )
+        with self.db.transaction() as session:
+            current = load_circuit(session, for_update=True)
+            after = breaker.after_probe(
+                current,
+                healthy,
+                f"probe failed: {outcome.reason}",
+                now,
+                pause_backoff=self.policy.merchant_config.pause_backoff,
+            )
+            save_circuit(session, after, now)
+            if healthy:
+                record_event(
+                    session,
+                    now,
+                    "charging_resumed",
+                    "probe succeeded",
+                    from_state="open",
+                    to_state="closed",
+                    actor="scheduler",
+                )
+                log.warning("charging resumed: the gateway probe succeeded")
+            else:
+                log.error("charging stays paused until %s: %s", after.retry_at, after.reason)
+        return "healthy" if healthy else outcome.reason
+
+    def _skip_locked(self, query: _Query) -> _Query:
+        if self.db.supports_skip_locked:
+            return query.with_for_update(skip_locked=True)
+        return query
