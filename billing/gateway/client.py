@@ -42,6 +42,12 @@ from billing.errors import GatewayError
 from billing.gateway.models import ActionResponse, OrderStatusResponse, RecurrentPaymentResponse
 from billing.gateway.port import ChargeRequest, RefundRequest, ReverseRequest
 from billing.gateway.redact import Secrets, redact_cut, redact_json
+from billing.gateway.request_checks import (
+    ascii_digits,
+    check_amount,
+    check_order_number,
+    check_text,
+)
 from billing.gateway.results import (
     ConnectionFailed,
     ConnectionLost,
@@ -65,8 +71,6 @@ _REQUEST_ID_HEADERS: Final = (
     "x-correlation-id",
     "x-trace-id",
 )
-_MAX_ORDER_NUMBER: Final = 32
-_MAX_AMOUNT: Final = 10**12 - 1  # N..12
 _MAX_BINDING_ID: Final = 255
 _MAX_DESCRIPTION: Final = 512
 _MAX_CLIENT_ID: Final = 255
@@ -156,15 +160,15 @@ class GatewayClient:
         order_number, binding_id, amount = request.order_number, request.binding_id, request.amount
         currency, description = request.currency, request.description
         client_id, language = request.client_id, request.language
-        _check_order_number(order_number)
-        _check_text("bindingId", binding_id, _MAX_BINDING_ID)
-        _check_amount(amount, minimum=1)
-        if not (isinstance(currency, str) and len(currency) == 3 and _ascii_digits(currency)):
+        check_order_number(order_number)
+        check_text("bindingId", binding_id, _MAX_BINDING_ID)
+        check_amount(amount, minimum=1)
+        if not (isinstance(currency, str) and len(currency) == 3 and ascii_digits(currency)):
             raise GatewayError("currency must be a numeric ISO 4217 code of 3 digits, e.g. '643'")
         if description is not None:
-            _check_text("description", description, _MAX_DESCRIPTION, allow_empty=True)
+            check_text("description", description, _MAX_DESCRIPTION, allow_empty=True)
         if client_id is not None:
-            _check_text("clientId", client_id, _MAX_CLIENT_ID)
+            check_text("clientId", client_id, _MAX_CLIENT_ID)
         if language is not None and not (
             isinstance(language, str)
             and len(language) == 2
@@ -204,10 +208,10 @@ class GatewayClient:
         """
         form = self._credentials()
         if order_id is not None:
-            _check_text("orderId", order_id, _MAX_ORDER_ID)
+            check_text("orderId", order_id, _MAX_ORDER_ID)
             form["orderId"] = order_id
         elif order_number is not None:
-            _check_order_number(order_number)
+            check_order_number(order_number)
             form["orderNumber"] = order_number
         else:
             raise GatewayError("order_status needs order_number or order_id")
@@ -226,9 +230,9 @@ class GatewayClient:
         """
         order_id, amount = request.order_id, request.amount
         external_refund_id = request.external_refund_id
-        _check_text("orderId", order_id, _MAX_ORDER_ID)
-        _check_amount(amount, minimum=0)
-        _check_text("externalRefundId", external_refund_id, _MAX_REFUND_ID)
+        check_text("orderId", order_id, _MAX_ORDER_ID)
+        check_amount(amount, minimum=0)
+        check_text("externalRefundId", external_refund_id, _MAX_REFUND_ID)
         form = {
             **self._credentials(),
             "orderId": order_id,
@@ -245,7 +249,7 @@ class GatewayClient:
     def reverse(self, request: ReverseRequest) -> GatewayResult:
         """Cancel a deposited or held order: POST form to ``reverse.do``."""
         order_id = request.order_id
-        _check_text("orderId", order_id, _MAX_ORDER_ID)
+        check_text("orderId", order_id, _MAX_ORDER_ID)
         return self._call(
             "reverse.do",
             form={**self._credentials(), "orderId": order_id},
@@ -391,34 +395,3 @@ def _log_result(
 
 
 # -- local validation ---------------------------------------------------------------------------
-
-
-def _ascii_digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
-
-
-def _check_order_number(order_number: object) -> None:
-    if not isinstance(order_number, str) or not 1 <= len(order_number) <= _MAX_ORDER_NUMBER:
-        raise GatewayError(f"orderNumber must be 1..{_MAX_ORDER_NUMBER} characters")
-    if not order_number.isprintable() or order_number.strip() != order_number:
-        raise GatewayError("orderNumber must be printable without surrounding spaces")
-
-
-def _check_amount(amount: object, *, minimum: int) -> None:
-    if (
-        isinstance(amount, bool)
-        or not isinstance(amount, int)
-        or not minimum <= amount <= _MAX_AMOUNT
-    ):
-        raise GatewayError(
-            f"amount must be a whole number of minor units from {minimum} to {_MAX_AMOUNT}"
-        )
-
-
-def _check_text(name: str, value: object, limit: int, *, allow_empty: bool = False) -> None:
-    if not isinstance(value, str):
-        raise GatewayError(f"{name} must be a string")
-    if not value and not allow_empty:
-        raise GatewayError(f"{name} must not be empty")
-    if len(value) > limit:
-        raise GatewayError(f"{name} must be at most {limit} characters")

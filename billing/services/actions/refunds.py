@@ -19,31 +19,31 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from billing.domain.model import (
-    AttemptState,
-)
 from billing.errors import (
     ConflictError,
     GatewayError,
-    NotFoundError,
     ValidationError,
 )
 from billing.gateway.classify_action import (
-    TAKEN_STATES,
     ActionOutcome,
     RefundState,
     classify_action,
 )
 from billing.gateway.port import Gateway, RefundRequest, ReverseRequest
 from billing.services.actions import refund_recovery
+from billing.services.actions.refund_rows import (
+    check_not_reversed,
+    new_refund,
+    refundable_attempt,
+    taken_amount,
+)
 from billing.services.audit import clean_actor, clean_reason, record_event
 from billing.services.idempotency import (
     DEFAULT_TTL,
@@ -60,7 +60,6 @@ from billing.storage.database import Database
 from billing.storage.tables import (
     ChargeAttempt,
     IdempotencyKey,
-    Invoice,
     Refund,
 )
 
@@ -119,7 +118,7 @@ class RefundActions:
                 with self.db.transaction() as session:
                     # The attempt's row lock first: a concurrent repeat waits here, then
                     # finds the first request's key (committed with its refund row).
-                    attempt = _refundable_attempt(session, attempt_id, invoice_id)
+                    attempt = refundable_attempt(session, attempt_id, invoice_id)
                     if key is not None:
                         earlier = claim_key(
                             session,
@@ -136,8 +135,8 @@ class RefundActions:
                                 return replay
                             resend = replay  # unknown: sent again, same externalRefundId
                             break
-                    _check_not_reversed(session, attempt)
-                    taken = _taken(session, attempt.id)
+                    check_not_reversed(session, attempt)
+                    taken = taken_amount(session, attempt.id)
                     left = attempt.amount - taken
                     if left <= 0:
                         raise ConflictError(
@@ -166,7 +165,7 @@ class RefundActions:
                         session.add(key_row)
                         session.flush()
                         external = refund_recovery.keyed_external_id(attempt.id, key_row)
-                    refund = _new_refund(
+                    refund = new_refund(
                         session, attempt, "refund", to_refund, external, actor, reason, now
                     )
                     session.flush()
@@ -224,7 +223,7 @@ class RefundActions:
         gateway = self.gateway
         now = self.clock()
         with self.db.transaction() as session:
-            attempt = _refundable_attempt(session, attempt_id, None)
+            attempt = refundable_attempt(session, attempt_id, None)
             paid = attempt.finished_at or attempt.sent_at or attempt.created_at
             paid_on = paid.astimezone(self.banking_zone).date()
             if paid_on != now.astimezone(self.banking_zone).date():
@@ -233,14 +232,14 @@ class RefundActions:
                     " banking day): a reversal is only possible on the day of payment; "
                     "refund it instead"
                 )
-            _check_not_reversed(session, attempt)
-            taken = _taken(session, attempt.id)
+            check_not_reversed(session, attempt)
+            taken = taken_amount(session, attempt.id)
             if taken:
                 raise ConflictError(
                     f"attempt {attempt.id} already has refunds ({taken} refunded or under way): "
                     "refund the rest instead"
                 )
-            refund = _new_refund(
+            refund = new_refund(
                 session,
                 attempt,
                 "reverse",
@@ -270,7 +269,7 @@ class RefundActions:
         with self.db.transaction() as session:
             refund = session.get_one(Refund, refund_id, with_for_update=True)
             if refund.state != from_state:  # settled meanwhile (a concurrent settle or retry)
-                left = session.get_one(ChargeAttempt, refund.attempt_id).amount - _taken(
+                left = session.get_one(ChargeAttempt, refund.attempt_id).amount - taken_amount(
                     session, refund.attempt_id
                 )
                 return refund_view(refund) | {"refundable_left": left}
@@ -321,7 +320,7 @@ class RefundActions:
                     actor=actor,
                 )
             body = refund_view(refund) | {
-                "refundable_left": attempt.amount - _taken(session, attempt.id)
+                "refundable_left": attempt.amount - taken_amount(session, attempt.id)
             }
             if key is not None:
                 stored = session.scalars(
@@ -335,110 +334,3 @@ class RefundActions:
                     stored.response = json.dumps(body)
                     stored.completed_at = now
             return body
-
-
-def _refundable_attempt(
-    session: Session, attempt_id: int | None, invoice_id: int | None
-) -> ChargeAttempt:
-    if attempt_id is not None:
-        attempt = session.get(
-            ChargeAttempt, attempt_id, with_for_update=True, populate_existing=True
-        )
-        if attempt is None:
-            raise NotFoundError(f"attempt {attempt_id} does not exist")
-    else:
-        if session.get(Invoice, invoice_id) is None:
-            raise NotFoundError(f"invoice {invoice_id} does not exist")
-        found = session.scalars(
-            select(ChargeAttempt)
-            .where(
-                ChargeAttempt.invoice_id == invoice_id,
-                ChargeAttempt.state == AttemptState.PAID,
-            )
-            .order_by(ChargeAttempt.needs_refund, ChargeAttempt.id)
-            .limit(1)
-            .with_for_update()
-        ).first()
-        if found is None:
-            raise ConflictError(f"invoice {invoice_id} has no paid attempt to refund")
-        attempt = found
-    if attempt.state != AttemptState.PAID:
-        raise ConflictError(
-            f"attempt {attempt.id} is {attempt.state}: only a paid attempt can be refunded"
-        )
-    if not attempt.gateway_order_id:
-        raise ConflictError(
-            f"attempt {attempt.id}: the gateway's order id is not known; "
-            "run `billing reconcile` first"
-        )
-    return attempt
-
-
-def _check_not_reversed(session: Session, attempt: ChargeAttempt) -> None:
-    reversal = session.scalars(
-        select(Refund).where(
-            Refund.attempt_id == attempt.id,
-            Refund.kind == "reverse",
-            Refund.state.in_(TAKEN_STATES),
-        )
-    ).first()
-    if reversal is None:
-        return
-    if reversal.state == RefundState.SUCCEEDED:
-        raise ConflictError(f"attempt {attempt.id} was already reversed (refund {reversal.id})")
-    raise ConflictError(
-        f"attempt {attempt.id} has a reversal whose outcome is {reversal.state} "
-        f"(refund {reversal.id}); settle it first: billing refunds settle {reversal.id}"
-    )
-
-
-def _taken(session: Session, attempt_id: int) -> int:
-    return int(
-        session.scalar(
-            select(func.coalesce(func.sum(Refund.amount), 0)).where(
-                Refund.attempt_id == attempt_id, Refund.state.in_(TAKEN_STATES)
-            )
-        )
-        or 0
-    )
-
-
-def _new_refund(
-    session: Session,
-    attempt: ChargeAttempt,
-    kind: str,
-    amount: int,
-    external: str,
-    actor: str,
-    reason: str,
-    now: datetime,
-) -> Refund:
-    refund = Refund(
-        attempt_id=attempt.id,
-        invoice_id=attempt.invoice_id,
-        subscription_id=attempt.subscription_id,
-        kind=kind,
-        amount=amount,
-        currency=attempt.currency,
-        external_refund_id=external,
-        state=RefundState.REQUESTED.value,
-        actor=actor,
-        reason=reason,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(refund)
-    session.flush()
-    record_event(
-        session,
-        now,
-        f"{kind}_requested",
-        f"{reason} ({kind} {refund.id}: {amount} {attempt.currency} of order "
-        f"{attempt.order_number})",
-        subscription_id=attempt.subscription_id,
-        invoice_id=attempt.invoice_id,
-        attempt_id=attempt.id,
-        to_state=RefundState.REQUESTED.value,
-        actor=actor,
-    )
-    return refund
