@@ -95,8 +95,11 @@ def scheduler(once: bool, as_json: bool) -> None:
 @click.option("--processes", type=click.IntRange(min=1), default=None)
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 def worker(processes: int | None, threads: int | None) -> None:
-    """Start Dramatiq worker processes for the project's actors."""
-    from billing.entrypoints.preflight import require_policy, require_redis
+    """Start Dramatiq worker processes for the project's actors.
+
+    Redis being down is an outage, not a mistake: the workers start and wait for it (a
+    worker restarted during a broker restart must come back, not exit)."""
+    from billing.entrypoints.preflight import require_policy
 
     settings = _settings()
     if not settings.redis_url:
@@ -104,7 +107,6 @@ def worker(processes: int | None, threads: int | None) -> None:
     if settings.worker_metrics_port:  # read by dramatiq's Prometheus exposition server
         os.environ["dramatiq_prom_port"] = str(settings.worker_metrics_port)  # noqa: SIM112
     require_policy(settings)  # a bad file is one error line here, not a child's traceback
-    require_redis(settings.redis_url)
     _exec(
         worker_command(
             processes or settings.worker_processes,

@@ -48,8 +48,10 @@ def test_a_bad_policy_file_under_worker(tmp_path: Path) -> None:
     assert "dunning policy" in line and "invalid TOML" in line
 
 
-@pytest.mark.parametrize("command", [["worker"], ["scheduler", "--once"]])
+@pytest.mark.parametrize("command", [["scheduler", "--once"]])
 def test_redis_down(tmp_path: Path, command: list[str]) -> None:
+    # (a worker is not refused: Redis down is an outage it waits out; the chaos run restarts
+    # workers while Redis is down and they must come back)
     assert _billing(tmp_path, "db", "upgrade").returncode == 0
     line = _one_error_line(_billing(tmp_path, *command, BILLING_REDIS_URL=DOWN))
     assert "127.0.0.1:1/0" in line and "does not answer" in line
