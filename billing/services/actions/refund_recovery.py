@@ -21,13 +21,13 @@ from sqlalchemy.orm import Session
 
 from billing.errors import ConflictError, GatewayError, NotFoundError
 from billing.gateway.classify_action import (
-    TAKEN_STATES,
     ActionOutcome,
     RefundState,
     classify_action,
 )
 from billing.gateway.classify_refunds import RefundQuestion, refund_by_status
 from billing.gateway.port import Gateway, RefundRequest
+from billing.services.actions.refund_rows import refundable_left
 from billing.services.audit import record_event
 from billing.services.idempotency import Stored
 from billing.services.read.views import refund_view
@@ -142,7 +142,10 @@ def replay_refund(session: Session, earlier: IdempotencyKey) -> Stored | int:
         stored = json.loads(earlier.response)
         if refund is None or stored.get("state") == refund.state:
             return Stored(stored, replayed=True)
-        return Stored(refund_view(refund) | {"refundable_left": _left(session, refund)}, True)
+        return Stored(
+            refund_view(refund) | {"refundable_left": refundable_left(session, refund.attempt_id)},
+            True,
+        )
     if refund is None:  # pragma: no cover - the key and the refund are committed together
         raise ConflictError("a request with this Idempotency-Key is still being processed")
     body = refund_view(refund) | {
@@ -182,13 +185,3 @@ def _question(session: Session, refund: Refund) -> tuple[int, str, RefundQuestio
         others_unsettled=total(UNSETTLED),
     )
     return refund.id, attempt.order_number, question
-
-
-def _left(session: Session, refund: Refund) -> int:
-    attempt = session.get_one(ChargeAttempt, refund.attempt_id)
-    taken = session.scalar(
-        select(func.coalesce(func.sum(Refund.amount), 0)).where(
-            Refund.attempt_id == attempt.id, Refund.state.in_(TAKEN_STATES)
-        )
-    )
-    return attempt.amount - int(taken or 0)

@@ -94,6 +94,12 @@ def taken_amount(session: Session, attempt_id: int) -> int:
     )
 
 
+def refundable_left(session: Session, attempt_id: int) -> int:
+    """What of the attempt's paid amount is left to refund (unsettled refunds count as
+    taken)."""
+    return session.get_one(ChargeAttempt, attempt_id).amount - taken_amount(session, attempt_id)
+
+
 def new_refund(
     session: Session,
     attempt: ChargeAttempt,

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from billing.errors import (
     ConflictError,
@@ -37,11 +40,13 @@ from billing.gateway.classify_action import (
     classify_action,
 )
 from billing.gateway.port import Gateway, RefundRequest, ReverseRequest
+from billing.gateway.results import GatewayResult
 from billing.services.actions import refund_recovery
 from billing.services.actions.refund_rows import (
     check_not_reversed,
     new_refund,
     refundable_attempt,
+    refundable_left,
     taken_amount,
 )
 from billing.services.audit import clean_actor, clean_reason, record_event
@@ -62,6 +67,39 @@ from billing.storage.tables import (
     IdempotencyKey,
     Refund,
 )
+
+
+@dataclass(frozen=True)
+class _RefundAsk:
+    """A refund request, cleaned: who asks, why, with which key, for what."""
+
+    actor: str
+    reason: str
+    key: str | None
+    digest: str
+    now: datetime
+    attempt_id: int | None
+    invoice_id: int | None
+    amount: int | None
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A ``refunds`` row committed as requested: what to send to ``refund.do``."""
+
+    refund_id: int
+    order_id: str
+    amount: int
+    external: str
+
+
+def _ask_gateway(call: Callable[[], GatewayResult]) -> ActionOutcome:
+    """What a refund.do / reverse.do answer means; a request the gateway's rules refuse
+    before sending is a failure (nothing was sent)."""
+    try:
+        return classify_action(call())
+    except GatewayError as exc:
+        return ActionOutcome(RefundState.FAILED, f"not sent: {exc}")
 
 
 class RefundActions:
@@ -103,96 +141,106 @@ class RefundActions:
             raise ValidationError("give either an attempt id or an invoice id")
         if amount is not None and (isinstance(amount, bool) or amount <= 0):
             raise ValidationError("amount must be a positive whole number of minor units")
-        gateway = self.gateway
         payload = {
             "attempt_id": attempt_id,
             "invoice_id": invoice_id,
             "amount": amount,
             "reason": reason,
         }
-        digest = request_hash("refund", payload)
-        now = self.clock()
-        resend: int | None = None
-        for round_ in range(2):
-            try:
-                with self.db.transaction() as session:
-                    # The attempt's row lock first: a concurrent repeat waits here, then
-                    # finds the first request's key (committed with its refund row).
-                    attempt = refundable_attempt(session, attempt_id, invoice_id)
-                    if key is not None:
-                        earlier = claim_key(
-                            session,
-                            key,
-                            "refund",
-                            digest,
-                            principal=actor,
-                            now=now,
-                            ttl=self.idempotency_ttl,
-                        )
-                        if earlier is not None:
-                            replay = refund_recovery.replay_refund(session, earlier)
-                            if isinstance(replay, Stored):
-                                return replay
-                            resend = replay  # unknown: sent again, same externalRefundId
-                            break
-                    check_not_reversed(session, attempt)
-                    taken = taken_amount(session, attempt.id)
-                    left = attempt.amount - taken
-                    if left <= 0:
-                        raise ConflictError(
-                            f"attempt {attempt.id} is already refunded in full "
-                            f"({taken} of {attempt.amount}, counting refunds not yet settled)"
-                        )
-                    to_refund = left if amount is None else amount
-                    if to_refund > left:
-                        raise ConflictError(
-                            f"cannot refund {to_refund}: only {left} of the {attempt.amount} "
-                            f"paid is left to refund ({taken} already refunded or under way)"
-                        )
-                    external = f"rf-{attempt.id}-{secrets.token_hex(12)}"
-                    if key is not None:
-                        # The key row first: the externalRefundId is derived from its id,
-                        # so a replay finds this refund, and a key used again after it
-                        # expired (a new row) never reuses an externalRefundId.
-                        key_row = IdempotencyKey(
-                            principal=actor,
-                            key=key,
-                            endpoint="refund",
-                            request_hash=digest,
-                            response=None,
-                            created_at=now,
-                        )
-                        session.add(key_row)
-                        session.flush()
-                        external = refund_recovery.keyed_external_id(attempt.id, key_row)
-                    refund = new_refund(
-                        session, attempt, "refund", to_refund, external, actor, reason, now
-                    )
-                    session.flush()
-                    refund_id, order_id = refund.id, str(attempt.gateway_order_id)
-                break
-            except IntegrityError:
-                if round_ or key is None:
-                    raise
-        if resend is not None:
+        ask = _RefundAsk(
+            actor=actor,
+            reason=reason,
+            key=key,
+            digest=request_hash("refund", payload),
+            now=self.clock(),
+            attempt_id=attempt_id,
+            invoice_id=invoice_id,
+            amount=amount,
+        )
+        recorded = self._record_refund(ask)
+        if isinstance(recorded, Stored):
+            return recorded
+        if isinstance(recorded, int):  # unknown: sent again, same externalRefundId
             body = refund_recovery.resend_refund(
                 self.db,
-                gateway,
+                self.gateway,
                 self._settle_refund,
-                refund_id=resend,
+                refund_id=recorded,
                 actor=actor,
                 reason=f"{reason} (repeated with the same Idempotency-Key)",
-                now=now,
+                now=ask.now,
                 key=key,
             )
             return Stored(body, replayed=True)
+        request = RefundRequest(recorded.order_id, recorded.amount, recorded.external)
+        outcome = _ask_gateway(lambda: self.gateway.refund(request))
+        return Stored(self._settle_refund(recorded.refund_id, outcome, actor, key))
+
+    def _record_refund(self, ask: _RefundAsk) -> Stored | int | _Pending:
+        """Record the request in its own transaction; with a key, once more if a concurrent
+        request with the same key committed first (this round then finds it)."""
         try:
-            result = gateway.refund(RefundRequest(order_id, to_refund, external))
-            outcome = classify_action(result)
-        except GatewayError as exc:
-            outcome = ActionOutcome(RefundState.FAILED, f"not sent: {exc}")
-        body = self._settle_refund(refund_id, outcome, actor, key)
-        return Stored(body)
+            with self.db.transaction() as session:
+                return self._record_in(session, ask)
+        except IntegrityError:
+            if ask.key is None:
+                raise
+        with self.db.transaction() as session:
+            return self._record_in(session, ask)
+
+    def _record_in(self, session: Session, ask: _RefundAsk) -> Stored | int | _Pending:
+        """Under the attempt's row lock: a repeat's answer (or the id of its unknown refund
+        to send again), or the new ``refunds`` row (and key row) committed before the call."""
+        # The attempt's row lock first: a concurrent repeat waits here, then finds the
+        # first request's key (committed with its refund row).
+        attempt = refundable_attempt(session, ask.attempt_id, ask.invoice_id)
+        if ask.key is not None:
+            earlier = claim_key(
+                session,
+                ask.key,
+                "refund",
+                ask.digest,
+                principal=ask.actor,
+                now=ask.now,
+                ttl=self.idempotency_ttl,
+            )
+            if earlier is not None:
+                return refund_recovery.replay_refund(session, earlier)
+        check_not_reversed(session, attempt)
+        taken = taken_amount(session, attempt.id)
+        left = attempt.amount - taken
+        if left <= 0:
+            raise ConflictError(
+                f"attempt {attempt.id} is already refunded in full "
+                f"({taken} of {attempt.amount}, counting refunds not yet settled)"
+            )
+        to_refund = left if ask.amount is None else ask.amount
+        if to_refund > left:
+            raise ConflictError(
+                f"cannot refund {to_refund}: only {left} of the {attempt.amount} "
+                f"paid is left to refund ({taken} already refunded or under way)"
+            )
+        external = f"rf-{attempt.id}-{secrets.token_hex(12)}"
+        if ask.key is not None:
+            # The key row first: the externalRefundId is derived from its id, so a replay
+            # finds this refund, and a key used again after it expired (a new row) never
+            # reuses an externalRefundId.
+            key_row = IdempotencyKey(
+                principal=ask.actor,
+                key=ask.key,
+                endpoint="refund",
+                request_hash=ask.digest,
+                response=None,
+                created_at=ask.now,
+            )
+            session.add(key_row)
+            session.flush()
+            external = refund_recovery.keyed_external_id(attempt.id, key_row)
+        refund = new_refund(
+            session, attempt, "refund", to_refund, external, ask.actor, ask.reason, ask.now
+        )
+        session.flush()
+        return _Pending(refund.id, str(attempt.gateway_order_id), to_refund, external)
 
     def settle_unknown(self, refund_id: int | None = None, *, actor: str) -> list[dict[str, Any]]:
         """Settle refunds and reversals whose outcome is unknown by the order's status."""
@@ -220,7 +268,6 @@ class RefundActions:
         """Cancel a payment made today (the gateway's banking day) through ``reverse.do``:
         the whole amount."""
         actor, reason = clean_actor(actor), clean_reason(reason)
-        gateway = self.gateway
         now = self.clock()
         with self.db.transaction() as session:
             attempt = refundable_attempt(session, attempt_id, None)
@@ -251,10 +298,7 @@ class RefundActions:
             )
             session.flush()
             refund_id, order_id = refund.id, str(attempt.gateway_order_id)
-        try:
-            outcome = classify_action(gateway.reverse(ReverseRequest(order_id)))
-        except GatewayError as exc:
-            outcome = ActionOutcome(RefundState.FAILED, f"not sent: {exc}")
+        outcome = _ask_gateway(lambda: self.gateway.reverse(ReverseRequest(order_id)))
         return self._settle_refund(refund_id, outcome, actor, None)
 
     def _settle_refund(
@@ -269,10 +313,9 @@ class RefundActions:
         with self.db.transaction() as session:
             refund = session.get_one(Refund, refund_id, with_for_update=True)
             if refund.state != from_state:  # settled meanwhile (a concurrent settle or retry)
-                left = session.get_one(ChargeAttempt, refund.attempt_id).amount - taken_amount(
-                    session, refund.attempt_id
-                )
-                return refund_view(refund) | {"refundable_left": left}
+                return refund_view(refund) | {
+                    "refundable_left": refundable_left(session, refund.attempt_id)
+                }
             refund.state = outcome.state.value
             refund.error_code = outcome.error_code
             refund.error_message = outcome.message[:512]
@@ -319,9 +362,7 @@ class RefundActions:
                     attempt_id=attempt.id,
                     actor=actor,
                 )
-            body = refund_view(refund) | {
-                "refundable_left": attempt.amount - taken_amount(session, attempt.id)
-            }
+            body = refund_view(refund) | {"refundable_left": refundable_left(session, attempt.id)}
             if key is not None:
                 stored = session.scalars(
                     select(IdempotencyKey).where(
