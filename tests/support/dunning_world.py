@@ -16,13 +16,12 @@ from typing import Any
 from sqlalchemy import select
 
 from billing.domain.dunning_policy import DunningPolicy
-from billing.domain.subscription import NewSubscription
 from billing.gateway.port import ChargeRequest
 from billing.gateway.results import GatewayResult, JsonReply
 from billing.services.collection import stranded_invoices
 from billing.storage.tables import Event
 from tests.support.fakes import FakeGateway, error_body
-from tests.support.world import ServiceWorld
+from tests.support.world import ServiceWorld, sqlite_url
 
 
 class CardGateway(FakeGateway):
@@ -60,18 +59,11 @@ class DunningWorld(ServiceWorld):
         self.check()
         self.work()
 
-    def subscribe(self, binding: str, schedule: str) -> int:
-        new = NewSubscription(
-            customer_id="cust-1",
-            binding_id=binding,
-            amount=49900,
-            schedule=schedule,
-            timezone="UTC",
-            start_at=self.clock(),
-        )
-        created = self.app.actions.subscriptions.create(new, actor="crm", reason="signup")
+    def subscribe(self, binding: str, schedule: str) -> int:  # type: ignore[override]
+        """In UTC; every open invoice still has a next step after it."""
+        sub_id = super().subscribe(binding, schedule=schedule, timezone="UTC")
         self.check()
-        return int(created.body["id"])
+        return sub_id
 
     def set_card(self, sub_id: int, binding: str) -> None:
         self.app.actions.subscriptions.set_binding(sub_id, binding, actor="crm", reason="new card")
@@ -100,7 +92,7 @@ def make_dunning_world(
 ) -> DunningWorld:
     """On ``database_url``, or an SQLite file in ``tmp_path``."""
     return DunningWorld.build(
-        database_url or f"sqlite:///{tmp_path / 'billing.db'}",
+        database_url or sqlite_url(tmp_path),
         policy=policy,
         gateway=CardGateway(),
         stale_sending_after=30,

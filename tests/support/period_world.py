@@ -15,27 +15,17 @@ from sqlalchemy import select
 
 from billing.domain.dunning_policy import DunningPolicy
 from billing.domain.policy_file import load_policy
-from billing.domain.subscription import NewSubscription
 from billing.storage.tables import Event, Subscription
-from tests.support.world import ServiceWorld
-
-FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
+from tests.support.world import FAST_POLICY, ServiceWorld, sqlite_url
 
 
 @dataclass
 class PeriodWorld(ServiceWorld):
-    def subscribe(self, schedule: str, timezone: str, **kw: Any) -> int:
-        new = NewSubscription(
-            customer_id=kw.pop("customer_id", "cust-1"),
-            binding_id=kw.pop("binding", "approve-1"),
-            amount=kw.pop("amount", 49900),
-            schedule=schedule,
-            timezone=timezone,
-            start_at=kw.pop("start_at", None),
-        )
-        return int(
-            self.app.actions.subscriptions.create(new, actor="crm", reason="signup").body["id"]
-        )
+    def subscribe(self, schedule: str, timezone: str, **kw: Any) -> int:  # type: ignore[override]
+        """Starting at its schedule's next time (``start_at`` None) unless ``kw`` says else."""
+        binding = kw.pop("binding", "approve-1")
+        fields = {"start_at": None, **kw}
+        return super().subscribe(binding, schedule=schedule, timezone=timezone, **fields)
 
     def run_until(self, end: datetime, step: timedelta = timedelta(minutes=30)) -> None:
         """Scheduler passes every ``step`` (and the queue worked off) until ``end``."""
@@ -63,9 +53,7 @@ class PeriodWorld(ServiceWorld):
 def period_world(
     tmp_path: Path, start: datetime, policy: DunningPolicy | None = None
 ) -> Iterator[PeriodWorld]:
-    world = PeriodWorld.build(
-        f"sqlite:///{tmp_path / 'billing.db'}", policy=policy or load_policy(FAST_POLICY)
-    )
+    world = PeriodWorld.build(sqlite_url(tmp_path), policy=policy or load_policy(FAST_POLICY))
     world.clock.now = start
     try:
         yield world

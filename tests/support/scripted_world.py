@@ -15,13 +15,11 @@ from typing import Any
 
 from billing.domain.dunning_policy import DunningPolicy
 from billing.domain.policy_file import load_policy
-from billing.domain.subscription import NewSubscription
 from billing.gateway.port import ChargeRequest
 from billing.gateway.results import GatewayResult
 from tests.support.fakes import FakeGateway
-from tests.support.world import ServiceWorld
+from tests.support.world import FAST_POLICY, ServiceWorld, sqlite_url
 
-FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
 Script = Callable[[str, int, str, str | None], GatewayResult | None]
 
 
@@ -57,25 +55,12 @@ class ScriptedGateway(FakeGateway):
 class ScriptedWorld(ServiceWorld):
     gateway: ScriptedGateway
 
-    def subscribe(self, binding: str = "approve-1", **kw: Any) -> int:
-        new = NewSubscription(
-            customer_id=str(kw.pop("customer_id", "cust-1")),
-            binding_id=binding,
-            amount=int(kw.pop("amount", 49900)),
-            currency=str(kw.pop("currency", "643")),
-            description=kw.pop("description", None),
-            schedule=str(kw.pop("schedule", "0 3 1 * *")),
-            start_at=self.clock(),
-        )
-        created = self.app.actions.subscriptions.create(new, actor="crm", reason="signup")
-        return int(created.body["id"])
-
 
 def make_world(
     tmp_path: Path, policy: DunningPolicy | None = None, *, outage_threshold: int = 3
 ) -> ScriptedWorld:
     return ScriptedWorld.build(
-        f"sqlite:///{tmp_path / 'billing.db'}",
+        sqlite_url(tmp_path),
         policy=policy or load_policy(FAST_POLICY),
         gateway=ScriptedGateway(),
         stale_sending_after=30,

@@ -5,18 +5,25 @@ workers. The graph is the production one; only the edges are doubles."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy import select
 
 from billing.bootstrap import App, build_app
 from billing.domain.dunning_policy import DunningPolicy
+from billing.domain.policy_file import load_policy
+from billing.domain.subscription import NewSubscription
 from billing.services.pipeline.charging import Charger
 from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.settings import Settings
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice, Subscription
 from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
+
+#: The dunning policy most service tests run on: the default ladder in seconds, not days.
+FAST_POLICY = Path(__file__).resolve().parents[2] / "config" / "dunning-fast.toml"
 
 #: Gateway timeouts short enough for a 30 s stale-send window (settings check the budget).
 FAST_TIMEOUTS: dict[str, Any] = {
@@ -25,6 +32,11 @@ FAST_TIMEOUTS: dict[str, Any] = {
     "gateway_write_timeout": 1.0,
     "gateway_pool_timeout": 1.0,
 }
+
+
+def sqlite_url(folder: Path) -> str:
+    """A file database of its own in ``folder`` (pytest's ``tmp_path``)."""
+    return f"sqlite:///{folder / 'billing.db'}"
 
 
 def build_test_app(
@@ -76,6 +88,44 @@ class ServiceWorld:
             **settings,
         )
         return cls(app, clock, gateway, dispatcher)
+
+    @classmethod
+    def fast(
+        cls,
+        database_url: str,
+        *,
+        gateway: FakeGateway | None = None,
+        **settings: Any,
+    ) -> Self:
+        """On :data:`FAST_POLICY` with a 30 s stale-send window (override in ``settings``):
+        the world most service tests use. ``with World.fast(url) as w:`` disposes of it."""
+        settings = {"stale_sending_after": 30, **settings}
+        return cls.build(database_url, policy=load_policy(FAST_POLICY), gateway=gateway, **settings)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.db.dispose()
+
+    def subscribe(self, binding: str = "approve-1", **fields: Any) -> int:
+        """A subscription created as the SaaS backend would (actor ``crm``), starting now:
+        49900 monthly at 03:00 on the 1st unless ``fields`` (of NewSubscription) say else."""
+        values: dict[str, Any] = {
+            "customer_id": "cust-1",
+            "amount": 49900,
+            "schedule": "0 3 1 * *",
+            "start_at": self.clock(),
+            **fields,
+        }
+        new = NewSubscription(binding_id=binding, **values)
+        created = self.app.actions.subscriptions.create(new, actor="crm", reason="signup")
+        return int(created.body["id"])
 
     @property
     def db(self) -> Database:

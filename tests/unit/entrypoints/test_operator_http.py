@@ -12,46 +12,25 @@ import httpx
 import pytest
 
 from billing.auth_tokens import Role, TokenConfig
-from billing.domain.policy_file import load_policy
-from billing.domain.subscription import NewSubscription
 from billing.entrypoints.http.admin.app import create_admin_app
 from billing.entrypoints.http.console import ConsoleDeps, create_console_app
 from billing.storage.tables import ChargeAttempt
-from tests.support.world import ServiceWorld
+from tests.support.world import ServiceWorld, sqlite_url
 from tests.unit.entrypoints.test_admin_api import TOKEN_SETTING
 from tests.unit.entrypoints.test_admin_api import TOKENS as API_TOKENS
 from tests.unit.entrypoints.test_console import OWNERS, Browser
 from tests.unit.entrypoints.test_console import TOKENS as CONSOLE_TOKENS
 from tests.unit.services.test_manual_retry_plan import LostCardGateway
 
-FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
-
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[ServiceWorld]:
-    w = ServiceWorld.build(
-        f"sqlite:///{tmp_path / 'billing.db'}",
-        policy=load_policy(FAST_POLICY),
-        gateway=LostCardGateway(),
-        stale_sending_after=30,
-    )
-    yield w
-    w.db.dispose()
-
-
-def _subscribe(world: ServiceWorld, binding: str) -> int:
-    new = NewSubscription(
-        customer_id="cust-1",
-        binding_id=binding,
-        amount=49900,
-        schedule="0 3 1 * *",
-        start_at=world.clock(),
-    )
-    return int(world.app.actions.subscriptions.create(new, actor="crm", reason="s").body["id"])
+    with ServiceWorld.fast(sqlite_url(tmp_path), gateway=LostCardGateway()) as w:
+        yield w
 
 
 def _waiting(world: ServiceWorld) -> tuple[int, ChargeAttempt]:
-    sub_id = _subscribe(world, "pending-1")
+    sub_id = world.subscribe("pending-1")
     world.tick()
     for _ in range(40):
         world.tick(2)
@@ -123,7 +102,7 @@ def test_the_console_offers_resolve_next_to_a_waiting_attempt(world: ServiceWorl
 
 
 def test_the_consoles_retry_now_refuses_a_lost_card_with_the_reason(world: ServiceWorld) -> None:
-    sub_id = _subscribe(world, "stolen-1")
+    sub_id = world.subscribe("stolen-1")
     world.tick()
     browser = _browser(world)
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,6 @@ from starlette.applications import Starlette
 
 from billing.auth_tokens import TokenConfig
 from billing.bootstrap import build_app
-from billing.domain.policy_file import load_policy
-from billing.domain.subscription import NewSubscription
 from billing.entrypoints.http.admin.app import create_admin_app
 from billing.entrypoints.http.callbacks import CallbackConfig, create_callback_app
 from billing.gateway.client import GatewayClient, GatewayConfig
@@ -26,9 +23,8 @@ from billing.gateway.port import ChargeRequest
 from billing.settings import Settings
 from billing.storage.tables import ChargeAttempt
 from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
-from tests.support.world import ServiceWorld
+from tests.support.world import ServiceWorld, sqlite_url
 
-FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
 TOKEN = "viewer-token-0123456789abcdef"
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
@@ -54,32 +50,15 @@ def scrape(asgi: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return samples
 
 
-@dataclass
-class World(ServiceWorld):
-    def subscribe(self, binding: str) -> int:
-        new = NewSubscription(
-            customer_id="cust-1",
-            binding_id=binding,
-            amount=49900,
-            schedule="0 3 1 * *",
-            start_at=self.clock(),
-        )
-        created = self.app.actions.subscriptions.create(new, actor="crm", reason="signup")
-        return int(created.body["id"])
-
-
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World.build(
-        f"sqlite:///{tmp_path / 'billing.db'}",
-        policy=load_policy(FAST_POLICY),
-        stale_sending_after=30,
-    )
-    yield w
-    w.db.dispose()
+def world(tmp_path: Path) -> Iterator[ServiceWorld]:
+    with ServiceWorld.fast(sqlite_url(tmp_path)) as w:
+        yield w
 
 
-def test_metrics_show_charges_pause_backlog_open_invoices_and_operator_work(world: World) -> None:
+def test_metrics_show_charges_pause_backlog_open_invoices_and_operator_work(
+    world: ServiceWorld,
+) -> None:
     admin = create_admin_app(world.app, TokenConfig.parse(f"vera:viewer:{TOKEN}"))
     before = scrape(admin)
     assert before[("billing_charging_paused", ())] == 0

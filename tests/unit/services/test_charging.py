@@ -7,7 +7,7 @@ a timeout after charging, a decline walked through dunning, a configuration erro
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,41 +15,23 @@ import pytest
 from sqlalchemy import func, select
 
 from billing.domain.dunning_policy import CatchUpMode, CatchUpPolicy
-from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.errors import ConflictError, ValidationError
 from billing.storage.tables import ChargeAttempt, Event, Subscription
-from tests.support.world import ServiceWorld
+from tests.support.world import ServiceWorld, sqlite_url
 
-FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
-
-
-@dataclass
-class World(ServiceWorld):
-    def subscribe(self, binding: str = "approve-1", **kw: object) -> int:
-        new = NewSubscription(
-            customer_id=str(kw.pop("customer_id", "cust-1")),
-            binding_id=binding,
-            amount=int(kw.pop("amount", 49900)),  # type: ignore[call-overload]
-            schedule=str(kw.pop("schedule", "0 3 1 * *")),
-            start_at=self.clock(),
-        )
-        created = self.app.actions.subscriptions.create(new, actor="crm", reason="signup")
-        return int(created.body["id"])
+World = ServiceWorld
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    w = World.build(
-        f"sqlite:///{tmp_path / 'billing.db'}",
-        policy=load_policy(FAST_POLICY),
-        stale_sending_after=30,
+    with World.fast(
+        sqlite_url(tmp_path),
         circuit_outage_threshold=3,
         scheduler_batch_size=7,
         requeue_after=60,
-    )
-    yield w
-    w.db.dispose()
+    ) as w:
+        yield w
 
 
 def test_a_due_subscription_is_charged_once_and_moves_to_its_next_period(world: World) -> None:

@@ -14,13 +14,12 @@ import pytest
 from sqlalchemy import update
 
 from billing.domain.dunning_policy import DEFAULT_POLICY
-from billing.domain.subscription import NewSubscription
 from billing.errors import ConflictError
 from billing.gateway.port import ChargeRequest
 from billing.gateway.results import GatewayResult, JsonReply
 from billing.storage.tables import Subscription
 from tests.support.fakes import FakeGateway, declined_body
-from tests.support.world import ServiceWorld
+from tests.support.world import ServiceWorld, sqlite_url
 
 LOST_CARD = 208  # actionCode: lost card (do not retry)
 
@@ -45,17 +44,6 @@ class LostCardGateway(FakeGateway):
 
 @dataclass
 class World(ServiceWorld):
-    def subscribe(self, binding: str) -> int:
-        new = NewSubscription(
-            customer_id="cust-1",
-            binding_id=binding,
-            amount=49900,
-            schedule="0 3 1 * *",
-            start_at=self.clock(),
-        )
-        created = self.app.actions.subscriptions.create(new, actor="crm", reason="signup")
-        return int(created.body["id"])
-
     def bank_now_says(self, sub_id: int, binding: str) -> None:
         """The same card, answered differently by the bank (no new binding, no plan change)."""
         with self.db.transaction() as s:
@@ -75,14 +63,13 @@ class World(ServiceWorld):
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    w = World.build(
-        f"sqlite:///{tmp_path / 'billing.db'}",
+    with World.build(
+        sqlite_url(tmp_path),
         policy=DEFAULT_POLICY,
         gateway=LostCardGateway(),
         stale_sending_after=30,
-    )
-    yield w
-    w.db.dispose()
+    ) as w:
+        yield w
 
 
 @pytest.mark.parametrize(

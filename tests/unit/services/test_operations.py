@@ -42,9 +42,8 @@ from billing.storage.tables import (
     Refund,
     Subscription,
 )
-from tests.support.world import ServiceWorld
+from tests.support.world import FAST_POLICY, ServiceWorld, sqlite_url
 
-FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
 OK = {"errorCode": "0", "errorMessage": "Success"}
 
 
@@ -52,18 +51,6 @@ OK = {"errorCode": "0", "errorMessage": "Success"}
 class World(ServiceWorld):
     actor: str = "ops-anna"
     notes: list[str] = field(default_factory=list)
-
-    def subscribe(self, binding: str = "approve-1", **kw: Any) -> int:
-        new = NewSubscription(
-            customer_id=kw.pop("customer_id", "cust-1"),
-            binding_id=binding,
-            amount=kw.pop("amount", 49900),
-            schedule=kw.pop("schedule", "0 3 1 * *"),
-            start_at=self.clock(),
-        )
-        return int(
-            self.app.actions.subscriptions.create(new, actor="crm", reason="signup").body["id"]
-        )
 
     def events(self, **where: Any) -> list[Event]:
         with self.db.transaction() as s:
@@ -86,16 +73,13 @@ class World(ServiceWorld):
 
 def _world(tmp_path: Path, policy_path: Path | None) -> World:
     policy = load_policy(policy_path) if policy_path else DEFAULT_POLICY
-    return World.build(
-        f"sqlite:///{tmp_path / 'billing.db'}", policy=policy, stale_sending_after=30
-    )
+    return World.build(sqlite_url(tmp_path), policy=policy, stale_sending_after=30)
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    w = _world(tmp_path, FAST_POLICY)
-    yield w
-    w.db.dispose()
+    with _world(tmp_path, FAST_POLICY) as w:
+        yield w
 
 
 @pytest.fixture

@@ -11,29 +11,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from billing.domain.policy_file import load_policy
-from billing.domain.subscription import NewSubscription
 from billing.errors import ConflictError
 from billing.services.pipeline.reconciliation import reconcile_now
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
-from tests.support.world import ServiceWorld
-
-FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
+from tests.support.world import ServiceWorld, sqlite_url
 
 
 @dataclass
 class World(ServiceWorld):
-    def subscribe(self, binding: str) -> int:
-        new = NewSubscription(
-            customer_id="cust-1",
-            binding_id=binding,
-            amount=49900,
-            schedule="0 3 1 * *",
-            start_at=self.clock(),
-        )
-        created = self.app.actions.subscriptions.create(new, actor="crm", reason="signup")
-        return int(created.body["id"])
-
     def waiting_for_operator(self) -> tuple[int, ChargeAttempt]:
         """A subscription whose first charge stayed pending past ``give_up_after`` (1m)."""
         sub_id = self.subscribe("pending-1")
@@ -58,13 +43,8 @@ class World(ServiceWorld):
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    w = World.build(
-        f"sqlite:///{tmp_path / 'billing.db'}",
-        policy=load_policy(FAST_POLICY),
-        stale_sending_after=30,
-    )
-    yield w
-    w.db.dispose()
+    with World.fast(sqlite_url(tmp_path)) as w:
+        yield w
 
 
 def test_a_late_deposit_is_found_by_the_slow_poll_and_the_invoice_is_paid(world: World) -> None:

@@ -18,26 +18,13 @@ from billing.services.audit import record_event
 from billing.services.read.events import list_events
 from billing.storage.outbox_tables import OutboxEvent
 from billing.storage.tables import Subscription
-from tests.support.world import ServiceWorld
-
-FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
+from tests.support.world import FAST_POLICY, ServiceWorld, sqlite_url
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[ServiceWorld]:
-    w = ServiceWorld.build(
-        f"sqlite:///{tmp_path / 'billing.db'}",
-        policy=load_policy(FAST_POLICY),
-        stale_sending_after=30,
-    )
-    yield w
-    w.db.dispose()
-
-
-def subscribe(world: ServiceWorld, binding: str) -> int:
-    new = NewSubscription("cust-1", binding, 49900, "0 3 1 * *", start_at=world.clock())
-    body = world.app.actions.subscriptions.create(new, actor="crm", reason="signup").body
-    return int(body["id"])
+    with ServiceWorld.fast(sqlite_url(tmp_path)) as w:
+        yield w
 
 
 def events(world: ServiceWorld, **query: Any) -> list[dict[str, Any]]:
@@ -47,7 +34,7 @@ def events(world: ServiceWorld, **query: Any) -> list[dict[str, Any]]:
 def test_a_paid_period_gives_created_invoice_created_and_paid_in_order(
     world: ServiceWorld,
 ) -> None:
-    sub_id = subscribe(world, "approve-1234567")
+    sub_id = world.subscribe("approve-1234567")
     world.tick()
     got = events(world)
     assert [e["type"] for e in got] == [
@@ -69,7 +56,7 @@ def test_a_paid_period_gives_created_invoice_created_and_paid_in_order(
 def test_payment_failed_carries_category_codes_attempt_and_next_retry(
     world: ServiceWorld,
 ) -> None:
-    subscribe(world, "insufficient-1")
+    world.subscribe("insufficient-1")
     world.tick()
     failed = [e for e in events(world) if e["type"] == "invoice.payment_failed"]
     assert len(failed) == 1
@@ -83,7 +70,7 @@ def test_payment_failed_carries_category_codes_attempt_and_next_retry(
 
 
 def test_nothing_is_sent_for_a_rolled_back_change(world: ServiceWorld) -> None:
-    sub_id = subscribe(world, "approve-1")
+    sub_id = world.subscribe("approve-1")
     before = len(events(world))
 
     class Boom(Exception):
@@ -112,7 +99,7 @@ def test_nothing_is_sent_for_a_rolled_back_change(world: ServiceWorld) -> None:
 def test_the_event_of_a_change_is_written_by_the_change_s_own_commit(
     world: ServiceWorld,
 ) -> None:
-    sub_id = subscribe(world, "approve-1")
+    sub_id = world.subscribe("approve-1")
     with world.db.transaction() as session:
         sub = session.get_one(Subscription, sub_id)
         record_event(
@@ -137,7 +124,7 @@ def test_polling_pages_oldest_first_by_cursor_and_filters_by_type(
     world: ServiceWorld,
 ) -> None:
     for n in range(3):
-        subscribe(world, f"approve-{n}")
+        world.subscribe(f"approve-{n}")
     world.tick()
     first = list_events(world.db, limit=2)
     assert first.has_more and len(first.events) == 2
@@ -155,9 +142,9 @@ def test_polling_pages_oldest_first_by_cursor_and_filters_by_type(
 
 
 def test_on_postgresql_sequences_continue_per_subscription(pg_url: str) -> None:
-    world = ServiceWorld.build(pg_url, policy=load_policy(FAST_POLICY), stale_sending_after=30)
+    world = ServiceWorld.fast(pg_url)
     try:
-        first, second = subscribe(world, "approve-1"), subscribe(world, "approve-2")
+        first, second = world.subscribe("approve-1"), world.subscribe("approve-2")
         world.tick()
         got = events(world)
         for sub_id in (first, second):
@@ -179,11 +166,7 @@ def test_on_postgresql_sequences_continue_per_subscription(pg_url: str) -> None:
 def test_invoice_upcoming_is_sent_once_per_charge_and_only_when_configured(
     tmp_path: Path, request: pytest.FixtureRequest, lead: str, expected: int, backend: str
 ) -> None:
-    url = (
-        request.getfixturevalue("pg_url")
-        if backend == "postgresql"
-        else f"sqlite:///{tmp_path / 'billing.db'}"
-    )
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else sqlite_url(tmp_path)
     world = ServiceWorld.build(
         url,
         policy=load_policy(FAST_POLICY),

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from billing.domain.policy_file import load_policy
-from billing.domain.subscription import NewSubscription
 from billing.errors import ConflictError
 from billing.gateway.rate_limit import RateLimitedGateway
 from billing.services.lease import LeaseTerms, database_lease_clock
@@ -23,37 +21,16 @@ from billing.services.pipeline.charging import Charger
 from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.storage.tables import ChargeAttempt
 from tests.support.fakes import ManualClock
-from tests.support.world import ServiceWorld
+from tests.support.world import ServiceWorld, sqlite_url
 
-FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
 STALE = timedelta(seconds=30)
 LONGEST_CALL = timedelta(seconds=8)  # tests/support/world.py FAST_TIMEOUTS: 1 + 1 + 1 + 5
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[ServiceWorld]:
-    w = ServiceWorld.build(
-        f"sqlite:///{tmp_path / 'billing.db'}",
-        policy=load_policy(FAST_POLICY),
-        stale_sending_after=30,
-    )
-    yield w
-    w.db.dispose()
-
-
-def _subscribe(world: ServiceWorld, binding: str = "approve-1") -> int:
-    created = world.app.actions.subscriptions.create(
-        NewSubscription(
-            customer_id="cust-1",
-            binding_id=binding,
-            amount=49900,
-            schedule="0 3 1 * *",
-            start_at=world.clock(),
-        ),
-        actor="crm",
-        reason="signup",
-    )
-    return int(created.body["id"])
+    with ServiceWorld.fast(sqlite_url(tmp_path)) as w:
+        yield w
 
 
 def _attempts(world: ServiceWorld, sub_id: int) -> list[ChargeAttempt]:
@@ -66,7 +43,7 @@ def _attempts(world: ServiceWorld, sub_id: int) -> list[ChargeAttempt]:
 def test_hosts_with_clocks_a_minute_apart_do_not_rule_a_send_stale_early(
     world: ServiceWorld,
 ) -> None:
-    sub_id = _subscribe(world)
+    sub_id = world.subscribe()
     world.scheduler.run_pass()
     [attempt_id] = world.dispatcher.charges
     world.dispatcher.charges.clear()
@@ -123,7 +100,7 @@ def _report():  # type: ignore[no-untyped-def]
 
 
 def test_the_lease_starts_on_the_database_clock_not_the_workers(world: ServiceWorld) -> None:
-    sub_id = _subscribe(world)
+    sub_id = world.subscribe()
     world.scheduler.run_pass()
     [attempt_id] = world.dispatcher.charges
     skewed = ManualClock(datetime.now(UTC) - timedelta(minutes=5))  # a host five minutes slow
@@ -178,7 +155,7 @@ def test_a_worker_does_not_wait_for_a_rate_limit_slot_past_its_lease(world: Serv
     """Claimed, then 15 s lost; the rate limiter has no slot for 20 s. Waiting the full
     max_wait (60 s) would start the call 35 s into a 30 s lease, after the sweep had ruled
     the send "not received" and planned a second order."""
-    sub_id = _subscribe(world)
+    sub_id = world.subscribe()
     world.scheduler.run_pass()
     [attempt_id] = world.dispatcher.charges
     world.dispatcher.charges.clear()
@@ -218,7 +195,7 @@ def test_a_worker_does_not_wait_for_a_rate_limit_slot_past_its_lease(world: Serv
 def test_a_charge_that_arrives_after_the_not_received_ruling_is_found_before_a_new_order(
     world: ServiceWorld,
 ) -> None:
-    sub_id = _subscribe(world)
+    sub_id = world.subscribe()
     world.scheduler.run_pass()
     [attempt_id] = world.dispatcher.charges
     world.dispatcher.charges.clear()
@@ -246,7 +223,7 @@ def test_a_charge_that_arrives_after_the_not_received_ruling_is_found_before_a_n
 
 
 def test_no_new_attempt_while_the_re_check_cannot_get_an_answer(world: ServiceWorld) -> None:
-    sub_id = _subscribe(world)
+    sub_id = world.subscribe()
     world.scheduler.run_pass()
     [attempt_id] = world.dispatcher.charges
     world.dispatcher.charges.clear()
@@ -267,7 +244,7 @@ def test_no_new_attempt_while_the_re_check_cannot_get_an_answer(world: ServiceWo
 
 
 def test_a_manual_retry_waits_for_the_not_received_re_check(world: ServiceWorld) -> None:
-    sub_id = _subscribe(world)
+    sub_id = world.subscribe()
     world.scheduler.run_pass()
     [attempt_id] = world.dispatcher.charges
     world.dispatcher.charges.clear()
@@ -291,7 +268,7 @@ def test_a_manual_retry_waits_for_the_not_received_re_check(world: ServiceWorld)
 def test_an_early_answer_does_not_end_the_re_check(world: ServiceWorld) -> None:
     """A callback makes us ask right after the ruling: "no such order" then proves nothing
     yet (the request may still be on its way), so the invoice still waits."""
-    sub_id = _subscribe(world)
+    sub_id = world.subscribe()
     world.scheduler.run_pass()
     [attempt_id] = world.dispatcher.charges
     world.dispatcher.charges.clear()
