@@ -10,16 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from billing.entrypoints.cli.main import cli
+from tests.support.cli import cli_database
 
 
 @pytest.fixture
 def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("BILLING_DATABASE_URL", f"sqlite:///{tmp_path / 'billing.db'}")
-    monkeypatch.delenv("BILLING_REDIS_URL", raising=False)
-    monkeypatch.setenv("USER", "anna")
-    runner = CliRunner()
-    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
-    return runner
+    cli_database(tmp_path, monkeypatch)
+    return CliRunner()
 
 
 def _events(runner: CliRunner, sub_id: int) -> list[tuple[str, str, str]]:

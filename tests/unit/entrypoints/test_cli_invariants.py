@@ -14,18 +14,14 @@ from billing.entrypoints.cli.main import cli
 from billing.errors import NotFoundError
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice
+from tests.support.cli import cli_database
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 @pytest.fixture
 def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite:///{tmp_path / 'billing.db'}"
-    monkeypatch.setenv("BILLING_DATABASE_URL", url)
-    monkeypatch.delenv("BILLING_REDIS_URL", raising=False)
-    monkeypatch.setenv("USER", "anna")
-    assert CliRunner().invoke(cli, ["db", "upgrade"]).exit_code == 0
-    return url
+    return cli_database(tmp_path, monkeypatch)
 
 
 def _subscribe(runner: CliRunner) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,9 +16,10 @@ from rich.console import Console
 
 from billing.domain.circuit_breaker import Circuit, CircuitState
 from billing.entrypoints.cli import output
-from billing.entrypoints.cli.main import cli, main
+from billing.entrypoints.cli.main import cli
 from billing.storage.circuit_row import save_circuit
 from billing.storage.database import Database
+from tests.support.cli import cli_database, run_main
 
 ESCAPE = "cust-\x1b]0;pwned\x07-\x1b[31mred"
 LONG = "customer-" + "x" * 90
@@ -27,12 +27,7 @@ LONG = "customer-" + "x" * 90
 
 @pytest.fixture
 def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite:///{tmp_path / 'billing.db'}"
-    monkeypatch.setenv("BILLING_DATABASE_URL", url)
-    monkeypatch.delenv("BILLING_REDIS_URL", raising=False)
-    monkeypatch.setenv("USER", "anna")
-    assert CliRunner().invoke(cli, ["db", "upgrade"]).exit_code == 0
-    return url
+    return cli_database(tmp_path, monkeypatch)
 
 
 def _create(customer: str, amount: str = "49900") -> CliRunner:
@@ -46,20 +41,6 @@ def _create(customer: str, amount: str = "49900") -> CliRunner:
     )  # fmt: skip
     assert created.exit_code == 0, created.output
     return runner
-
-
-def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    old = sys.argv
-    sys.argv = ["billing", *argv]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.argv = old
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("customer", ["[/x]", "[bold]boss[/bold]", ESCAPE])
@@ -138,13 +119,13 @@ def test_status_is_a_human_summary_and_check_exits_non_zero_when_paused(
 
 
 def test_under_json_errors_are_json_too(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _main(["subscriptions", "show", "42", "--json"], capsys)
+    code, out, _ = run_main(["subscriptions", "show", "42", "--json"], capsys)
     assert code == 1
     assert json.loads(out)["error"] == "not_found"
-    code, out, _ = _main(["subscriptions", "show", "nope", "--json"], capsys)
+    code, out, _ = run_main(["subscriptions", "show", "nope", "--json"], capsys)
     assert code == 2
     assert json.loads(out)["error"] == "usage"
-    code, out, err = _main(["subscriptions", "show", "42"], capsys)
+    code, out, err = run_main(["subscriptions", "show", "42"], capsys)
     assert (code, out) == (1, "") and err.startswith("error: ")
 
 
@@ -159,7 +140,7 @@ def test_under_json_errors_are_json_too(db_url: str, capsys: pytest.CaptureFixtu
 def test_ids_beyond_64_bits_are_a_usage_error(
     db_url: str, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
 ) -> None:
-    code, _out, err = _main(argv, capsys)
+    code, _out, err = run_main(argv, capsys)
     assert code == 2
     assert "Traceback" not in err and says in err
 
@@ -179,7 +160,7 @@ def test_amounts_are_ascii_digits_and_at_most_12_of_them(
         "subscriptions", "create", "--customer-id", "c", "--binding-id", "approve-1",
         "--amount", amount, "--schedule", "0 3 1 * *",
     ]  # fmt: skip
-    code, _out, err = _main(argv, capsys)
+    code, _out, err = run_main(argv, capsys)
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("error: ") and says in err
     assert CliRunner().invoke(cli, ["subscriptions", "list", "--json"]).stdout.strip() == "[]"

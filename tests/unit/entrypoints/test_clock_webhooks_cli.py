@@ -8,33 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from billing.entrypoints.cli.main import cli, main
+from tests.support.cli import cli_database, run_main
 
 
 @pytest.fixture
 def db_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite:///{tmp_path / 'billing.db'}"
-    monkeypatch.setenv("BILLING_DATABASE_URL", url)
-    assert CliRunner().invoke(cli, ["db", "upgrade"]).exit_code == 0
-    return url
-
-
-def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    import sys
-
-    old = sys.argv
-    sys.argv = ["billing", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.argv = old
-    out, err = capsys.readouterr()
-    return code, out, err
+    return cli_database(tmp_path, monkeypatch, user=None)
 
 
 def test_the_clock_is_refused_outside_test_mode(

@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 
 from billing.entrypoints.cli.main import cli
 from billing.errors import ValidationError
+from tests.support.cli import cli_database
 
 WARNING = (
     "warning: '0 3 31 * *' skips months with fewer than 31 days; "
@@ -20,11 +21,8 @@ WARNING = (
 
 @pytest.fixture
 def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("BILLING_DATABASE_URL", f"sqlite:///{tmp_path / 'billing.db'}")
-    monkeypatch.delenv("BILLING_REDIS_URL", raising=False)
-    runner = CliRunner()
-    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
-    return runner
+    cli_database(tmp_path, monkeypatch, user=None)
+    return CliRunner()
 
 
 def _create(runner: CliRunner, schedule: str) -> Result:

@@ -14,6 +14,7 @@ from billing.bootstrap import build_app
 from billing.entrypoints.cli.main import cli
 from billing.settings import Settings
 from billing.storage.heartbeats import beat
+from tests.support.cli import cli_database
 from tests.support.fakes import FakeGateway
 from workers.heartbeat import Heartbeat
 from workers.scheduler import run_once
@@ -21,11 +22,7 @@ from workers.scheduler import run_once
 
 @pytest.fixture
 def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite:///{tmp_path / 'billing.db'}"
-    monkeypatch.setenv("BILLING_DATABASE_URL", url)
-    monkeypatch.delenv("BILLING_REDIS_URL", raising=False)
-    assert CliRunner().invoke(cli, ["db", "upgrade"]).exit_code == 0
-    return url
+    return cli_database(tmp_path, monkeypatch, user=None)
 
 
 def _status() -> dict[str, object]:
