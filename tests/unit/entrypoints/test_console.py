@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from billing.auth_tokens import token_fingerprint
 from billing.domain.dunning_policy import DEFAULT_POLICY
 from billing.domain.subscription import NewSubscription
-from billing.entrypoints.http.console import ConsoleDeps, Operator, create_console_app
+from billing.entrypoints.http.console import Operator
 from billing.services.actions.subscriptions import SubscriptionActions
-from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
-from tests.support.world import build_test_app
+from tests.support.console import Browser, console_app
+from tests.support.fakes import RecordingDispatcher
+from tests.support.world import ServiceWorld, sqlite_url
 
 TOKENS = {
     "op-token": Operator("alice", "operator"),
@@ -27,51 +24,12 @@ TOKENS = {
 OWNERS = {token_fingerprint(token): who for token, who in TOKENS.items()}
 
 
-class Browser:
-    """A tiny synchronous client keeping cookies, like a person's browser would."""
-
-    def __init__(self, app: Any) -> None:
-        self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://console.test"
-        )
-
-    def get(self, path: str) -> httpx.Response:
-        return asyncio.run(self.client.get(path))
-
-    def post(self, path: str, data: dict[str, str]) -> httpx.Response:
-        return asyncio.run(self.client.post(path, data=data))
-
-    def csrf(self, path: str) -> str:
-        match = re.search(r'name="csrf" value="([^"]+)"', self.get(path).text)
-        assert match, "no CSRF field on the page"
-        return match.group(1)
-
-    def login(self, token: str) -> httpx.Response:
-        return self.post("/login", {"csrf": self.csrf("/login"), "token": token})
-
-    def close(self) -> None:
-        asyncio.run(self.client.aclose())
-
-
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[tuple[Browser, SubscriptionActions, RecordingDispatcher]]:
-    clock = ManualClock()
-    dispatcher = RecordingDispatcher()
-    app = build_test_app(
-        f"sqlite:///{tmp_path / 'console.db'}",
-        policy=DEFAULT_POLICY,
-        clock=clock,
-        gateway=FakeGateway(),
-        dispatcher=dispatcher,
-    )
-    db = app.db
-    subscriptions = app.actions.subscriptions
-    deps = ConsoleDeps(db=db, app=app, clock=clock, authenticate=TOKENS.get, owner=OWNERS.get)
-    # Plain http in tests: the Secure cookie flag is turned off explicitly.
-    browser = Browser(create_console_app(deps, session_secret="test-secret", https_only=False))
-    yield browser, subscriptions, dispatcher
-    browser.close()
-    db.dispose()
+    with ServiceWorld.build(sqlite_url(tmp_path), policy=DEFAULT_POLICY) as world:
+        browser = Browser(console_app(world.app, world.clock, TOKENS))
+        yield browser, world.app.actions.subscriptions, world.dispatcher
+        browser.close()
 
 
 def _subscribe(subscriptions: SubscriptionActions) -> int:

@@ -18,12 +18,12 @@ from billing.bootstrap import App
 from billing.domain.circuit_breaker import Circuit, CircuitState
 from billing.domain.dunning_policy import DEFAULT_POLICY
 from billing.domain.subscription import NewSubscription
-from billing.entrypoints.http.console import ConsoleDeps, create_console_app
 from billing.storage.circuit_row import save_circuit
 from billing.storage.tables import ChargeAttempt, Invoice, Refund, Subscription
-from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
-from tests.support.world import build_test_app
-from tests.unit.entrypoints.test_console import OWNERS, TOKENS, Browser
+from tests.support.console import Browser, console_app
+from tests.support.fakes import ManualClock, RecordingDispatcher
+from tests.support.world import ServiceWorld, sqlite_url
+from tests.unit.entrypoints.test_console import TOKENS
 
 
 @dataclass
@@ -34,17 +34,8 @@ class Console:
     browser: Browser
 
     def subscribe(self, binding: str, customer: str = "cust-42", amount: int = 49900) -> int:
-        created = self.app.actions.subscriptions.create(
-            NewSubscription(
-                customer_id=customer,
-                binding_id=binding,
-                amount=amount,
-                schedule="0 3 1 * *",
-                start_at=self.clock(),
-            ),
-            actor="crm",
-            reason="signup",
-        )
+        new = NewSubscription(customer, binding, amount, "0 3 1 * *", start_at=self.clock())
+        created = self.app.actions.subscriptions.create(new, actor="crm", reason="signup")
         return int(created.body["id"])
 
     def charge_due(self) -> None:
@@ -78,26 +69,11 @@ class Console:
 
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[Console]:
-    clock = ManualClock()
-    dispatcher = RecordingDispatcher()
-    app = build_test_app(
-        f"sqlite:///{tmp_path / 'console.db'}",
-        policy=DEFAULT_POLICY,
-        clock=clock,
-        gateway=FakeGateway(),
-        dispatcher=dispatcher,
-    )
-    deps = ConsoleDeps(
-        db=app.db,
-        app=app,
-        clock=clock,
-        authenticate=TOKENS.get,
-        owner=OWNERS.get,
-        display_timezone="Asia/Tokyo",
-    )
-    browser = Browser(create_console_app(deps, session_secret="test-secret", https_only=False))
+    world = ServiceWorld.build(sqlite_url(tmp_path), policy=DEFAULT_POLICY)
+    app, clock = world.app, world.clock
+    browser = Browser(console_app(app, clock, TOKENS, display_timezone="Asia/Tokyo"))
     browser.login("op-token")
-    yield Console(app, clock, dispatcher, browser)
+    yield Console(app, clock, world.dispatcher, browser)
     browser.close()
     app.close()
 

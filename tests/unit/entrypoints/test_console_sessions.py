@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,50 +10,17 @@ from typing import Any
 import httpx
 import pytest
 
-from billing.auth_tokens import token_fingerprint
 from billing.bootstrap import App
 from billing.domain.dunning_policy import DEFAULT_POLICY
-from billing.entrypoints.http.console import ConsoleDeps, Operator, create_console_app
+from billing.entrypoints.http.console import Operator, create_console_app
 from billing.storage.database import Database
-from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
-from tests.support.world import build_test_app
+from tests.support.console import Browser, console_app, console_deps
+from tests.support.fakes import ManualClock
+from tests.support.world import ServiceWorld, sqlite_url
 
 SECRET = "a-console-session-secret-for-the-tests-0123456789"
 ALICE = "alice-operator-token-000000000001"
 BOB = "bob-viewer-token-00000000000000002"
-
-
-class Browser:
-    """Keeps cookies like a browser; can replay a stolen cookie against another app."""
-
-    def __init__(self, app: Any, base_url: str = "http://console.test") -> None:
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
-
-    def get(self, path: str) -> httpx.Response:
-        return asyncio.run(self.client.get(path))
-
-    def post(self, path: str, data: dict[str, str]) -> httpx.Response:
-        return asyncio.run(self.client.post(path, data=data))
-
-    def csrf(self, path: str) -> str:
-        match = re.search(r'name="csrf" value="([^"]+)"', self.get(path).text)
-        assert match, "no CSRF field on the page"
-        return match.group(1)
-
-    def login(self, token: str) -> httpx.Response:
-        return self.post("/login", {"csrf": self.csrf("/login"), "token": token})
-
-    def use_cookie(self, value: str) -> Browser:
-        self.client.cookies.set("billing_console", value)
-        return self
-
-    def cookie(self) -> str:
-        value = self.client.cookies.get("billing_console")
-        assert value, "no session cookie"
-        return value
-
-    def close(self) -> None:
-        asyncio.run(self.client.aclose())
 
 
 @dataclass
@@ -65,15 +30,7 @@ class World:
     services: App
 
     def app(self, tokens: dict[str, Operator], *, https_only: bool = False) -> Any:
-        owners = {token_fingerprint(token): who for token, who in tokens.items()}
-        deps = ConsoleDeps(
-            db=self.db,
-            app=self.services,
-            clock=self.clock,
-            authenticate=tokens.get,
-            owner=owners.get,
-        )
-        return create_console_app(deps, session_secret=SECRET, https_only=https_only)
+        return console_app(self.services, self.clock, tokens, secret=SECRET, https_only=https_only)
 
 
 EVERYONE = {ALICE: Operator("alice", "operator"), BOB: Operator("bob", "viewer")}
@@ -81,16 +38,8 @@ EVERYONE = {ALICE: Operator("alice", "operator"), BOB: Operator("bob", "viewer")
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    clock = ManualClock()
-    services = build_test_app(
-        f"sqlite:///{tmp_path / 'console.db'}",
-        policy=DEFAULT_POLICY,
-        clock=clock,
-        gateway=FakeGateway(),
-        dispatcher=RecordingDispatcher(),
-    )
-    yield World(services.db, clock, services)
-    services.db.dispose()
+    with ServiceWorld.build(sqlite_url(tmp_path), policy=DEFAULT_POLICY) as built:
+        yield World(built.db, built.clock, built.app)
 
 
 def _is_logged_in(response: httpx.Response) -> bool:
@@ -163,14 +112,7 @@ def test_the_session_cookie_is_secure_unless_turned_off(world: World) -> None:
     # Not saying anything about https_only: the cookie is Secure.
     default = Browser(
         create_console_app(
-            ConsoleDeps(
-                db=world.db,
-                app=world.services,
-                clock=world.clock,
-                authenticate=EVERYONE.get,
-                owner={token_fingerprint(t): o for t, o in EVERYONE.items()}.get,
-            ),
-            session_secret=SECRET,
+            console_deps(world.services, world.clock, EVERYONE), session_secret=SECRET
         ),
         base_url="https://console.test",
     )

@@ -13,12 +13,11 @@ import pytest
 
 from billing.auth_tokens import Role, TokenConfig
 from billing.entrypoints.http.admin.app import create_admin_app
-from billing.entrypoints.http.console import ConsoleDeps, create_console_app
 from billing.storage.tables import ChargeAttempt
+from tests.support.console import Browser, console_app
 from tests.support.world import ServiceWorld, sqlite_url
 from tests.unit.entrypoints.test_admin_api import TOKEN_SETTING
 from tests.unit.entrypoints.test_admin_api import TOKENS as API_TOKENS
-from tests.unit.entrypoints.test_console import OWNERS, Browser
 from tests.unit.entrypoints.test_console import TOKENS as CONSOLE_TOKENS
 from tests.unit.services.test_manual_retry_plan import LostCardGateway
 
@@ -52,14 +51,7 @@ def _api(world: ServiceWorld, method: str, path: str, role: Role, **kw: Any) -> 
 
 
 def _browser(world: ServiceWorld) -> Browser:
-    deps = ConsoleDeps(
-        db=world.db,
-        app=world.app,
-        clock=world.clock,
-        authenticate=CONSOLE_TOKENS.get,
-        owner=OWNERS.get,
-    )
-    return Browser(create_console_app(deps, session_secret="test-secret", https_only=False))
+    return Browser(console_app(world.app, world.clock, CONSOLE_TOKENS))
 
 
 def test_the_api_resolves_for_operators_only_and_asks_the_gateway_first(
