@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from sqlalchemy import update
 
 from billing.storage.database import Database
 from billing.storage.tables import Subscription
-from tests.e2e.conftest import ROOT, Stack, free_port, wait_until
-from tests.e2e.test_console_browser import CHROMIUM, CHROMIUM_ARGS, _up
+from tests.e2e.conftest import ROOT, Stack, wait_until
+from tests.e2e.test_console_browser import console_page
 
 pytestmark = pytest.mark.e2e
 
@@ -48,48 +48,25 @@ def test_needs_attention_and_a_disabled_retry_in_a_browser(
         "the lost-card decline",
     )
 
-    port = free_port()
-    stack.start(
-        "admin", "admin", "serve", "--port", str(port),
-        env={
-            **slow_dunning,
-            "BILLING_ADMIN_TOKENS": f"alice:operator:{TOKEN}",
-            "BILLING_CONSOLE_HTTPS_ONLY": "false",
-        },
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _up(f"{base}/api/health"), 30, "the admin app")
+    with console_page(stack, TOKEN, slow_dunning) as page:
+        page.click("header a:has-text('Needs attention')")
+        held_section = page.locator("section#held")
+        expect(held_section.locator(".count")).to_have_text("1")
+        row = held_section.locator(f"tr[data-subscription='{held}']")
+        expect(row).to_contain_text("customer-bad-data")
+        row.locator("a:has-text('Fix the data, then resume')").click()
+        expect(page.locator("#subscription-status")).to_have_text("held")
+        expect(page.locator("details[open] summary")).to_contain_text("Fix the data")
+        page.screenshot(path=str(tmp_path / "console-held.png"), full_page=True)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        page.fill("header input[name=q]", "customer-lost-card")
+        page.press("header input[name=q]", "Enter")
+        expect(page.locator("h1")).to_contain_text(f"Subscription #{lost}")
+        retry = page.locator("#retry-now")
+        expect(retry).to_be_disabled()
+        expect(page.locator("#retry-refused")).to_contain_text("lost, stolen or fraud")
+        expect(retry).to_have_attribute(
+            "title", "the card was declined as lost, stolen or fraud: set a new card first"
         )
-        try:
-            page = browser.new_page()
-            page.goto(f"{base}/console/login")
-            page.fill("input[name=token]", TOKEN)
-            page.click("button:has-text('Log in')")
-            expect(page.locator("h1")).to_have_text("Dashboard")
-            page.click("header a:has-text('Needs attention')")
-            held_section = page.locator("section#held")
-            expect(held_section.locator(".count")).to_have_text("1")
-            row = held_section.locator(f"tr[data-subscription='{held}']")
-            expect(row).to_contain_text("customer-bad-data")
-            row.locator("a:has-text('Fix the data, then resume')").click()
-            expect(page.locator("#subscription-status")).to_have_text("held")
-            expect(page.locator("details[open] summary")).to_contain_text("Fix the data")
-            page.screenshot(path=str(tmp_path / "console-held.png"), full_page=True)
-
-            page.fill("header input[name=q]", "customer-lost-card")
-            page.press("header input[name=q]", "Enter")
-            expect(page.locator("h1")).to_contain_text(f"Subscription #{lost}")
-            retry = page.locator("#retry-now")
-            expect(retry).to_be_disabled()
-            expect(page.locator("#retry-refused")).to_contain_text("lost, stolen or fraud")
-            expect(retry).to_have_attribute(
-                "title", "the card was declined as lost, stolen or fraud: set a new card first"
-            )
-            page.screenshot(path=str(tmp_path / "console-retry-disabled.png"), full_page=True)
-        finally:
-            browser.close()
+        page.screenshot(path=str(tmp_path / "console-retry-disabled.png"), full_page=True)
     assert len(stack.ledger("DEPOSITED")) == 0

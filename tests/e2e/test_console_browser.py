@@ -5,11 +5,13 @@ An operator logs in, finds a past-due subscription, presses "Retry now" and sees
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.e2e.conftest import ROOT, Stack, free_port, wait_until
 
@@ -38,6 +40,32 @@ def test_an_operator_retries_a_past_due_subscription_and_sees_it_paid(
     sub_id = stack.subscribe("recover1-browser-0001", customer="customer-browser")
     wait_until(lambda: stack.show(sub_id)["status"] == "past_due", 40, "a failed first charge")
 
+    with console_page(stack, TOKEN, slow_dunning) as page:
+        page.click("a:has-text('Failing')")
+        row = page.locator(f"tr[data-subscription='{sub_id}']")
+        expect(row).to_contain_text("past_due")
+        expect(row).to_contain_text("insufficient_funds")
+        row.locator("button:has-text('Retry now')").click()
+        expect(page.locator(".flash")).to_contain_text("Retry of invoice")
+        status = page.locator("#subscription-status")
+        for _ in range(60):
+            if status.inner_text() == "active":
+                break
+            page.wait_for_timeout(500)
+            page.reload()
+        expect(status).to_have_text("active")
+        expect(page.locator("[data-invoice-status]").first).to_have_text("paid")
+        page.screenshot(path=str(tmp_path / "console-paid.png"), full_page=True)
+    paid = stack.ledger("DEPOSITED")
+    assert len(paid) == 1
+    audit = stack.show(sub_id)["events"]
+    assert any(e["kind"] == "manual_retry" and e["actor"] == "alice" for e in audit)
+
+
+@contextmanager
+def console_page(stack: Stack, token: str, env: dict[str, str]) -> Iterator[Page]:
+    """The admin app serving the console (plain http on 127.0.0.1) with ``token`` as an
+    operator's, and a headless Chromium page logged in with it, on the dashboard."""
     port = free_port()
     stack.start(
         "admin",
@@ -46,14 +74,13 @@ def test_an_operator_retries_a_past_due_subscription_and_sees_it_paid(
         "--port",
         str(port),
         env={
-            **slow_dunning,
-            "BILLING_ADMIN_TOKENS": f"alice:operator:{TOKEN}",
+            **env,
+            "BILLING_ADMIN_TOKENS": f"alice:operator:{token}",
             "BILLING_CONSOLE_HTTPS_ONLY": "false",  # plain http on 127.0.0.1
         },
     )
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: _up(f"{base}/api/health"), 30, "the admin app")
-
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
@@ -61,30 +88,12 @@ def test_an_operator_retries_a_past_due_subscription_and_sees_it_paid(
         try:
             page = browser.new_page()
             page.goto(f"{base}/console/login")
-            page.fill("input[name=token]", TOKEN)
+            page.fill("input[name=token]", token)
             page.click("button:has-text('Log in')")
             expect(page.locator("h1")).to_have_text("Dashboard")
-            page.click("a:has-text('Failing')")
-            row = page.locator(f"tr[data-subscription='{sub_id}']")
-            expect(row).to_contain_text("past_due")
-            expect(row).to_contain_text("insufficient_funds")
-            row.locator("button:has-text('Retry now')").click()
-            expect(page.locator(".flash")).to_contain_text("Retry of invoice")
-            status = page.locator("#subscription-status")
-            for _ in range(60):
-                if status.inner_text() == "active":
-                    break
-                page.wait_for_timeout(500)
-                page.reload()
-            expect(status).to_have_text("active")
-            expect(page.locator("[data-invoice-status]").first).to_have_text("paid")
-            page.screenshot(path=str(tmp_path / "console-paid.png"), full_page=True)
+            yield page
         finally:
             browser.close()
-    paid = stack.ledger("DEPOSITED")
-    assert len(paid) == 1
-    audit = stack.show(sub_id)["events"]
-    assert any(e["kind"] == "manual_retry" and e["actor"] == "alice" for e in audit)
 
 
 def _up(url: str) -> bool:
