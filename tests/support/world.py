@@ -149,6 +149,23 @@ class ServiceWorld:
             for attempt_id in reconciles:
                 self.charger.reconcile(attempt_id)
 
+    def queued_charge(self) -> int:
+        """A scheduler pass, and the one charge it queued, taken off the queue (the worker
+        that would run it has not yet)."""
+        self.scheduler.run_pass()
+        [attempt_id] = self.dispatcher.charges
+        self.dispatcher.charges.clear()
+        return attempt_id
+
+    def sent_without_answer(self) -> int:
+        """The one charge a scheduler pass queues, as if its worker was killed mid-send:
+        ``sending`` since now, the request never answered. Its attempt id."""
+        attempt_id = self.queued_charge()
+        with self.db.transaction() as s:
+            attempt = s.get_one(ChargeAttempt, attempt_id)
+            attempt.state, attempt.sent_at = "sending", self.clock()
+        return attempt_id
+
     def tick(self, seconds: float = 0) -> None:
         """Let time pass, make a scheduler pass, and work off the queue."""
         self.clock.advance(seconds=seconds)

@@ -22,10 +22,12 @@ TOKENS = {
     "backend-token": Operator("saas", "backend"),
 }
 OWNERS = {token_fingerprint(token): who for token, who in TOKENS.items()}
+#: A logged-out browser on the console, the subscriptions use cases, and the charge queue.
+Setup = tuple[Browser, SubscriptionActions, RecordingDispatcher]
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[Browser, SubscriptionActions, RecordingDispatcher]]:
+def setup(tmp_path: Path) -> Iterator[Setup]:
     with ServiceWorld.build(sqlite_url(tmp_path), policy=DEFAULT_POLICY) as world:
         browser = Browser(console_app(world.app, world.clock, TOKENS))
         yield browser, world.app.actions.subscriptions, world.dispatcher
@@ -47,34 +49,26 @@ def _subscribe(subscriptions: SubscriptionActions) -> int:
     return int(created.body["id"])
 
 
-def test_pages_need_a_login(
-    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
-) -> None:
+def test_pages_need_a_login(setup: Setup) -> None:
     browser, _, _ = setup
     response = browser.get("/")
     assert response.status_code == 303 and response.headers["location"] == "/login"
 
 
-def test_a_wrong_token_is_refused_and_a_backend_token_cannot_log_in(
-    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
-) -> None:
+def test_a_wrong_token_is_refused_and_a_backend_token_cannot_log_in(setup: Setup) -> None:
     browser, _, _ = setup
     assert browser.login("nope").status_code == 401
     assert browser.login("backend-token").status_code == 401
     assert browser.get("/").status_code == 303
 
 
-def test_login_without_the_csrf_token_is_refused(
-    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
-) -> None:
+def test_login_without_the_csrf_token_is_refused(setup: Setup) -> None:
     browser, _, _ = setup
     browser.get("/login")
     assert browser.post("/login", {"token": "op-token"}).status_code == 403
 
 
-def test_the_session_cookie_is_httponly_and_samesite(
-    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
-) -> None:
+def test_the_session_cookie_is_httponly_and_samesite(setup: Setup) -> None:
     browser, _, _ = setup
     response = browser.login("op-token")
     cookie = response.headers["set-cookie"].lower()
@@ -82,9 +76,7 @@ def test_the_session_cookie_is_httponly_and_samesite(
     assert "op-token" not in cookie
 
 
-def test_an_operator_sees_the_dashboard_and_retries_a_subscription(
-    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
-) -> None:
+def test_an_operator_sees_the_dashboard_and_retries_a_subscription(setup: Setup) -> None:
     browser, subscriptions, dispatcher = setup
     sub_id = _subscribe(subscriptions)
     browser.login("op-token")
@@ -101,9 +93,7 @@ def test_an_operator_sees_the_dashboard_and_retries_a_subscription(
     assert dispatcher.charges == []
 
 
-def test_a_retry_without_csrf_or_by_a_viewer_changes_nothing(
-    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
-) -> None:
+def test_a_retry_without_csrf_or_by_a_viewer_changes_nothing(setup: Setup) -> None:
     browser, subscriptions, dispatcher = setup
     sub_id = _subscribe(subscriptions)
     browser.login("op-token")
@@ -118,9 +108,7 @@ def test_a_retry_without_csrf_or_by_a_viewer_changes_nothing(
     assert dispatcher.charges == []
 
 
-def test_the_audit_log_shows_who_did_what(
-    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
-) -> None:
+def test_the_audit_log_shows_who_did_what(setup: Setup) -> None:
     browser, subscriptions, _ = setup
     _subscribe(subscriptions)
     browser.login("view-token")
@@ -128,9 +116,7 @@ def test_the_audit_log_shows_who_did_what(
     assert "subscription_created" in page.text
 
 
-def test_an_operator_pauses_and_resumes_with_a_reason_kept_in_the_audit_log(
-    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
-) -> None:
+def test_an_operator_pauses_and_resumes_with_a_reason_kept_in_the_audit_log(setup: Setup) -> None:
     browser, subscriptions, _ = setup
     sub_id = _subscribe(subscriptions)
     browser.login("op-token")
@@ -145,9 +131,7 @@ def test_an_operator_pauses_and_resumes_with_a_reason_kept_in_the_audit_log(
     assert "customer asked" in audit and "back from holiday" in audit and "alice" in audit
 
 
-def test_an_action_without_a_reason_is_refused_and_changes_nothing(
-    setup: tuple[Browser, SubscriptionActions, RecordingDispatcher],
-) -> None:
+def test_an_action_without_a_reason_is_refused_and_changes_nothing(setup: Setup) -> None:
     browser, subscriptions, _ = setup
     sub_id = _subscribe(subscriptions)
     browser.login("op-token")

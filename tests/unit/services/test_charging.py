@@ -98,14 +98,8 @@ def test_worker_killed_after_the_gateway_answered_is_reconciled_not_recharged(
 
 def test_a_send_that_never_reached_the_gateway_gets_a_new_order_number(world: World) -> None:
     sub_id = world.subscribe("approve-1")
-    world.scheduler.run_pass()
-    [attempt_id] = world.dispatcher.charges
-    world.dispatcher.charges.clear()
-    # Simulate a worker killed after marking the attempt "sending" but before the call.
-    with world.db.transaction() as s:
-        attempt = s.get_one(ChargeAttempt, attempt_id)
-        attempt.state = "sending"
-        attempt.sent_at = world.clock()
+    # A worker killed after marking the attempt "sending" but before the call.
+    world.sent_without_answer()
     world.tick(31)  # reconcile: the gateway has no such order → no charge happened
     first = world.attempts(sub_id)[0]
     assert first.state == "failed" and first.reason == "not_received"
@@ -258,13 +252,7 @@ def test_bad_input_is_refused_and_writes_nothing(
 
 
 def _fail_first_attempt_as_never_received(world: World, sub_id: int) -> ChargeAttempt:
-    world.scheduler.run_pass()
-    [attempt_id] = world.dispatcher.charges
-    world.dispatcher.charges.clear()
-    with world.db.transaction() as s:
-        attempt = s.get_one(ChargeAttempt, attempt_id)
-        attempt.state = "sending"
-        attempt.sent_at = world.clock()
+    world.sent_without_answer()
     world.tick(31)  # reconciled: the gateway has no such order
     first = world.attempts(sub_id)[0]
     assert first.state == "failed" and first.reason == "not_received"
@@ -412,9 +400,7 @@ def test_a_send_that_stalled_past_reconciliation_is_still_recorded_when_it_charg
     world: World,
 ) -> None:
     sub_id = world.subscribe("approve-1")
-    world.scheduler.run_pass()
-    [attempt_id] = world.dispatcher.charges
-    world.dispatcher.charges.clear()
+    attempt_id = world.queued_charge()
 
     def stall(_order: str) -> None:
         # The request is stuck on its way; meanwhile the sweep sees no order at the bank.
@@ -433,9 +419,7 @@ def test_a_send_that_stalled_past_reconciliation_is_still_recorded_when_it_charg
 
 def test_a_worker_that_stalls_before_sending_does_not_send(world: World) -> None:
     sub_id = world.subscribe("approve-1")
-    world.scheduler.run_pass()
-    [attempt_id] = world.dispatcher.charges
-    world.dispatcher.charges.clear()
+    attempt_id = world.queued_charge()
     real_clock = world.charger.clock
     # Claimed, then 23 s pass before the call would go out: more than the 22 s send window
     # (30 s lease minus the 8 s longest call).

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
@@ -69,6 +70,21 @@ def test_payment_failed_carries_category_codes_attempt_and_next_retry(
     assert "subscription.past_due" in types
 
 
+def _pause_by_hand(session: Session, world: ServiceWorld, sub_id: int) -> None:
+    """A status change with its event, in the caller's transaction (not yet committed)."""
+    sub = session.get_one(Subscription, sub_id)
+    record_event(
+        session,
+        world.clock(),
+        "subscription_status",
+        "paused by hand",
+        subscription_id=sub_id,
+        from_state=sub.status,
+        to_state="paused",
+    )
+    sub.status = "paused"
+
+
 def test_nothing_is_sent_for_a_rolled_back_change(world: ServiceWorld) -> None:
     sub_id = world.subscribe("approve-1")
     before = len(events(world))
@@ -77,17 +93,7 @@ def test_nothing_is_sent_for_a_rolled_back_change(world: ServiceWorld) -> None:
         pass
 
     with pytest.raises(Boom), world.db.transaction() as session:
-        sub = session.get_one(Subscription, sub_id)
-        record_event(
-            session,
-            world.clock(),
-            "subscription_status",
-            "paused by hand",
-            subscription_id=sub_id,
-            from_state=sub.status,
-            to_state="paused",
-        )
-        sub.status = "paused"
+        _pause_by_hand(session, world, sub_id)
         raise Boom
     assert len(events(world)) == before
     # And the next committed change is numbered right after the last one sent.
@@ -101,17 +107,7 @@ def test_the_event_of_a_change_is_written_by_the_change_s_own_commit(
 ) -> None:
     sub_id = world.subscribe("approve-1")
     with world.db.transaction() as session:
-        sub = session.get_one(Subscription, sub_id)
-        record_event(
-            session,
-            world.clock(),
-            "subscription_status",
-            "paused by hand",
-            subscription_id=sub_id,
-            from_state=sub.status,
-            to_state="paused",
-        )
-        sub.status = "paused"
+        _pause_by_hand(session, world, sub_id)
         count = session.scalar(select(func.count()).select_from(OutboxEvent))
         assert count == 1  # only subscription.created so far: written at commit
     paused = events(world)[-1]

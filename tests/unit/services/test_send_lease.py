@@ -37,16 +37,26 @@ def _attempts(world: ServiceWorld, sub_id: int) -> list[ChargeAttempt]:
     return world.attempts(sub_id)
 
 
+def _claimed(world: ServiceWorld) -> tuple[int, int]:
+    """A due subscription and its attempt, taken off the queue by a worker not yet run."""
+    sub_id = world.subscribe()
+    return sub_id, world.queued_charge()
+
+
+def _sent_without_answer(world: ServiceWorld) -> tuple[int, int]:
+    """A due subscription whose charge a worker claimed and sent just now: its request is
+    still travelling (``sending``), no answer yet."""
+    sub_id = world.subscribe()
+    return sub_id, world.sent_without_answer()
+
+
 # -- (a) one clock for leases -----------------------------------------------------------------
 
 
 def test_hosts_with_clocks_a_minute_apart_do_not_rule_a_send_stale_early(
     world: ServiceWorld,
 ) -> None:
-    sub_id = world.subscribe()
-    world.scheduler.run_pass()
-    [attempt_id] = world.dispatcher.charges
-    world.dispatcher.charges.clear()
+    sub_id, attempt_id = _claimed(world)
     real = datetime.now(UTC)
     worker_host = ManualClock(real)  # host A: the worker, its clock right
     sweep_host = ManualClock(real + timedelta(seconds=60))  # host B: a minute ahead
@@ -155,10 +165,7 @@ def test_a_worker_does_not_wait_for_a_rate_limit_slot_past_its_lease(world: Serv
     """Claimed, then 15 s lost; the rate limiter has no slot for 20 s. Waiting the full
     max_wait (60 s) would start the call 35 s into a 30 s lease, after the sweep had ruled
     the send "not received" and planned a second order."""
-    sub_id = world.subscribe()
-    world.scheduler.run_pass()
-    [attempt_id] = world.dispatcher.charges
-    world.dispatcher.charges.clear()
+    sub_id, attempt_id = _claimed(world)
     start = world.clock()
     granted_at = start + timedelta(seconds=35)
 
@@ -195,13 +202,7 @@ def test_a_worker_does_not_wait_for_a_rate_limit_slot_past_its_lease(world: Serv
 def test_a_charge_that_arrives_after_the_not_received_ruling_is_found_before_a_new_order(
     world: ServiceWorld,
 ) -> None:
-    sub_id = world.subscribe()
-    world.scheduler.run_pass()
-    [attempt_id] = world.dispatcher.charges
-    world.dispatcher.charges.clear()
-    with world.db.transaction() as s:  # a worker claimed it; its request is still travelling
-        attempt = s.get_one(ChargeAttempt, attempt_id)
-        attempt.state, attempt.sent_at = "sending", world.clock()
+    sub_id, _ = _sent_without_answer(world)
     world.clock.advance(seconds=31)
     world.scheduler.run_pass()
     world.work()
@@ -223,13 +224,7 @@ def test_a_charge_that_arrives_after_the_not_received_ruling_is_found_before_a_n
 
 
 def test_no_new_attempt_while_the_re_check_cannot_get_an_answer(world: ServiceWorld) -> None:
-    sub_id = world.subscribe()
-    world.scheduler.run_pass()
-    [attempt_id] = world.dispatcher.charges
-    world.dispatcher.charges.clear()
-    with world.db.transaction() as s:
-        attempt = s.get_one(ChargeAttempt, attempt_id)
-        attempt.state, attempt.sent_at = "sending", world.clock()
+    sub_id, _ = _sent_without_answer(world)
     world.tick(31)
     world.gateway.auth_ok = False  # status queries fail: the re-check has no answer
     world.tick(10)
@@ -244,13 +239,7 @@ def test_no_new_attempt_while_the_re_check_cannot_get_an_answer(world: ServiceWo
 
 
 def test_a_manual_retry_waits_for_the_not_received_re_check(world: ServiceWorld) -> None:
-    sub_id = world.subscribe()
-    world.scheduler.run_pass()
-    [attempt_id] = world.dispatcher.charges
-    world.dispatcher.charges.clear()
-    with world.db.transaction() as s:
-        attempt = s.get_one(ChargeAttempt, attempt_id)
-        attempt.state, attempt.sent_at = "sending", world.clock()
+    sub_id, _ = _sent_without_answer(world)
     world.tick(31)  # ruled "not received"
     retries = world.app.actions.retries
     with pytest.raises(ConflictError, match="ruled not received"):
@@ -268,13 +257,7 @@ def test_a_manual_retry_waits_for_the_not_received_re_check(world: ServiceWorld)
 def test_an_early_answer_does_not_end_the_re_check(world: ServiceWorld) -> None:
     """A callback makes us ask right after the ruling: "no such order" then proves nothing
     yet (the request may still be on its way), so the invoice still waits."""
-    sub_id = world.subscribe()
-    world.scheduler.run_pass()
-    [attempt_id] = world.dispatcher.charges
-    world.dispatcher.charges.clear()
-    with world.db.transaction() as s:
-        attempt = s.get_one(ChargeAttempt, attempt_id)
-        attempt.state, attempt.sent_at = "sending", world.clock()
+    sub_id, attempt_id = _sent_without_answer(world)
     world.tick(31)  # ruled "not received"
     world.clock.advance(seconds=6)  # the transient backoff (5 s) is over
     assert world.charger.reconcile(attempt_id) == "unchanged"  # asked early, on a callback
