@@ -45,6 +45,12 @@ class Console:
             for attempt_id in charges:
                 self.app.charger.charge(attempt_id)
 
+    def set_attempts(self, sub_id: int, **values: Any) -> None:
+        """Put the subscription's attempts into a state the test needs."""
+        self.change(
+            update(ChargeAttempt).where(ChargeAttempt.subscription_id == sub_id).values(**values)
+        )
+
     def change(self, statement: Any) -> None:
         with self.app.db.transaction() as session:
             session.execute(statement)
@@ -90,16 +96,8 @@ def test_needs_attention_lists_every_kind_with_counts_and_its_action(console: Co
     held_sub = console.subscribe("approve-3", customer="c-held")
     transient_sub = console.subscribe("insufficient-4", customer="c-transient")
     console.charge_due()
-    console.change(
-        update(ChargeAttempt)
-        .where(ChargeAttempt.subscription_id == operator_sub)
-        .values(state="needs_operator")
-    )
-    console.change(
-        update(ChargeAttempt)
-        .where(ChargeAttempt.subscription_id == refund_sub)
-        .values(needs_refund=True)
-    )
+    console.set_attempts(operator_sub, state="needs_operator")
+    console.set_attempts(refund_sub, needs_refund=True)
     console.change(update(Subscription).where(Subscription.id == held_sub).values(status="held"))
     console.change(
         update(Invoice)
@@ -156,11 +154,7 @@ def test_retry_now_is_disabled_with_the_reason_where_it_would_be_refused(
     lost = console.subscribe("insufficient-1", customer="c-lost")
     open_one = console.subscribe("insufficient-2", customer="c-open")
     console.charge_due()
-    console.change(
-        update(ChargeAttempt)
-        .where(ChargeAttempt.subscription_id == lost)
-        .values(category="do_not_retry", reason="lost_card")
-    )
+    console.set_attempts(lost, category="do_not_retry", reason="lost_card")
     page = console.browser.get(f"/subscriptions/{lost}").text
     assert re.search(r'<button type="submit" id="retry-now" disabled title="[^"]*lost', page)
     assert "set a new card first" in page
@@ -175,11 +169,7 @@ def test_retry_now_is_disabled_with_the_reason_where_it_would_be_refused(
     console.dispatcher.charges.clear()
     assert 'id="retry-now" disabled' not in console.browser.get(f"/subscriptions/{lost}").text
 
-    console.change(
-        update(ChargeAttempt)
-        .where(ChargeAttempt.subscription_id == open_one)
-        .values(state="sending")
-    )
+    console.set_attempts(open_one, state="sending")
     in_flight = console.browser.get(f"/subscriptions/{open_one}").text
     assert "already in flight" in in_flight and 'id="retry-now" disabled' in in_flight
 
