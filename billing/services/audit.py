@@ -36,24 +36,10 @@ def record_event(
     to_state: str | None = None,
     actor: str = "system",
 ) -> None:
-    session.add(
-        Event(
-            at=at,
-            kind=kind,
-            reason=reason,
-            subscription_id=subscription_id,
-            invoice_id=invoice_id,
-            attempt_id=attempt_id,
-            from_state=from_state,
-            to_state=to_state,
-            actor=actor,
-        )
-    )
-    stage(
-        session,
-        at,
-        kind,
-        reason,
+    event = Event(
+        at=at,
+        kind=kind,
+        reason=reason,
         subscription_id=subscription_id,
         invoice_id=invoice_id,
         attempt_id=attempt_id,
@@ -61,6 +47,8 @@ def record_event(
         to_state=to_state,
         actor=actor,
     )
+    session.add(event)
+    stage(session, event)
 
 
 def clean_reason(reason: str | None) -> str:

@@ -33,7 +33,7 @@ from billing.services.read.views import invoice_summary, iso, refund_view, subsc
 from billing.storage.bulk import bulk_insert
 from billing.storage.database import LIVEMODE
 from billing.storage.outbox_tables import EventSequence, OutboxEvent
-from billing.storage.tables import ChargeAttempt, Invoice, Refund, Subscription
+from billing.storage.tables import ChargeAttempt, Event, Invoice, Refund, Subscription
 
 _STAGED = "billing.outbox.staged"
 _ADVISORY_KEY = 0x62696C6C6F7574  # "billout": serialises outbox inserts on PostgreSQL
@@ -54,35 +54,24 @@ class Staged:
     due_at: datetime | None = None
 
 
-def stage(
-    session: Session,
-    at: datetime,
-    kind: str,
-    reason: str,
-    *,
-    subscription_id: int | None = None,
-    invoice_id: int | None = None,
-    attempt_id: int | None = None,
-    from_state: str | None = None,
-    to_state: str | None = None,
-    actor: str = "system",
-) -> None:
-    """Remember the public event of one internal change (if it is one) for this commit."""
-    event_type = public_type(kind, from_state, to_state)
+def stage(session: Session, event: Event) -> None:
+    """Remember the public event of one internal change (its ``events`` row), if it is one,
+    for this commit."""
+    event_type = public_type(event.kind, event.from_state, event.to_state)
     if event_type is None:
         return
     stage_public(
         session,
         Staged(
             event_type,
-            at,
-            reason,
-            subscription_id,
-            invoice_id,
-            attempt_id,
-            from_state,
-            to_state,
-            actor,
+            event.at,
+            event.reason,
+            event.subscription_id,
+            event.invoice_id,
+            event.attempt_id,
+            event.from_state,
+            event.to_state,
+            event.actor,
         ),
     )
 

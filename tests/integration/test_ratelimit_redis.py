@@ -25,21 +25,11 @@ from billing.gateway.rate_limit import (
     RedisCallLimiter,
 )
 from billing.gateway.results import GatewayResult, JsonReply
+from tests.support.rate_window import max_in_closed_window
 
 pytestmark = pytest.mark.integration
 
 KEY = "billing:test:ratelimit"
-
-
-def max_in_closed_window(times: list[float], window: float = 1.0) -> int:
-    ordered = sorted(times)
-    best = 0
-    start = 0
-    for end, t in enumerate(ordered):
-        while ordered[start] < t - window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 # -- basics -------------------------------------------------------------------------------------

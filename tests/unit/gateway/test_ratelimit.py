@@ -26,6 +26,7 @@ from billing.gateway.rate_limit import (
     build_limiter,
 )
 from billing.gateway.results import RATE_LIMITED, ConnectionFailed, GatewayResult, JsonReply
+from tests.support.rate_window import max_in_closed_window
 
 
 class FakeClock:
@@ -82,18 +83,6 @@ PAYMENT = ChargeRequest(
     client_id="cus_1",
     language="en",
 )
-
-
-def max_in_closed_window(times: list[float], window: float = 1.0) -> int:
-    """The largest number of times in any closed window [t, t + window]."""
-    ordered = sorted(times)
-    best = 0
-    start = 0
-    for end, t in enumerate(ordered):
-        while ordered[start] < t - window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 # -- LocalCallLimiter ---------------------------------------------------------------------------
