@@ -23,11 +23,12 @@ from billing.bootstrap import App, build_app
 from billing.domain.circuit_breaker import Circuit, CircuitState
 from billing.domain.policy_file import load_policy
 from billing.entrypoints.http.admin.app import create_admin_app
-from billing.errors import BrokerError, ConfigurationError
+from billing.errors import ConfigurationError
 from billing.settings import Settings, load_settings
 from billing.storage.circuit_row import save_circuit
 from billing.storage.tables import ChargeAttempt, Event, Refund, Subscription
-from tests.support.fakes import FakeGateway, ManualClock, RecordingDispatcher
+from tests.support.broker import FlakyDispatcher
+from tests.support.fakes import FakeGateway, ManualClock
 
 FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
 TOKENS = {
@@ -43,17 +44,6 @@ TOKEN_SETTING = ",".join(
         ("crm", Role.BACKEND, TOKENS[Role.BACKEND]),
     )
 )
-
-
-class FlakyDispatcher(RecordingDispatcher):
-    def __init__(self) -> None:
-        super().__init__()
-        self.broker_down = False
-
-    def charge(self, attempt_ids: Any) -> None:
-        if self.broker_down:
-            raise BrokerError("cannot enqueue on the broker: ConnectionError")
-        super().charge(attempt_ids)
 
 
 @dataclass

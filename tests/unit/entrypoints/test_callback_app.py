@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,28 +28,18 @@ from billing.entrypoints.http.callbacks import (
     RepeatFilter,
     create_callback_app,
 )
-from billing.errors import BrokerError, ConfigurationError
+from billing.errors import ConfigurationError
 from billing.gateway.callback_signature import sign_hmac, sign_rsa
 from billing.services.actions.subscriptions import SubscriptionActions
 from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event
-from tests.support.fakes import ManualClock, RecordingDispatcher
+from tests.support.broker import FlakyDispatcher
+from tests.support.fakes import ManualClock
 
 FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
 SECRET = "callback-secret-0123456789"
 PATH = "/callbacks/gateway"
-
-
-class FlakyDispatcher(RecordingDispatcher):
-    def __init__(self) -> None:
-        super().__init__()
-        self.broker_down = False
-
-    def reconcile(self, attempt_ids: Sequence[int]) -> None:
-        if self.broker_down:
-            raise BrokerError("redis unreachable")
-        super().reconcile(attempt_ids)
 
 
 @dataclass
