@@ -166,6 +166,17 @@ class ServiceWorld:
             attempt.state, attempt.sent_at = "sending", self.clock()
         return attempt_id
 
+    def waiting_for_operator(self) -> tuple[int, ChargeAttempt]:
+        """A subscription whose first charge stayed pending at the gateway past the policy's
+        ``give_up_after`` (1m on :data:`FAST_POLICY`): its attempt waits for an operator."""
+        sub_id = self.subscribe("pending-1")
+        self.tick()
+        for _ in range(40):
+            self.tick(2)
+        [attempt] = self.attempts(sub_id)
+        assert attempt.state == "needs_operator"
+        return sub_id, attempt
+
     def tick(self, seconds: float = 0) -> None:
         """Let time pass, make a scheduler pass, and work off the queue."""
         self.clock.advance(seconds=seconds)

@@ -13,7 +13,6 @@ import pytest
 
 from billing.auth_tokens import Role, TokenConfig
 from billing.entrypoints.http.admin.app import create_admin_app
-from billing.storage.tables import ChargeAttempt
 from tests.support.console import Browser, console_app
 from tests.support.world import ServiceWorld, sqlite_url
 from tests.unit.entrypoints.test_admin_api import TOKEN_SETTING
@@ -26,16 +25,6 @@ from tests.unit.services.test_manual_retry_plan import LostCardGateway
 def world(tmp_path: Path) -> Iterator[ServiceWorld]:
     with ServiceWorld.fast(sqlite_url(tmp_path), gateway=LostCardGateway()) as w:
         yield w
-
-
-def _waiting(world: ServiceWorld) -> tuple[int, ChargeAttempt]:
-    sub_id = world.subscribe("pending-1")
-    world.tick()
-    for _ in range(40):
-        world.tick(2)
-    [attempt] = world.attempts(sub_id)
-    assert attempt.state == "needs_operator"
-    return sub_id, attempt
 
 
 def _api(world: ServiceWorld, method: str, path: str, role: Role, **kw: Any) -> httpx.Response:
@@ -57,7 +46,7 @@ def _browser(world: ServiceWorld) -> Browser:
 def test_the_api_resolves_for_operators_only_and_asks_the_gateway_first(
     world: ServiceWorld,
 ) -> None:
-    sub_id, attempt = _waiting(world)
+    sub_id, attempt = world.waiting_for_operator()
     path = f"/api/attempts/{attempt.id}/resolve"
     viewer = _api(world, "POST", path, Role.VIEWER, json={"reason": "checked"})
     assert viewer.status_code == 403
@@ -71,7 +60,7 @@ def test_the_api_resolves_for_operators_only_and_asks_the_gateway_first(
 
 
 def test_the_console_offers_resolve_next_to_a_waiting_attempt(world: ServiceWorld) -> None:
-    sub_id, attempt = _waiting(world)
+    sub_id, attempt = world.waiting_for_operator()
     del world.gateway.orders[attempt.order_number]  # the bank never got it
     browser = _browser(world)
     try:

@@ -33,6 +33,7 @@ from billing.gateway.results import (
     ReadTimedOut,
 )
 from billing.services.actions import invoices as invoice_actions
+from billing.services.idempotency import Stored
 from billing.storage.circuit_row import save_circuit
 from billing.storage.tables import (
     ChargeAttempt,
@@ -62,6 +63,10 @@ class World(ServiceWorld):
     def count(self, table: type[Any]) -> int:
         with self.db.transaction() as s:
             return int(s.scalar(select(func.count()).select_from(table)) or 0)
+
+    def refund(self, **request: Any) -> Stored:
+        """A refund asked for by this world's operator, with the reason "r" unless given."""
+        return self.app.actions.refunds.refund(**{"actor": self.actor, "reason": "r", **request})
 
     def paid_attempt(self) -> int:
         sub_id = self.subscribe("approve-1")
@@ -441,12 +446,8 @@ def test_bulk_retry_dry_run_writes_nothing_and_the_real_run_retries_the_matching
 
 def test_a_repeated_refund_request_refunds_once(world: World) -> None:
     attempt_id = world.paid_attempt()
-    first = world.app.actions.refunds.refund(
-        attempt_id=attempt_id, actor=world.actor, reason="double click", idempotency_key="r-1"
-    )
-    again = world.app.actions.refunds.refund(
-        attempt_id=attempt_id, actor=world.actor, reason="double click", idempotency_key="r-1"
-    )
+    first = world.refund(attempt_id=attempt_id, reason="double click", idempotency_key="r-1")
+    again = world.refund(attempt_id=attempt_id, reason="double click", idempotency_key="r-1")
     assert first.body["state"] == "succeeded" and again.replayed
     assert again.body["id"] == first.body["id"]
     assert len(world.gateway.refund_calls) == 1
@@ -458,12 +459,8 @@ def test_a_repeated_refund_request_refunds_once(world: World) -> None:
     [succeeded] = world.events(kind="refund_succeeded")
     assert requested.actor == succeeded.actor == world.actor
     with pytest.raises(ConflictError, match="different request"):
-        world.app.actions.refunds.refund(
-            attempt_id=attempt_id,
-            amount=100,
-            actor=world.actor,
-            reason="double click",
-            idempotency_key="r-1",
+        world.refund(
+            attempt_id=attempt_id, amount=100, reason="double click", idempotency_key="r-1"
         )
 
 
@@ -479,35 +476,25 @@ def test_the_refund_row_is_stored_before_the_gateway_is_called(world: World) -> 
         return original(request)
 
     world.gateway.refund = watching  # type: ignore[method-assign]
-    body = world.app.actions.refunds.refund(
-        attempt_id=attempt_id, actor=world.actor, reason="r"
-    ).body
+    body = world.refund(attempt_id=attempt_id).body
     assert seen == [("requested", body["external_refund_id"])]
 
 
 def test_partial_refunds_are_capped_at_what_was_paid(world: World) -> None:
     attempt_id = world.paid_attempt()
     for key in ("a", "b"):
-        body = world.app.actions.refunds.refund(
-            attempt_id=attempt_id, amount=20000, actor=world.actor, reason="r", idempotency_key=key
-        ).body
+        body = world.refund(attempt_id=attempt_id, amount=20000, idempotency_key=key).body
         assert body["state"] == "succeeded"
     assert body["refundable_left"] == 9900
     with pytest.raises(ConflictError, match="only 9900 of the 49900"):
-        world.app.actions.refunds.refund(
-            attempt_id=attempt_id, amount=20000, actor=world.actor, reason="r", idempotency_key="c"
-        )
-    rest = world.app.actions.refunds.refund(
-        attempt_id=attempt_id, actor=world.actor, reason="r"
-    ).body
+        world.refund(attempt_id=attempt_id, amount=20000, idempotency_key="c")
+    rest = world.refund(attempt_id=attempt_id).body
     assert (rest["amount"], rest["refundable_left"]) == (9900, 0)
     with pytest.raises(ConflictError, match="refunded in full"):
-        world.app.actions.refunds.refund(attempt_id=attempt_id, actor=world.actor, reason="r")
+        world.refund(attempt_id=attempt_id)
     assert sum(world.gateway.refunded.values()) == 49900
     with pytest.raises(ValidationError, match="positive"):
-        world.app.actions.refunds.refund(
-            attempt_id=attempt_id, amount=0, actor=world.actor, reason="r"
-        )
+        world.refund(attempt_id=attempt_id, amount=0)
 
 
 def test_refunds_are_refused_for_unpaid_attempts(world: World) -> None:
@@ -515,20 +502,16 @@ def test_refunds_are_refused_for_unpaid_attempts(world: World) -> None:
     world.tick()
     [declined] = world.attempts(sub_id)
     with pytest.raises(ConflictError, match="only a paid attempt"):
-        world.app.actions.refunds.refund(attempt_id=declined.id, actor=world.actor, reason="r")
+        world.refund(attempt_id=declined.id)
     with pytest.raises(ConflictError, match="no paid attempt"):
-        world.app.actions.refunds.refund(
-            invoice_id=declined.invoice_id, actor=world.actor, reason="r"
-        )
+        world.refund(invoice_id=declined.invoice_id)
     assert world.gateway.refund_calls == [] and world.count(Refund) == 0
 
 
 def test_an_unknown_refund_outcome_is_never_reported_as_success(world: World) -> None:
     attempt_id = world.paid_attempt()
     world.gateway.refund_mode = "timeout"
-    body = world.app.actions.refunds.refund(
-        attempt_id=attempt_id, amount=10000, actor=world.actor, reason="r"
-    ).body
+    body = world.refund(attempt_id=attempt_id, amount=10000).body
     assert body["state"] == "unknown"
     assert "may have been processed" in body["message"]
     # It counts as taken until someone checks: no second refund past what was paid.
@@ -541,9 +524,7 @@ def test_an_unknown_refund_outcome_is_never_reported_as_success(world: World) ->
 def test_a_refused_refund_frees_its_amount(world: World) -> None:
     attempt_id = world.paid_attempt()
     world.gateway.refund_mode = "refuse"
-    body = world.app.actions.refunds.refund(
-        attempt_id=attempt_id, actor=world.actor, reason="r"
-    ).body
+    body = world.refund(attempt_id=attempt_id).body
     assert (body["state"], body["error_code"]) == ("failed", "7")
     assert body["refundable_left"] == 49900
 
@@ -552,8 +533,8 @@ def test_refunding_a_double_charge_in_full_clears_its_flag(world: World) -> None
     attempt_id = world.paid_attempt()
     with world.db.transaction() as s:
         s.get_one(ChargeAttempt, attempt_id).needs_refund = True
-    by_invoice = world.app.actions.refunds.refund(
-        invoice_id=world.attempts(1)[0].invoice_id, actor=world.actor, reason="double charge"
+    by_invoice = world.refund(
+        invoice_id=world.attempts(1)[0].invoice_id, reason="double charge"
     ).body
     assert by_invoice["attempt_id"] == attempt_id
     with world.db.transaction() as s:
@@ -580,7 +561,7 @@ def test_reverse_only_on_the_day_of_payment(world: World) -> None:
     with pytest.raises(ConflictError, match="already reversed"):
         world.app.actions.refunds.reverse(attempt.id, actor=world.actor, reason="r")
     with pytest.raises(ConflictError, match="already reversed"):
-        world.app.actions.refunds.refund(attempt_id=attempt.id, actor=world.actor, reason="r")
+        world.refund(attempt_id=attempt.id)
 
 
 @pytest.mark.parametrize(

@@ -19,16 +19,6 @@ from tests.support.world import ServiceWorld, sqlite_url
 
 @dataclass
 class World(ServiceWorld):
-    def waiting_for_operator(self) -> tuple[int, ChargeAttempt]:
-        """A subscription whose first charge stayed pending past ``give_up_after`` (1m)."""
-        sub_id = self.subscribe("pending-1")
-        self.tick()
-        for _ in range(40):
-            self.tick(2)
-        [attempt] = self.attempts(sub_id)
-        assert attempt.state == "needs_operator"
-        return sub_id, attempt
-
     def set_order(self, order_number: str, status: int | None) -> None:
         """What the bank now says about the order: 2 deposited, 6 declined, None unknown."""
         if status is None:

@@ -62,9 +62,7 @@ def test_a_timed_out_refund_is_settled_by_status_and_frees_the_rest(world: World
 def test_a_refund_the_status_cannot_tell_about_stays_unknown(world: World) -> None:
     attempt_id = world.paid_attempt()
     world.gateway.refund_mode = "timeout"
-    refund = world.app.actions.refunds.refund(
-        attempt_id=attempt_id, actor=world.actor, reason="r"
-    ).body
+    refund = world.refund(attempt_id=attempt_id).body
     world.gateway.auth_ok = False  # status queries fail
     [row] = world.app.actions.refunds.settle_unknown(refund["id"], actor=world.actor)
     assert row["state"] == "unknown" and "still unknown" in row["note"]
@@ -73,9 +71,7 @@ def test_a_refund_the_status_cannot_tell_about_stays_unknown(world: World) -> No
 def test_an_unknown_refund_is_sent_again_with_the_same_external_refund_id(world: World) -> None:
     attempt_id = world.paid_attempt()
     world.gateway.refund_mode = "lost"
-    refund = world.app.actions.refunds.refund(
-        attempt_id=attempt_id, amount=20000, actor=world.actor, reason="r"
-    ).body
+    refund = world.refund(attempt_id=attempt_id, amount=20000).body
     world.gateway.refund_mode = "ok"
     again = world.app.actions.refunds.retry_unknown(
         refund["id"], actor=world.actor, reason="the gateway timed out"
@@ -99,9 +95,7 @@ def test_a_repeat_with_the_same_key_resends_an_unknown_refund_and_refunds_once(
     world.gateway.refund_mode = "timeout"  # it happened; the answer was lost
 
     def ask() -> Stored:
-        return world.app.actions.refunds.refund(
-            attempt_id=attempt_id, actor=world.actor, reason="r", idempotency_key="k-7"
-        )
+        return world.refund(attempt_id=attempt_id, idempotency_key="k-7")
 
     first = ask()
     assert first.body["state"] == "unknown"
@@ -125,7 +119,7 @@ def test_a_timed_out_reversal_is_settled_by_the_reversed_state_never_resent(
     with pytest.raises(ConflictError, match="never sent again"):
         world.app.actions.refunds.retry_unknown(reversal["id"], actor=world.actor, reason="r")
     with pytest.raises(ConflictError, match="billing refunds settle"):
-        world.app.actions.refunds.refund(attempt_id=attempt_id, actor=world.actor, reason="r")
+        world.refund(attempt_id=attempt_id)
     [row] = world.app.actions.refunds.settle_unknown(reversal["id"], actor=world.actor)
     assert row["state"] == "succeeded"
     assert len(world.gateway.reverse_calls) == 1
@@ -193,9 +187,7 @@ def test_a_resend_that_cannot_be_sent_leaves_the_refund_unknown(world: World) ->
     down. "Not sent" this time says nothing about the first: never recorded as failed."""
     attempt_id = world.paid_attempt()
     world.gateway.refund_mode = "timeout"
-    refund = world.app.actions.refunds.refund(
-        attempt_id=attempt_id, actor=world.actor, reason="r"
-    ).body
+    refund = world.refund(attempt_id=attempt_id).body
     world.gateway.refund_mode = "down"
     again = world.app.actions.refunds.retry_unknown(refund["id"], actor=world.actor, reason="r")
     assert again["state"] == "unknown" and again["refundable_left"] == 0
