@@ -19,41 +19,16 @@ def T(*parts: int) -> datetime:
     ("cron", "zone", "after", "expected"),
     [
         # 03:00 Moscow on the 1st is 00:00 UTC
-        (
-            "0 3 1 * *",
-            "Europe/Moscow",
-            T(2026, 11, 24),
-            T(2026, 12, 1, 0, 0),
-        ),
+        ("0 3 1 * *", "Europe/Moscow", T(2026, 11, 24), T(2026, 12, 1, 0, 0)),
         # strictly after: a due time is not returned again
-        (
-            "0 3 1 * *",
-            "Europe/Moscow",
-            T(2026, 12, 1, 0, 0),
-            T(2027, 1, 1, 0, 0),
-        ),
+        ("0 3 1 * *", "Europe/Moscow", T(2026, 12, 1, 0, 0), T(2027, 1, 1, 0, 0)),
         # New York in winter (UTC-5) and in summer (UTC-4)
-        (
-            "0 9 15 * *",
-            "America/New_York",
-            T(2026, 1, 1),
-            T(2026, 1, 15, 14, 0),
-        ),
-        (
-            "0 9 15 * *",
-            "America/New_York",
-            T(2026, 7, 1),
-            T(2026, 7, 15, 13, 0),
-        ),
+        ("0 9 15 * *", "America/New_York", T(2026, 1, 1), T(2026, 1, 15, 14, 0)),
+        ("0 9 15 * *", "America/New_York", T(2026, 7, 1), T(2026, 7, 15, 13, 0)),
         # the 31st: months without one are skipped
         ("0 0 31 * *", "UTC", T(2026, 1, 31, 1), T(2026, 3, 31, 0, 0)),
         # 02:30 does not exist in Berlin on the spring-forward day: it runs at 03:00 local
-        (
-            "30 2 * * *",
-            "Europe/Berlin",
-            T(2026, 3, 28, 12),
-            T(2026, 3, 29, 1, 0),
-        ),
+        ("30 2 * * *", "Europe/Berlin", T(2026, 3, 28, 12), T(2026, 3, 29, 1, 0)),
     ],
 )
 def test_next_due(cron: str, zone: str, after: datetime, expected: datetime) -> None:
