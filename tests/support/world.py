@@ -166,6 +166,15 @@ class ServiceWorld:
             attempt.state, attempt.sent_at = "sending", self.clock()
         return attempt_id
 
+    def late_deposit(self, attempt: ChargeAttempt, order_id: str) -> None:
+        """The bank charged this attempt's order after all: a request that arrived late."""
+        self.gateway.orders[attempt.order_number] = {
+            "orderStatus": 2,
+            "orderId": order_id,
+            "amount": attempt.amount,
+            "actionCode": 0,
+        }
+
     def waiting_for_operator(self) -> tuple[int, ChargeAttempt]:
         """A subscription whose first charge stayed pending at the gateway past the policy's
         ``give_up_after`` (1m on :data:`FAST_POLICY`): its attempt waits for an operator."""

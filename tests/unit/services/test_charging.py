@@ -270,12 +270,7 @@ def test_a_charge_found_late_is_recorded_as_paid_on_recheck(world: World) -> Non
     sub_id = world.subscribe("approve-1")
     first = _fail_first_attempt_as_never_received(world, sub_id)
     # The request did reach the bank after all (a callback tells us to look again).
-    world.gateway.orders[first.order_number] = {
-        "orderStatus": 2,
-        "orderId": "late-1",
-        "amount": first.amount,
-        "actionCode": 0,
-    }
+    world.late_deposit(first, "late-1")
     assert world.charger.reconcile(first.id) == "paid_on_recheck"
     [invoice] = world.invoices(sub_id)
     assert invoice.status == "paid"
@@ -289,12 +284,7 @@ def test_a_second_deposited_attempt_is_flagged_for_refund_never_hidden(world: Wo
     first = _fail_first_attempt_as_never_received(world, sub_id)
     _recheck_then_retry(world)  # a new attempt with a new orderNumber pays the invoice
     assert world.invoices(sub_id)[0].status == "paid"
-    world.gateway.orders[first.order_number] = {
-        "orderStatus": 2,
-        "orderId": "late-2",
-        "amount": first.amount,
-        "actionCode": 0,
-    }
+    world.late_deposit(first, "late-2")
     world.charger.reconcile(first.id)
     attempts = world.attempts(sub_id)
     assert [a.state for a in attempts] == ["paid", "paid"]
@@ -329,12 +319,7 @@ def test_the_reconcile_pass_settles_unknown_outcomes_and_lists_refunds(world: Wo
     sub_id = world.subscribe("approve-1")
     first = _fail_first_attempt_as_never_received(world, sub_id)
     _recheck_then_retry(world)
-    world.gateway.orders[first.order_number] = {
-        "orderStatus": 2,
-        "orderId": "late-3",
-        "amount": first.amount,
-        "actionCode": 0,
-    }
+    world.late_deposit(first, "late-3")
     world.charger.reconcile(first.id)
     report = reconcile_now(world.charger)
     assert [row["order_number"] for row in report.needs_refund] == [first.order_number]

@@ -37,6 +37,19 @@ def _attempts(world: ServiceWorld, sub_id: int) -> list[ChargeAttempt]:
     return world.attempts(sub_id)
 
 
+def _charger_on(world: ServiceWorld, clock: ManualClock) -> Charger:
+    """A worker on a host whose clock is ``clock``, leases on the database's clock."""
+    return Charger(
+        world.db,
+        world.gateway,
+        world.charger.policy,
+        clock=clock,
+        stale_sending_after=STALE,
+        longest_call=LONGEST_CALL,
+        lease_clock=database_lease_clock,
+    )
+
+
 def _claimed(world: ServiceWorld) -> tuple[int, int]:
     """A due subscription and its attempt, taken off the queue by a worker not yet run."""
     sub_id = world.subscribe()
@@ -61,24 +74,8 @@ def test_hosts_with_clocks_a_minute_apart_do_not_rule_a_send_stale_early(
     worker_host = ManualClock(real)  # host A: the worker, its clock right
     sweep_host = ManualClock(real + timedelta(seconds=60))  # host B: a minute ahead
     policy = world.charger.policy
-    worker = Charger(
-        world.db,
-        world.gateway,
-        policy,
-        clock=worker_host,
-        stale_sending_after=STALE,
-        longest_call=LONGEST_CALL,
-        lease_clock=database_lease_clock,
-    )
-    sweeper = Charger(
-        world.db,
-        world.gateway,
-        policy,
-        clock=sweep_host,
-        stale_sending_after=STALE,
-        longest_call=LONGEST_CALL,
-        lease_clock=database_lease_clock,
-    )
+    worker = _charger_on(world, worker_host)
+    sweeper = _charger_on(world, sweep_host)
     scheduler = Scheduler(
         world.db,
         world.dispatcher,
@@ -114,15 +111,7 @@ def test_the_lease_starts_on_the_database_clock_not_the_workers(world: ServiceWo
     world.scheduler.run_pass()
     [attempt_id] = world.dispatcher.charges
     skewed = ManualClock(datetime.now(UTC) - timedelta(minutes=5))  # a host five minutes slow
-    worker = Charger(
-        world.db,
-        world.gateway,
-        world.charger.policy,
-        clock=skewed,
-        stale_sending_after=STALE,
-        longest_call=LONGEST_CALL,
-        lease_clock=database_lease_clock,
-    )
+    worker = _charger_on(world, skewed)
     before = datetime.now(UTC)
     worker.charge(attempt_id)
     after = datetime.now(UTC)
@@ -209,12 +198,7 @@ def test_a_charge_that_arrives_after_the_not_received_ruling_is_found_before_a_n
     [first] = _attempts(world, sub_id)
     assert first.state == "failed" and first.reason == "not_received"
     # The request reaches the bank after all, just after the ruling: the order is charged.
-    world.gateway.orders[first.order_number] = {
-        "orderStatus": 2,
-        "orderId": "late-1",
-        "amount": first.amount,
-        "actionCode": 0,
-    }
+    world.late_deposit(first, "late-1")
     for _ in range(6):  # the transient backoff (5 s) passes; no second order goes out
         world.tick(2)
     assert [a.state for a in _attempts(world, sub_id)] == ["paid"]
