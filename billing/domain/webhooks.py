@@ -25,13 +25,7 @@ RETRY_DELAYS: tuple[timedelta, ...] = (
     timedelta(minutes=30),
     timedelta(hours=2),
     timedelta(hours=5),
-    timedelta(hours=10),
-    timedelta(hours=10),
-    timedelta(hours=10),
-    timedelta(hours=10),
-    timedelta(hours=10),
-    timedelta(hours=10),
-    timedelta(hours=10),
+    *[timedelta(hours=10)] * 7,
 )
 #: An endpoint with no success for this long is disabled (and shown so to operators).
 DISABLE_AFTER = timedelta(days=5)

@@ -116,7 +116,8 @@ def refund(
 
 @payments.post("/{attempt_id}/reverse", response_model=schemas.RefundOut)
 def reverse(attempt_id: Id, body: schemas.ReasonOnly, who: Money, app: Services) -> dict[str, Any]:
-    """Cancel a payment made today (UTC) via reverse.do; later days need a refund."""
+    """Cancel a payment made today (the gateway's banking day, not UTC) via reverse.do;
+    later days need a refund."""
     return app.actions.refunds.reverse(attempt_id, actor=who.name, reason=body.reason)
 
 
