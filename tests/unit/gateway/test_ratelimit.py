@@ -219,20 +219,14 @@ def test_limiters_reject_a_bad_limit(bad: Any) -> None:
         LocalCallLimiter(bad)
 
 
-@pytest.mark.parametrize("spread", [-0.1, 1.5])
-def test_limiters_reject_a_bad_spread(spread: float) -> None:
+@pytest.mark.parametrize(
+    ("option", "bad"), [("spread", -0.1), ("spread", 1.5), ("margin", -0.1), ("margin", 11)]
+)
+def test_limiters_reject_a_bad_spread_or_margin(option: str, bad: float) -> None:
     with pytest.raises(ConfigurationError):
-        LocalCallLimiter(1, spread=spread)
+        LocalCallLimiter(1, **{option: bad})
     with pytest.raises(ConfigurationError):
-        RedisCallLimiter(FakeRedis([]), "k", 1, spread=spread)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("margin", [-0.1, 11])
-def test_limiters_reject_a_bad_margin(margin: float) -> None:
-    with pytest.raises(ConfigurationError):
-        LocalCallLimiter(1, margin=margin)
-    with pytest.raises(ConfigurationError):
-        RedisCallLimiter(FakeRedis([]), "k", 1, margin=margin)  # type: ignore[arg-type]
+        RedisCallLimiter(FakeRedis([]), "k", 1, **{option: bad})  # type: ignore[arg-type]
 
 
 def test_limiters_satisfy_the_protocol() -> None:
