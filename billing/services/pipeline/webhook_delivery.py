@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from billing.domain import webhooks as rules
 from billing.errors import BrokerError
 from billing.observability.metrics import WEBHOOK_DELIVERIES
+from billing.services.audit import record_event
 from billing.services.ports import Clock, system_clock
 from billing.services.webhook_ports import WebhookQueue, WebhookSender
 from billing.storage.database import Database
@@ -247,6 +248,13 @@ def _record_try(
         endpoint.disabled_reason = (
             f"disabled automatically: no successful delivery since "
             f"{endpoint.failing_since:%Y-%m-%d %H:%M} UTC (last: {result.error})"
+        )
+        record_event(
+            session,
+            now,
+            "webhook_endpoint_disabled",
+            f"webhook endpoint {endpoint.id}: {endpoint.disabled_reason}",
+            to_state="disabled",
         )
         log.error("webhook endpoint %s disabled: %s", endpoint.id, endpoint.disabled_reason)
     log.info(
