@@ -33,7 +33,8 @@ from billing.storage.outbox_tables import (
 
 log = logging.getLogger("billing.webhooks")
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
-#: A delivery enqueued this long ago and still pending lost its message: enqueue it again.
+#: A delivery enqueued this long ago and still pending lost its message (a worker killed
+#: mid-delivery, a broker restart): enqueue it again. The default; the bootstrap passes its own.
 REQUEUE_AFTER = timedelta(minutes=2)
 SETTINGS_ENDPOINT = "from settings (BILLING_WEBHOOK_URL)"
 
@@ -61,8 +62,10 @@ class WebhookDelivering:
         timeout: float = rules.TIMEOUT_SECONDS,
         settings_endpoint: SettingsEndpoint | None = None,
         batch_size: int = 500,
+        requeue_after: timedelta = REQUEUE_AFTER,
     ) -> None:
         self.db = db
+        self.requeue_after = requeue_after
         self.sender = sender
         self.queue = queue
         self.clock = clock
@@ -92,7 +95,7 @@ class WebhookDelivering:
                         WebhookDelivery.next_try_at <= now,
                         or_(
                             WebhookDelivery.enqueued_at.is_(None),
-                            WebhookDelivery.enqueued_at <= now - REQUEUE_AFTER,
+                            WebhookDelivery.enqueued_at <= now - self.requeue_after,
                         ),
                     )
                     .order_by(WebhookDelivery.id)
