@@ -257,6 +257,8 @@ def _webhook_delivery(
         clock=clock,
         timeout=settings.webhook_timeout,
         settings_endpoint=endpoint,
+        # A lost message comes back like a charge's, but never while its try may still run.
+        requeue_after=timedelta(seconds=max(settings.requeue_after, 2 * settings.webhook_timeout)),
     )
     return delivering
 

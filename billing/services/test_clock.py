@@ -6,20 +6,22 @@ stops at every moment something falls due (a period, a retry, a status check, a 
 period's end, an upcoming-invoice notice) up to the target, and the caller's pass runs at
 each stop, so a year of billing and dunning happens in order within minutes. Must never
 be usable when test mode is off (one clear error, nothing changed) or move the wall clock
-of anything else.
+of anything else. A move made by a person (``actor`` given) is audited with its reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
 from billing.domain.durations import parse_duration
-from billing.domain.model import BILLABLE_STATUSES, InvoiceStatus
+from billing.domain.model import BILLABLE_STATUSES, AttemptState, InvoiceStatus
 from billing.errors import ConfigurationError, ConflictError, ValidationError
+from billing.services.audit import clean_actor, clean_reason, record_event
 from billing.services.read.views import iso
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice, Subscription
@@ -65,18 +67,35 @@ class TestClockActions:
         self._settable()
         return {"now": iso(self.clock()), "test_mode": True}
 
-    def set(self, when: str, step: Callable[[], None] | None = None) -> dict[str, Any]:
+    def set(
+        self,
+        when: str,
+        step: Callable[[], None] | None = None,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
         clock = self._settable()
+        who = _who(actor, reason)
         target = parse_time(when)
         now = clock()
         if target < now:
             raise ConflictError(
                 f"the test clock only moves forward: it is {iso(now)}, {when!r} is earlier"
             )
+        self._audit(now, target, who)
         return self._move(clock, now, target, step)
 
-    def advance(self, by: str, step: Callable[[], None] | None = None) -> dict[str, Any]:
+    def advance(
+        self,
+        by: str,
+        step: Callable[[], None] | None = None,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
         clock = self._settable()
+        who = _who(actor, reason)
         try:
             delta = parse_duration(by)
         except ConfigurationError as exc:
@@ -84,7 +103,21 @@ class TestClockActions:
         if delta <= timedelta(0):
             raise ValidationError("advance by a positive duration, e.g. 30d")
         now = clock()
+        self._audit(now, now + delta, who)
         return self._move(clock, now, now + delta, step)
+
+    def _audit(self, now: datetime, target: datetime, who: tuple[str, str] | None) -> None:
+        """The audit row of a person's move, written before the clock starts moving."""
+        if who is None:
+            return
+        with self.db.transaction() as session:
+            record_event(
+                session,
+                now,
+                "test_clock_moved",
+                f"test clock {iso(now)} -> {iso(target)}: {who[1]}",
+                actor=who[0],
+            )
 
     def _move(
         self,
@@ -146,6 +179,40 @@ class TestClockActions:
             candidates.append(None if charge is None else charge - self.upcoming_lead)
         found = [c for c in candidates if c is not None and c < until]
         return min(found) if found else None
+
+
+def _who(actor: str | None, reason: str | None) -> tuple[str, str] | None:
+    if actor is None:
+        return None
+    return clean_actor(actor), clean_reason(reason)
+
+
+def settling_step(
+    db: Database, passes: Sequence[Callable[[], object]], *, settle_for: float = 60.0
+) -> Callable[[], None]:
+    """A step for :meth:`TestClockActions.advance`: run ``passes`` (upcoming, scheduler,
+    webhooks) then wait, up to ``settle_for`` seconds, for the workers to send every charge
+    those passes enqueued, so each stop's billing is done before the clock moves on."""
+
+    def in_flight() -> int:
+        with db.transaction() as session:
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(ChargeAttempt)
+                    .where(ChargeAttempt.state.in_([AttemptState.PENDING, AttemptState.SENDING]))
+                )
+                or 0
+            )
+
+    def step() -> None:
+        for run_pass in passes:
+            run_pass()
+        deadline = time.monotonic() + settle_for
+        while time.monotonic() < deadline and in_flight():
+            time.sleep(0.2)
+
+    return step
 
 
 def parse_time(text: str) -> datetime:

@@ -1,15 +1,18 @@
 """What operators do with webhook endpoints: add (the signing secret shown once), list,
-disable, enable, remove, look at deliveries, redeliver one by hand, send a test event.
+disable, enable, remove, rotate the secret (the new one shown once), look at deliveries,
+redeliver one by hand, send a test event.
 
 Decides: whether a URL and a list of event types are acceptable (one clear error, nothing
-changed), and what each operation changes. Must never show a secret again after ``add``,
-or put it in an error or a log line.
+changed), and what each operation changes. Every change takes an actor and a reason and is
+written to the audit log in the same transaction. Must never show a secret again after
+``add`` or ``rotate_secret``, or put it in an error, an audit row or a log line.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +20,8 @@ from sqlalchemy import and_, delete, or_, select
 
 from billing.domain import webhooks as rules
 from billing.domain.public_events import parse_types
-from billing.errors import NotFoundError, ValidationError
+from billing.errors import ConflictError, NotFoundError, ValidationError
+from billing.services.audit import clean_actor, clean_reason, record_event
 from billing.services.pipeline.webhook_delivery import FAILED, PENDING
 from billing.services.ports import Clock, system_clock
 from billing.services.read.views import iso
@@ -90,9 +94,16 @@ class WebhookEndpoints:
         self.livemode = livemode
 
     def add(
-        self, url: str, events: str | None = None, description: str | None = None
+        self,
+        url: str,
+        events: str | None = None,
+        description: str | None = None,
+        *,
+        actor: str,
+        reason: str,
     ) -> dict[str, Any]:
         """A new enabled endpoint; the answer carries its signing secret (shown only here)."""
+        actor, reason = clean_actor(actor), clean_reason(reason)
         clean = check_url(url)
         try:
             types = parse_types(events)
@@ -114,6 +125,7 @@ class WebhookEndpoints:
             )
             session.add(endpoint)
             session.flush()
+            _audit(session, endpoint, now, "created", actor, reason)
             return endpoint_view(endpoint) | {"secret": secret}
 
     def list_endpoints(self) -> list[dict[str, Any]]:
@@ -121,20 +133,48 @@ class WebhookEndpoints:
             rows = session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id))
             return [endpoint_view(e) for e in rows]
 
-    def set_enabled(self, endpoint_id: int, enabled: bool) -> dict[str, Any]:
+    def set_enabled(
+        self, endpoint_id: int, enabled: bool, *, actor: str, reason: str
+    ) -> dict[str, Any]:
+        """Deliver to an endpoint again (its failure streak forgotten), or stop delivering
+        (its deliveries wait). Asking for the state it is already in is refused."""
+        actor, reason = clean_actor(actor), clean_reason(reason)
+        now = self.clock()
         with self.db.transaction() as session:
-            endpoint = _endpoint(session, endpoint_id)
+            endpoint = _endpoint(session, endpoint_id, lock=True)
+            if endpoint.enabled == enabled:
+                raise ConflictError(
+                    f"webhook endpoint {endpoint_id} is already "
+                    + ("enabled" if enabled else "disabled")
+                )
             endpoint.enabled = enabled
-            endpoint.updated_at = self.clock()
-            endpoint.disabled_reason = None if enabled else "disabled by an operator"
+            endpoint.updated_at = now
+            endpoint.disabled_reason = None if enabled else f"disabled by {actor}: {reason}"
             if enabled:
                 endpoint.failing_since = None
+            _audit(session, endpoint, now, "enabled" if enabled else "disabled", actor, reason)
             return endpoint_view(endpoint)
 
-    def remove(self, endpoint_id: int) -> dict[str, Any]:
+    def rotate_secret(self, endpoint_id: int, *, actor: str, reason: str) -> dict[str, Any]:
+        """A new signing secret (in this answer only); the old one stops signing at once,
+        including for deliveries still waiting to be retried."""
+        actor, reason = clean_actor(actor), clean_reason(reason)
+        secret = rules.secret_from_bytes(secrets.token_bytes(32))
+        now = self.clock()
         with self.db.transaction() as session:
-            endpoint = _endpoint(session, endpoint_id)
+            endpoint = _endpoint(session, endpoint_id, lock=True)
+            endpoint.secret = secret
+            endpoint.updated_at = now
+            _audit(session, endpoint, now, "secret_rotated", actor, reason)
+            return endpoint_view(endpoint) | {"secret": secret}
+
+    def remove(self, endpoint_id: int, *, actor: str, reason: str) -> dict[str, Any]:
+        actor, reason = clean_actor(actor), clean_reason(reason)
+        now = self.clock()
+        with self.db.transaction() as session:
+            endpoint = _endpoint(session, endpoint_id, lock=True)
             view = endpoint_view(endpoint)
+            _audit(session, endpoint, now, "removed", actor, reason)
             ids = select(WebhookDelivery.id).where(WebhookDelivery.endpoint_id == endpoint_id)
             session.execute(delete(WebhookTry).where(WebhookTry.delivery_id.in_(ids)))
             session.execute(
@@ -177,8 +217,9 @@ class WebhookEndpoints:
                 for t in rows
             ]
 
-    def redeliver(self, delivery_id: int) -> dict[str, Any]:
+    def redeliver(self, delivery_id: int, *, actor: str, reason: str) -> dict[str, Any]:
         """Try a delivery again now (same event id), whatever its state; enqueued at once."""
+        actor, reason = clean_actor(actor), clean_reason(reason)
         now = self.clock()
         with self.db.transaction() as session:
             delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
@@ -194,6 +235,7 @@ class WebhookEndpoints:
             delivery.updated_at = now
             event = session.get_one(OutboxEvent, delivery.event_id)
             view = delivery_view(delivery, event)
+            _audit(session, endpoint, now, "redelivered", actor, f"{event.public_id}: {reason}")
         self.queue.deliver([delivery_id])
         return view
 
@@ -230,9 +272,24 @@ class WebhookEndpoints:
         }
 
 
-def _endpoint(session: Any, endpoint_id: int) -> WebhookEndpoint:
-    endpoint = session.get(WebhookEndpoint, endpoint_id)
+def _endpoint(session: Any, endpoint_id: int, *, lock: bool = False) -> WebhookEndpoint:
+    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=lock)
     if endpoint is None:
         raise NotFoundError(f"webhook endpoint {endpoint_id} does not exist")
     assert isinstance(endpoint, WebhookEndpoint)
     return endpoint
+
+
+def _audit(
+    session: Any, endpoint: WebhookEndpoint, now: datetime, what: str, actor: str, reason: str
+) -> None:
+    """One audit row per endpoint change (``webhook_endpoint_<what>``), naming the endpoint
+    by id only: a URL may carry a receiver's token, a secret never goes there."""
+    record_event(
+        session,
+        now,
+        f"webhook_endpoint_{what}",
+        f"webhook endpoint {endpoint.id}: {reason}",
+        to_state="enabled" if endpoint.enabled else "disabled",
+        actor=actor,
+    )

@@ -8,15 +8,12 @@ billing.services.test_clock and prints; decides nothing.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy import func, select
 
-from billing.domain.model import AttemptState
-from billing.entrypoints.cli.common import _app, _emit, json_option
-from billing.storage.tables import ChargeAttempt
+from billing.entrypoints.cli.common import _actor, _app, _emit, json_option
+from billing.services.test_clock import settling_step
 
 if TYPE_CHECKING:
     from billing.bootstrap import App
@@ -43,41 +40,26 @@ def show(as_json: bool) -> None:
 
 @clock.command("set")
 @click.argument("when")
+@click.option("--reason", default="test clock set", help="Why (kept in the audit log).")
 @json_option
-def set_command(when: str, as_json: bool) -> None:
+def set_command(when: str, reason: str, as_json: bool) -> None:
     """Move the clock forward to WHEN (ISO 8601), running passes on the way."""
     app = _app()
-    _emit(app.test_clock.set(when, step=_stepper(app)), as_json, _show)
+    moved = app.test_clock.set(when, step=_stepper(app), actor=_actor(), reason=reason)
+    _emit(moved, as_json, _show)
 
 
 @clock.command("advance")
 @click.argument("by")
+@click.option("--reason", default="test clock advanced", help="Why (kept in the audit log).")
 @json_option
-def advance(by: str, as_json: bool) -> None:
+def advance(by: str, reason: str, as_json: bool) -> None:
     """Move the clock forward by BY (30d, 12h, 1w …), running passes on the way."""
     app = _app()
-    _emit(app.test_clock.advance(by, step=_stepper(app)), as_json, _show)
+    moved = app.test_clock.advance(by, step=_stepper(app), actor=_actor(), reason=reason)
+    _emit(moved, as_json, _show)
 
 
 def _stepper(app: App) -> Any:
-    def step() -> None:
-        app.upcoming.run_pass()
-        app.scheduler.run_pass()
-        app.webhook_delivery.run_pass()
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while time.monotonic() < deadline and _in_flight(app):
-            time.sleep(0.2)
-
-    return step
-
-
-def _in_flight(app: App) -> int:
-    with app.db.transaction() as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(ChargeAttempt)
-                .where(ChargeAttempt.state.in_([AttemptState.PENDING, AttemptState.SENDING]))
-            )
-            or 0
-        )
+    passes = (app.upcoming.run_pass, app.scheduler.run_pass, app.webhook_delivery.run_pass)
+    return settling_step(app.db, passes, settle_for=SETTLE_TIMEOUT)

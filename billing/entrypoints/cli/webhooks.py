@@ -1,5 +1,6 @@
-"""``billing webhooks``: add, list, disable, enable, remove endpoints; deliveries, redeliver,
-test. ``add`` prints the new signing secret once. Parses, calls
+"""``billing webhooks``: add, list, disable, enable, remove endpoints, rotate a secret;
+deliveries, redeliver, test. ``add`` and ``rotate-secret`` print the new signing secret once;
+every change is audited with the shell user and ``--reason``. Parses, calls
 billing.services.webhook_endpoints and prints; decides nothing.
 """
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import click
 
-from billing.entrypoints.cli.common import _app, _emit, json_option
+from billing.entrypoints.cli.common import _actor, _app, _emit, json_option, reason_option
 
 
 @click.group("webhooks")
@@ -21,10 +22,11 @@ def webhooks() -> None:
 @click.option("--url", required=True, help="Where events are POSTed (http or https).")
 @click.option("--events", default=None, help="Comma-separated event types (default: all).")
 @click.option("--description", default=None)
+@click.option("--reason", default="webhook endpoint added", help="Why (kept in the audit log).")
 @json_option
-def add(url: str, events: str | None, description: str | None, as_json: bool) -> None:
+def add(url: str, events: str | None, description: str | None, reason: str, as_json: bool) -> None:
     """Add an endpoint; its signing secret is printed once, now."""
-    created = _app().webhooks.add(url, events, description)
+    created = _app().webhooks.add(url, events, description, actor=_actor(), reason=reason)
 
     def show(data: dict[str, Any]) -> None:
         click.echo(f"endpoint {data['id']}: {data['url']} ({', '.join(data['events'])})")
@@ -59,27 +61,46 @@ def _one(data: dict[str, Any]) -> None:
 
 @webhooks.command("disable")
 @click.argument("endpoint_id", type=click.IntRange(min=1))
+@reason_option
 @json_option
-def disable(endpoint_id: int, as_json: bool) -> None:
+def disable(endpoint_id: int, reason: str, as_json: bool) -> None:
     """Stop delivering to an endpoint (its deliveries wait)."""
-    _emit(_app().webhooks.set_enabled(endpoint_id, False), as_json, _one)
+    done = _app().webhooks.set_enabled(endpoint_id, False, actor=_actor(), reason=reason)
+    _emit(done, as_json, _one)
 
 
 @webhooks.command("enable")
 @click.argument("endpoint_id", type=click.IntRange(min=1))
+@reason_option
 @json_option
-def enable(endpoint_id: int, as_json: bool) -> None:
+def enable(endpoint_id: int, reason: str, as_json: bool) -> None:
     """Deliver to an endpoint again."""
-    _emit(_app().webhooks.set_enabled(endpoint_id, True), as_json, _one)
+    done = _app().webhooks.set_enabled(endpoint_id, True, actor=_actor(), reason=reason)
+    _emit(done, as_json, _one)
 
 
 @webhooks.command("remove")
 @click.argument("endpoint_id", type=click.IntRange(min=1))
+@reason_option
 @json_option
-def remove(endpoint_id: int, as_json: bool) -> None:
+def remove(endpoint_id: int, reason: str, as_json: bool) -> None:
     """Remove an endpoint and its delivery log."""
-    data = _app().webhooks.remove(endpoint_id)
+    data = _app().webhooks.remove(endpoint_id, actor=_actor(), reason=reason)
     _emit(data, as_json, lambda d: click.echo(f"endpoint {d['id']} removed"))
+
+
+@webhooks.command("rotate-secret")
+@click.argument("endpoint_id", type=click.IntRange(min=1))
+@reason_option
+@json_option
+def rotate_secret(endpoint_id: int, reason: str, as_json: bool) -> None:
+    """A new signing secret, printed once; the old one stops signing now."""
+    data = _app().webhooks.rotate_secret(endpoint_id, actor=_actor(), reason=reason)
+
+    def show(d: dict[str, Any]) -> None:
+        click.echo(f"endpoint {d['id']}: new signing secret (shown once, keep it): {d['secret']}")
+
+    _emit(data, as_json, show)
 
 
 @webhooks.command("deliveries")
@@ -106,10 +127,11 @@ def deliveries(endpoint_id: int | None, failed: bool, limit: int, as_json: bool)
 
 @webhooks.command("redeliver")
 @click.argument("delivery_id", type=click.IntRange(min=1))
+@reason_option
 @json_option
-def redeliver(delivery_id: int, as_json: bool) -> None:
+def redeliver(delivery_id: int, reason: str, as_json: bool) -> None:
     """Send one delivery again now (same event id)."""
-    data = _app(need_broker=True).webhooks.redeliver(delivery_id)
+    data = _app(need_broker=True).webhooks.redeliver(delivery_id, actor=_actor(), reason=reason)
     _emit(data, as_json, lambda d: click.echo(f"delivery {d['id']} ({d['event_id']}) enqueued"))
 
 

@@ -20,6 +20,7 @@ from billing.auth_tokens import TokenConfig
 from billing.entrypoints.http.admin.app import create_admin_app
 from billing.entrypoints.http.callbacks import callback_config, create_callback_app
 from billing.entrypoints.http.console import ConsoleDeps, Operator, create_console_app
+from billing.services.ports import system_clock
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -69,6 +70,7 @@ def _console(app: App, tokens: TokenConfig) -> Starlette:
             db=app.db,
             app=app,
             clock=app.clock,
+            session_clock=system_clock,
             authenticate=console_login,
             owner=console_owner,
             display_timezone=app.settings.console_timezone,

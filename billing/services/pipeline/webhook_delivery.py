@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from billing.domain import webhooks as rules
 from billing.errors import BrokerError
 from billing.observability.metrics import WEBHOOK_DELIVERIES
+from billing.services.audit import record_event
 from billing.services.ports import Clock, system_clock
 from billing.services.webhook_ports import WebhookQueue, WebhookSender
 from billing.storage.database import Database
@@ -32,7 +33,8 @@ from billing.storage.outbox_tables import (
 
 log = logging.getLogger("billing.webhooks")
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
-#: A delivery enqueued this long ago and still pending lost its message: enqueue it again.
+#: A delivery enqueued this long ago and still pending lost its message (a worker killed
+#: mid-delivery, a broker restart): enqueue it again. The default; the bootstrap passes its own.
 REQUEUE_AFTER = timedelta(minutes=2)
 SETTINGS_ENDPOINT = "from settings (BILLING_WEBHOOK_URL)"
 
@@ -60,8 +62,10 @@ class WebhookDelivering:
         timeout: float = rules.TIMEOUT_SECONDS,
         settings_endpoint: SettingsEndpoint | None = None,
         batch_size: int = 500,
+        requeue_after: timedelta = REQUEUE_AFTER,
     ) -> None:
         self.db = db
+        self.requeue_after = requeue_after
         self.sender = sender
         self.queue = queue
         self.clock = clock
@@ -91,7 +95,7 @@ class WebhookDelivering:
                         WebhookDelivery.next_try_at <= now,
                         or_(
                             WebhookDelivery.enqueued_at.is_(None),
-                            WebhookDelivery.enqueued_at <= now - REQUEUE_AFTER,
+                            WebhookDelivery.enqueued_at <= now - self.requeue_after,
                         ),
                     )
                     .order_by(WebhookDelivery.id)
@@ -247,6 +251,13 @@ def _record_try(
         endpoint.disabled_reason = (
             f"disabled automatically: no successful delivery since "
             f"{endpoint.failing_since:%Y-%m-%d %H:%M} UTC (last: {result.error})"
+        )
+        record_event(
+            session,
+            now,
+            "webhook_endpoint_disabled",
+            f"webhook endpoint {endpoint.id}: {endpoint.disabled_reason}",
+            to_state="disabled",
         )
         log.error("webhook endpoint %s disabled: %s", endpoint.id, endpoint.disabled_reason)
     log.info(

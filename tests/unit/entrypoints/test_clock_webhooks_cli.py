@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 
 from tests.support.cli import cli_database, run_main
 
@@ -52,14 +53,41 @@ def test_webhook_endpoints_from_the_shell(db_env: str, capsys: pytest.CaptureFix
     secret = out.rsplit(" ", 1)[-1].strip()
     code, out, _ = run_main(["webhooks", "list"], capsys)
     assert "https://saas.example/h" in out and "enabled" in out and secret not in out
-    code, out, _ = run_main(["webhooks", "disable", "1"], capsys)
+    code, out, err = run_main(["webhooks", "disable", "1"], capsys)
+    assert code == 2 and "Missing option '--reason'" in err  # every change says why
+    code, out, _ = run_main(["webhooks", "disable", "1", "--reason", "receiver moved"], capsys)
     assert out.strip() == "endpoint 1: disabled  https://saas.example/h"
     code, out, _ = run_main(["webhooks", "list", "--json"], capsys)
     [endpoint] = json.loads(out)
-    assert endpoint["disabled_reason"] == "disabled by an operator" and "secret" not in endpoint
+    assert endpoint["disabled_reason"].endswith(": receiver moved") and "secret" not in endpoint
+    code, out, err = run_main(["webhooks", "disable", "1", "--reason", "again"], capsys)
+    assert (code, err.strip()) == (1, "error: webhook endpoint 1 is already disabled")
+    code, out, _ = run_main(["webhooks", "rotate-secret", "1", "--reason", "leaked"], capsys)
+    assert code == 0 and "new signing secret (shown once, keep it): whsec_" in out
+    assert out.rsplit(" ", 1)[-1].strip() != secret
     code, out, err = run_main(["webhooks", "add", "--url", "notaurl"], capsys)
     assert code == 1 and err.startswith("error: invalid webhook URL")
-    code, out, _ = run_main(["webhooks", "remove", "1"], capsys)
+    code, out, _ = run_main(["webhooks", "remove", "1", "--reason", "gone"], capsys)
     assert out.strip() == "endpoint 1 removed"
-    code, out, err = run_main(["webhooks", "remove", "1"], capsys)
+    code, out, err = run_main(["webhooks", "remove", "1", "--reason", "gone"], capsys)
     assert (code, err.strip()) == (1, "error: webhook endpoint 1 does not exist")
+    engine = sqlalchemy.create_engine(db_env)
+    with engine.connect() as connection:
+        audited = [
+            (kind, reason, actor)
+            for kind, reason, actor in connection.execute(
+                sqlalchemy.text("SELECT kind, reason, actor FROM events ORDER BY id DESC")
+            )
+        ]
+    engine.dispose()
+    assert all(actor.startswith("cli:") for _, _, actor in audited)
+    assert [k for k, _, _ in audited if k.startswith("webhook_endpoint_")] == [
+        "webhook_endpoint_removed",
+        "webhook_endpoint_secret_rotated",
+        "webhook_endpoint_disabled",
+        "webhook_endpoint_created",
+    ]
+    assert ("webhook_endpoint_disabled", "webhook endpoint 1: receiver moved") in [
+        (k, r) for k, r, _ in audited
+    ]
+    assert not any(secret in r for _, r, _ in audited)

@@ -288,15 +288,21 @@ def test_every_time_on_the_subscription_page_is_in_the_console_zone(console: Con
 def test_a_disabled_webhook_endpoint_needs_attention_and_can_be_enabled_again(
     console: Console,
 ) -> None:
-    added = console.app.webhooks.add("https://saas.example/hooks", description="crm")
+    added = console.app.webhooks.add(
+        "https://saas.example/hooks", description="crm", actor="ops", reason="crm hooks"
+    )
     endpoint_id = int(added["id"])
-    console.app.webhooks.set_enabled(endpoint_id, False)
+    console.app.webhooks.set_enabled(endpoint_id, False, actor="ops", reason="receiver down")
     page = console.browser.get("/attention").text
     section = _section(page, "disabled_webhooks")
     assert f'data-endpoint="{endpoint_id}"' in section
     assert "https://saas.example/hooks" in section and "Enable again" in section
     assert 'id="attention-total">1<' in page
-    form = {"csrf": console.browser.csrf("/attention"), "back": "/attention"}
+    form = {
+        "csrf": console.browser.csrf("/attention"),
+        "back": "/attention",
+        "reason": "the receiver answers again",
+    }
     done = console.browser.post(f"/webhooks/{endpoint_id}/enable", form)
     assert done.status_code == 303
     assert "None." in _section(console.browser.get("/attention").text, "disabled_webhooks")

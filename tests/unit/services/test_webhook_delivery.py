@@ -19,13 +19,18 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from billing.domain.policy_file import load_policy
 from billing.domain.subscription import NewSubscription
 from billing.domain.webhooks import RETRY_DELAYS, SendResult
-from billing.errors import ConfigurationError, ValidationError
+from billing.errors import ConfigurationError, ConflictError, ValidationError
 from billing.services.audit import record_event
+from billing.services.read.dashboard import audit_log
+from billing.services.read.events import list_events
 from billing.settings import load_settings
 from billing.storage.tables import Subscription
 from tests.support.world import ServiceWorld
 
 FAST_POLICY = Path(__file__).resolve().parents[3] / "config" / "dunning-fast.toml"
+
+#: Who changes endpoints in these tests (every change is audited).
+BY_OPS = {"actor": "ops", "reason": "test setup"}
 
 
 @dataclass
@@ -91,7 +96,7 @@ def hooks(tmp_path: Path) -> Iterator[Hooks]:
 
 def test_paid_and_payment_failed_arrive_signed_for_standardwebhooks(hooks: Hooks) -> None:
     endpoint = hooks.world.app.webhooks.add(
-        "https://saas.example/hooks", "invoice.paid,invoice.payment_failed"
+        "https://saas.example/hooks", "invoice.paid,invoice.payment_failed", **BY_OPS
     )
     assert endpoint["secret"].startswith("whsec_")
     assert "secret" not in hooks.world.app.webhooks.list_endpoints()[0]
@@ -113,7 +118,7 @@ def test_paid_and_payment_failed_arrive_signed_for_standardwebhooks(hooks: Hooks
 
 
 def test_a_500_then_200_delivers_the_same_event_twice_with_the_same_id(hooks: Hooks) -> None:
-    hooks.world.app.webhooks.add("https://saas.example/hooks", "subscription.created")
+    hooks.world.app.webhooks.add("https://saas.example/hooks", "subscription.created", **BY_OPS)
     hooks.receiver.script = [500]
     hooks.subscribe("approve-1")
     hooks.run()
@@ -136,7 +141,7 @@ def test_a_500_then_200_delivers_the_same_event_twice_with_the_same_id(hooks: Ho
 def test_a_dead_receiver_is_retried_for_about_three_days_then_given_up_and_disabled(
     hooks: Hooks,
 ) -> None:
-    hooks.world.app.webhooks.add("https://down.example/hooks", "subscription.created")
+    hooks.world.app.webhooks.add("https://down.example/hooks", "subscription.created", **BY_OPS)
     hooks.receiver.script = [None] * 100
     hooks.subscribe("approve-1")
     hooks.run()
@@ -162,10 +167,16 @@ def test_a_dead_receiver_is_retried_for_about_three_days_then_given_up_and_disab
     hooks.run()
     assert len(hooks.receiver.got) == sent  # a disabled endpoint gets nothing
     with pytest.raises(ValidationError, match="disabled"):
-        hooks.world.app.webhooks.redeliver(delivery["id"])
-    hooks.world.app.webhooks.set_enabled(endpoint["id"], True)
+        hooks.world.app.webhooks.redeliver(delivery["id"], **BY_OPS)
+    hooks.world.app.webhooks.set_enabled(endpoint["id"], True, **BY_OPS)
+    audited = [(e["kind"], e["actor"]) for e in audit_log(hooks.world.db) if "webhook" in e["kind"]]
+    assert audited == [
+        ("webhook_endpoint_enabled", "ops"),
+        ("webhook_endpoint_disabled", "system"),  # the machine disabled it, and said why
+        ("webhook_endpoint_created", "ops"),
+    ]
     hooks.receiver.script = []
-    again = hooks.world.app.webhooks.redeliver(delivery["id"])
+    again = hooks.world.app.webhooks.redeliver(delivery["id"], **BY_OPS)
     assert again["state"] == "pending"
     for delivery_id in hooks.queue.ids:
         hooks.world.app.webhook_delivery.deliver(delivery_id)
@@ -173,8 +184,8 @@ def test_a_dead_receiver_is_retried_for_about_three_days_then_given_up_and_disab
 
 
 def test_only_the_types_an_endpoint_asked_for(hooks: Hooks) -> None:
-    hooks.world.app.webhooks.add("https://a.example/", "invoice.paid")
-    hooks.world.app.webhooks.add("https://b.example/")
+    hooks.world.app.webhooks.add("https://a.example/", "invoice.paid", **BY_OPS)
+    hooks.world.app.webhooks.add("https://b.example/", **BY_OPS)
     hooks.subscribe("approve-1")
     hooks.world.tick()
     hooks.run()
@@ -189,14 +200,14 @@ def test_only_the_types_an_endpoint_asked_for(hooks: Hooks) -> None:
 
 def test_bad_endpoint_input_is_one_clear_error_and_changes_nothing(hooks: Hooks) -> None:
     with pytest.raises(ValidationError, match="invalid webhook URL"):
-        hooks.world.app.webhooks.add("ftp://x")
+        hooks.world.app.webhooks.add("ftp://x", **BY_OPS)
     with pytest.raises(ValidationError, match="unknown event type"):
-        hooks.world.app.webhooks.add("https://a.example/", "invoice.payed")
+        hooks.world.app.webhooks.add("https://a.example/", "invoice.payed", **BY_OPS)
     assert hooks.world.app.webhooks.list_endpoints() == []
 
 
 def test_test_sends_a_signed_ping_and_says_what_came_back(hooks: Hooks) -> None:
-    endpoint = hooks.world.app.webhooks.add("https://a.example/")
+    endpoint = hooks.world.app.webhooks.add("https://a.example/", **BY_OPS)
     hooks.receiver.script = [503]
     result = hooks.world.app.webhooks.test(endpoint["id"])
     assert (result["ok"], result["status"]) == (False, 503)
@@ -205,7 +216,7 @@ def test_test_sends_a_signed_ping_and_says_what_came_back(hooks: Hooks) -> None:
 
 
 def test_a_rolled_back_change_sends_nothing(hooks: Hooks) -> None:
-    hooks.world.app.webhooks.add("https://saas.example/hooks")
+    hooks.world.app.webhooks.add("https://saas.example/hooks", **BY_OPS)
     sub_id = hooks.subscribe("approve-1")
 
     class Boom(Exception):
@@ -276,3 +287,44 @@ def test_webhook_settings_are_checked_without_echoing_the_secret(
     with pytest.raises(ConfigurationError, match=message) as error:
         load_settings()
     assert "plain" not in str(error.value) and "AAAA" not in str(error.value)
+
+
+def test_every_endpoint_change_needs_a_reason_and_is_audited_without_the_secret(
+    hooks: Hooks,
+) -> None:
+    hooks_api = hooks.world.app.webhooks
+    endpoint = hooks_api.add("https://saas.example/hooks", actor="alice", reason="crm hooks")
+    with pytest.raises(ValidationError, match="reason is required"):
+        hooks_api.set_enabled(endpoint["id"], False, actor="alice", reason=" ")
+    assert hooks_api.list_endpoints()[0]["enabled"] is True  # refused: nothing changed
+    hooks_api.set_enabled(endpoint["id"], False, actor="alice", reason="maintenance")
+    with pytest.raises(ConflictError, match="already disabled"):
+        hooks_api.set_enabled(endpoint["id"], False, actor="alice", reason="maintenance")
+    hooks_api.set_enabled(endpoint["id"], True, actor="bob", reason="back up")
+    rotated = hooks_api.rotate_secret(endpoint["id"], actor="bob", reason="leaked in a ticket")
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != endpoint["secret"]
+    assert "secret" not in hooks_api.list_endpoints()[0]
+    hooks.receiver.script = [200]
+    hooks_api.test(endpoint["id"])
+    _, body, headers = hooks.receiver.got[-1]
+    assert Webhook(rotated["secret"]).verify(body, headers)["type"] == "webhook.test"
+    with pytest.raises(WebhookVerificationError):
+        Webhook(endpoint["secret"]).verify(body, headers)  # the old secret signs no more
+    hooks_api.remove(endpoint["id"], actor="carol", reason="receiver retired")
+    rows = audit_log(hooks.world.db)
+    assert [(e["kind"], e["actor"], e["reason"]) for e in reversed(rows)] == [
+        ("webhook_endpoint_created", "alice", f"webhook endpoint {endpoint['id']}: crm hooks"),
+        ("webhook_endpoint_disabled", "alice", f"webhook endpoint {endpoint['id']}: maintenance"),
+        ("webhook_endpoint_enabled", "bob", f"webhook endpoint {endpoint['id']}: back up"),
+        (
+            "webhook_endpoint_secret_rotated",
+            "bob",
+            f"webhook endpoint {endpoint['id']}: leaked in a ticket",
+        ),
+        (
+            "webhook_endpoint_removed",
+            "carol",
+            f"webhook endpoint {endpoint['id']}: receiver retired",
+        ),
+    ]
+    assert list_events(hooks.world.db).events == []  # operators' changes are not public events

@@ -18,10 +18,12 @@ clock = router("/api/clock", "test clock")
 
 class AdvanceIn(BaseModel):
     by: str = Field(max_length=32, description="30d, 12h, 1w …")
+    reason: str = Field(default="test clock advanced", min_length=1, max_length=500)
 
 
 class SetIn(BaseModel):
     to: str = Field(max_length=64, description="ISO 8601")
+    reason: str = Field(default="test clock set", min_length=1, max_length=500)
 
 
 def _guard(app: Any) -> None:
@@ -47,12 +49,12 @@ def show_clock(_who: Reader, app: Services) -> dict[str, Any]:
 
 
 @clock.post("/advance")
-def advance_clock(body: AdvanceIn, _who: Money, app: Services) -> dict[str, Any]:
+def advance_clock(body: AdvanceIn, who: Money, app: Services) -> dict[str, Any]:
     _guard(app)
-    return app.test_clock.advance(body.by, step=_step(app))
+    return app.test_clock.advance(body.by, step=_step(app), actor=who.name, reason=body.reason)
 
 
 @clock.post("/set")
-def set_clock(body: SetIn, _who: Money, app: Services) -> dict[str, Any]:
+def set_clock(body: SetIn, who: Money, app: Services) -> dict[str, Any]:
     _guard(app)
-    return app.test_clock.set(body.to, step=_step(app))
+    return app.test_clock.set(body.to, step=_step(app), actor=who.name, reason=body.reason)

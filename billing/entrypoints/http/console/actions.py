@@ -1,6 +1,7 @@
-"""The console's forms (POST): retry, pause, resume, cancel, fix the data, void, write off
-and refund. Each calls one use case with the operator's name and reason and answers with
-one line of feedback.
+"""The console's forms (POST) about subscriptions, invoices and charges: retry, pause,
+resume, cancel, fix the data, void, write off, refund and resolve (webhook endpoints' forms
+are in :mod:`.webhook_pages`, the test clock's in :mod:`.clock_page`). Each calls one use
+case with the operator's name and reason and answers with one line of feedback.
 
 Whether an action is allowed, and what it does to invoices and charges, is the use case's
 decision, never this module's: it only reads the form (amounts through
@@ -18,6 +19,11 @@ from billing.entrypoints.http.console.kit import Kit, Operator, reason
 
 
 def action_routes(kit: Kit) -> list[Route]:
+    """Every form of this module, one registration function per resource."""
+    return [*subscription_actions(kit), *invoice_actions(kit), *attempt_actions(kit)]
+
+
+def subscription_actions(kit: Kit) -> list[Route]:
     app = kit.deps.app
 
     def retry(operator: Operator, form: dict[str, Any], sub_id: int) -> str:
@@ -57,6 +63,19 @@ def action_routes(kit: Kit) -> list[Route]:
         )
         return f"Subscription {sub_id} updated."
 
+    post = ["POST"]
+    return [
+        Route("/subscriptions/{target:int}/retry", kit.action(retry), methods=post),
+        Route("/subscriptions/{target:int}/pause", kit.action(pause), methods=post),
+        Route("/subscriptions/{target:int}/resume", kit.action(resume), methods=post),
+        Route("/subscriptions/{target:int}/cancel", kit.action(cancel), methods=post),
+        Route("/subscriptions/{target:int}/update", kit.action(update), methods=post),
+    ]
+
+
+def invoice_actions(kit: Kit) -> list[Route]:
+    app = kit.deps.app
+
     def void(operator: Operator, form: dict[str, Any], invoice_id: int) -> str:
         app.actions.invoices.void(invoice_id, actor=operator.name, reason=reason(form, ""))
         return f"Invoice {invoice_id} voided."
@@ -64,6 +83,16 @@ def action_routes(kit: Kit) -> list[Route]:
     def write_off(operator: Operator, form: dict[str, Any], invoice_id: int) -> str:
         app.actions.invoices.write_off(invoice_id, actor=operator.name, reason=reason(form, ""))
         return f"Invoice {invoice_id} written off."
+
+    post = ["POST"]
+    return [
+        Route("/invoices/{target:int}/void", kit.action(void), methods=post),
+        Route("/invoices/{target:int}/write-off", kit.action(write_off), methods=post),
+    ]
+
+
+def attempt_actions(kit: Kit) -> list[Route]:
+    app = kit.deps.app
 
     def refund(operator: Operator, form: dict[str, Any], attempt_id: int) -> str:
         raw = str(form.get("amount") or "").strip()
@@ -82,20 +111,8 @@ def action_routes(kit: Kit) -> list[Route]:
         done = app.actions.resolve.resolve(attempt_id, actor=operator.name, reason=reason(form, ""))
         return f"Attempt {attempt_id} resolved: {done['message']}"
 
-    def enable_webhook(operator: Operator, form: dict[str, Any], endpoint_id: int) -> str:
-        app.webhooks.set_enabled(endpoint_id, True)
-        return f"Webhook endpoint {endpoint_id} enabled."
-
     post = ["POST"]
     return [
-        Route("/subscriptions/{target:int}/retry", kit.action(retry), methods=post),
-        Route("/subscriptions/{target:int}/pause", kit.action(pause), methods=post),
-        Route("/subscriptions/{target:int}/resume", kit.action(resume), methods=post),
-        Route("/subscriptions/{target:int}/cancel", kit.action(cancel), methods=post),
-        Route("/subscriptions/{target:int}/update", kit.action(update), methods=post),
-        Route("/invoices/{target:int}/void", kit.action(void), methods=post),
-        Route("/invoices/{target:int}/write-off", kit.action(write_off), methods=post),
         Route("/attempts/{target:int}/refund", kit.action(refund), methods=post),
         Route("/attempts/{target:int}/resolve", kit.action(resolve), methods=post),
-        Route("/webhooks/{target:int}/enable", kit.action(enable_webhook), methods=post),
     ]

@@ -7,8 +7,10 @@ Every request re-checks the session server-side
 fixed lifetime, or one whose token was removed from the settings is refused. The cookie
 never holds a token.
 
-This module puts the app together: login and logout here, the pages in :mod:`.pages`, the
-forms in :mod:`.actions`, what they share in :mod:`.kit`. It decides nothing about money.
+This module puts the app together: login and logout here, the pages in :mod:`.pages` and
+:mod:`.subscription_pages`, the forms in :mod:`.actions`, webhooks and events in
+:mod:`.webhook_pages`, the test clock in :mod:`.clock_page`, what they share in :mod:`.kit`.
+It decides nothing about money.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from billing.entrypoints.http.console.actions import action_routes
+from billing.entrypoints.http.console.clock_page import clock_routes
 from billing.entrypoints.http.console.kit import CONSOLE_ROLES, ConsoleDeps, Kit, Operator, log
 from billing.entrypoints.http.console.pages import page_routes
+from billing.entrypoints.http.console.subscription_pages import subscription_routes
+from billing.entrypoints.http.console.webhook_pages import webhook_routes
 
 __all__ = ["ConsoleDeps", "Operator", "create_console_app"]
 
@@ -44,7 +49,14 @@ def create_console_app(
             max_age=int(kit.store.lifetime.total_seconds()),
         )
     ]
-    routes = [*_login_routes(kit), *page_routes(kit), *action_routes(kit)]
+    routes = [
+        *_login_routes(kit),
+        *page_routes(kit),
+        *subscription_routes(kit),
+        *action_routes(kit),
+        *webhook_routes(kit),
+        *clock_routes(kit),
+    ]
     return Starlette(routes=routes, middleware=middleware)
 
 
@@ -67,7 +79,7 @@ def _login_routes(kit: Kit) -> list[Route]:
             return kit.page(request, "login.html", 401, error="That token is not valid here.")
         session_id = await run_in_threadpool(
             lambda: store.open(
-                deps.clock(), operator=operator.name, role=operator.role, token=token
+                deps.session_now(), operator=operator.name, role=operator.role, token=token
             )
         )
         request.session.clear()
@@ -80,7 +92,7 @@ def _login_routes(kit: Kit) -> list[Route]:
         if await kit.csrf_ok(request) is not None:
             session_id = request.session.get("sid")
             if isinstance(session_id, str):
-                await run_in_threadpool(store.revoke, session_id, deps.clock())
+                await run_in_threadpool(store.revoke, session_id, deps.session_now())
             request.session.clear()
         return kit.to("/login")
 

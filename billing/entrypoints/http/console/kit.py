@@ -65,6 +65,12 @@ class ConsoleDeps:
     #: token belongs to now, or None once the token is gone from the settings.
     owner: Callable[[str], Operator | None]
     display_timezone: str = "Europe/Moscow"
+    #: What login sessions expire by: the wall clock, even when ``clock`` is the test clock
+    #: (moving it a month must not log the operator out). None: ``clock``.
+    session_clock: Clock | None = None
+
+    def session_now(self) -> datetime:
+        return (self.session_clock or self.clock)()
 
 
 def form_problem(form: dict[str, Any]) -> str | None:
@@ -112,7 +118,7 @@ class Kit:
         if not isinstance(session_id, str):
             return None
         record = await run_in_threadpool(self.store.find, session_id)
-        verdict = session_verdict(record, self.deps.clock(), self.deps.owner)
+        verdict = session_verdict(record, self.deps.session_now(), self.deps.owner)
         if isinstance(verdict, str) or verdict.role not in CONSOLE_ROLES:
             why = verdict if isinstance(verdict, str) else "role may not use the console"
             log.info("console: session refused (%s)", why)
@@ -165,18 +171,27 @@ class Kit:
 
         return wrapped
 
+    async def checked_form(self, request: Request, operator: Operator) -> dict[str, Any] | Response:
+        """The form of an operator's POST (CSRF checked, NUL bytes refused), or the page
+        that refuses it."""
+        form = await self.csrf_ok(request)
+        if form is None:
+            return self.page(request, "error.html", 403, message="The form expired; reload it.")
+        if not operator.can_act:
+            return self.page(request, "error.html", 403, message="Viewers cannot act.")
+        return form
+
     def action(
         self, run: Callable[[Operator, dict[str, Any], int], str]
     ) -> Callable[[Request], Awaitable[Response]]:
-        """A POST from a form: CSRF checked, operators only, one line of feedback."""
+        """A POST from a form: CSRF checked, operators only, one line of feedback. A route
+        without ``{target}`` passes 0."""
 
         async def handler(request: Request, operator: Operator) -> Response:
-            target = int(request.path_params["target"])
-            form = await self.csrf_ok(request)
-            if form is None:
-                return self.page(request, "error.html", 403, message="The form expired; reload it.")
-            if not operator.can_act:
-                return self.page(request, "error.html", 403, message="Viewers cannot act.")
+            target = int(request.path_params.get("target", 0))
+            form = await self.checked_form(request, operator)
+            if isinstance(form, Response):
+                return form
             try:
                 if target > MAX_ID:
                     raise ValidationError(f"{target} is not an id")
