@@ -46,7 +46,7 @@ from billing.services.pipeline.charging import Charger
 from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.services.pipeline.upcoming import UpcomingNotices
 from billing.services.pipeline.webhook_delivery import SettingsEndpoint, WebhookDelivering
-from billing.services.ports import Clock, Dispatcher, system_clock
+from billing.services.ports import Clock, Dispatcher, offset_clock, system_clock
 from billing.services.read.queries import Reads
 from billing.services.test_clock import TestClockActions
 from billing.services.webhook_endpoints import WebhookEndpoints
@@ -145,6 +145,10 @@ def build_app(
     db.livemode = not settings.test_mode
     if settings.test_mode and clock is system_clock:
         clock = DatabaseClock(db)
+    # Testing only: a host whose wall clock drifted. Its leases stay on the database's clock.
+    drifted = clock is system_clock and settings.clock_offset_seconds != 0
+    if drifted:
+        clock = offset_clock(settings.clock_offset_seconds)
     if policy is None:
         policy = load_policy(settings.dunning_policy) if settings.dunning_policy else DEFAULT_POLICY
     if gateway is None:
@@ -159,7 +163,7 @@ def build_app(
     stale = timedelta(seconds=settings.stale_sending_after)
     # Lease times come from the database's clock, the one clock every host shares; a clock
     # passed in (tests drive a manual one) is used for leases too.
-    lease_clock = database_lease_clock if clock is system_clock else clock_lease(clock)
+    lease_clock = database_lease_clock if clock is system_clock or drifted else clock_lease(clock)
     key_ttl = timedelta(seconds=settings.idempotency_key_ttl)
     charger = Charger(
         db,

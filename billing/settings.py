@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     #: Test mode: one clock stored in the database (``billing clock``) that every process
     #: reads; events carry ``livemode: false``. Never in production.
     test_mode: bool = False
+    #: Testing only (the chaos run): this process's wall clock reads this many seconds
+    #: ahead (negative: behind), as on a host whose clock drifted. Lease times stay on the
+    #: database's clock. At most 400 days either way; never set in production.
+    clock_offset_seconds: float = Field(default=0.0, ge=-400 * 86400.0, le=400 * 86400.0)
     #: ``invoice.upcoming`` is sent this long before each scheduled charge (``3d``, ``12h``);
     #: empty = never.
     invoice_upcoming_before: str | None = "3d"
@@ -292,6 +296,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "stale_sending_after must be longer than the longest gateway call "
                 f"({longest_call:g}s: pool + connect + write + read timeouts + rate-limit wait)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_clock_in_test_mode(self) -> Settings:
+        if self.test_mode and self.clock_offset_seconds:
+            raise ValueError(
+                "clock_offset_seconds cannot be combined with test_mode (the test clock is "
+                "the one clock every process reads)"
             )
         return self
 

@@ -6,7 +6,7 @@ The clock is passed in (tests move it by hand); the dispatcher puts ids on the q
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 Clock = Callable[[], datetime]
@@ -14,6 +14,17 @@ Clock = Callable[[], datetime]
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def offset_clock(seconds: float) -> Clock:
+    """This host's wall clock read ``seconds`` ahead (behind, if negative): a drifted host,
+    for testing only (``BILLING_CLOCK_OFFSET_SECONDS``, the chaos run)."""
+    offset = timedelta(seconds=seconds)
+
+    def drifted() -> datetime:
+        return datetime.now(UTC) + offset
+
+    return drifted
 
 
 class Dispatcher(Protocol):

@@ -82,7 +82,9 @@ class Audit:
     subscriptions_by_status: Counter[str] = field(default_factory=Counter)
     attempts_by_state: Counter[str] = field(default_factory=Counter)
     ledger_by_state: Counter[str] = field(default_factory=Counter)
-    #: Second (or later) deposits for one invoice that the system flagged for refund.
+    #: Second (or later) deposits for one invoice, flagged for refund or not.
+    double_deposits: int = 0
+    #: Of those, the ones the system flagged for refund.
     double_charges_flagged: int = 0
     #: Attempts still ``unknown`` but with a status check planned.
     unknown_with_check: int = 0
@@ -150,6 +152,7 @@ def audit(
     for invoice_id, paid in sorted(deposits_by_invoice.items()):
         if len(paid) <= 1:
             continue
+        result.double_deposits += len(paid) - 1
         flagged = sum(1 for a in paid if a.needs_refund)
         if flagged >= len(paid) - 1:
             result.double_charges_flagged += len(paid) - 1
@@ -183,6 +186,11 @@ def audit(
             end = sub_status
             if sub_status in WAITING_STATUSES and inv.next_attempt_at is None:
                 result.open_by_step[sub_status] += 1
+            elif sub_status in WAITING_STATUSES and not any(a.state in IN_FLIGHT for a in own):
+                # A newer invoice whose plan was made before the subscription stopped
+                # being charged: nothing is sent while it waits for a card (the scheduler
+                # charges only active / past_due subscriptions); a new card voids the plan.
+                result.open_by_step[f"{sub_status} (plan on hold)"] += 1
             elif sub_status in RETRYING_STATUSES and inv.next_attempt_at is not None:
                 result.open_by_step["retry scheduled"] += 1
             elif any(a.state in IN_FLIGHT for a in own):

@@ -125,6 +125,10 @@ class Process:
         """SIGTERM, then SIGKILL after ``grace`` seconds; safe to call twice."""
         self._signal_and_reap(signal.SIGTERM, grace)
 
+    def terminate(self, sig: signal.Signals, grace: float) -> None:
+        """``sig`` to the process group, then SIGKILL after ``grace`` seconds."""
+        self._signal_and_reap(sig, grace)
+
     def _signal_and_reap(self, sig: signal.Signals, grace: float) -> None:
         popen, self._popen = self._popen, None
         try:

@@ -1,13 +1,17 @@
 """The chaos run: "never charge twice, never lose a charge", checked against real processes.
 
-:func:`run_chaos` starts a private ``redis-server``, the sandbox gateway (injecting
-time-outs after charging, HTTP 500 before charging and slow answers), ``billing
-scheduler`` and several ``billing worker`` processes against a PostgreSQL database,
-creates N subscriptions falling due during the run, then:
+:func:`run_chaos` starts a private PostgreSQL cluster and a private ``redis-server``, the
+sandbox gateway (injecting time-outs after charging, HTTP 500 before charging and slow
+answers), ``billing scheduler`` and several ``billing worker`` processes, each worker with
+its own clock offset (drift between hosts), creates N monthly, weekly and daily
+subscriptions falling due during the run, then:
 
 * the chaos phase: workers are killed with SIGKILL (with their Dramatiq children) at
-  random and restarted after a short random delay; Redis is killed once halfway and
-  started again on the same port, empty;
+  random and restarted after a short random delay; PostgreSQL is restarted
+  (``immediate`` shutdown, down a few seconds) while everything runs; Redis is killed and
+  started again on the same port, empty; time jumps days ahead a few times (every
+  scheduler and worker killed at once and started again later on the clock, see
+  :mod:`tests.chaos.plan`), so that several periods of each schedule fall due;
 * the quiet phase: nothing is killed any more; the run waits until no attempt is in
   flight and nothing is due;
 * the audit (:func:`audit`), from the sandbox's own ledger and the database:
@@ -20,7 +24,9 @@ creates N subscriptions falling due during the run, then:
      ``suspended``, ``needs_payment_method``) or ``uncollectible`` with its subscription
      canceled, and each ends as its card's behaviour says it must;
   4. no attempt is left ``pending``/``sending``, nor ``unknown`` without a next check,
-     nor handed to an operator.
+     nor handed to an operator;
+
+  and ``billing audit`` is run as a subprocess, as an operator would: it must exit 0.
 
 Nothing here touches the machine's shared Redis: every billing process gets
 ``BILLING_REDIS_URL`` pointing at the run's own ``redis-server`` on a free loopback port.
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import secrets
@@ -65,6 +72,16 @@ from tests.chaos.invariants import (
     SubscriptionRow,
     audit,
 )
+from tests.chaos.plan import (
+    CHAOS_POLICY,
+    FULL_JUMPS,
+    FULL_OFFSETS,
+    SCHEDULE_MIX,
+    TIMEZONE,
+    event_order,
+    schedule_name,
+)
+from tests.chaos.postgres import PrivatePostgres
 from tests.chaos.processes import (
     BILLING,
     ROOT,
@@ -78,49 +95,20 @@ from tests.chaos.processes import (
     wait_until,
 )
 
-SCHEDULE = "0 3 1 * *"
-TIMEZONE = "Europe/Moscow"
-
 USAGE = """The chaos run: "never charge twice, never lose a charge".
 
     .venv/bin/python -m tests.chaos.run --subscriptions 2000 --seconds 90 --seed 7
     (or scripts/chaos.py with the same arguments)
 
-Needs PostgreSQL (see --admin-url) and ``redis-server`` on PATH: the run starts its own
-Redis on a free loopback port. It creates a database ``billing_chaos_<random>``, runs the
-sandbox with faults, the scheduler and workers (killed at random), restarts Redis once,
-waits for the system to settle, audits the sandbox ledger against the database, prints the
-counts and exits 1 if an invariant failed (2 if the run could not be carried out).
+Needs a PostgreSQL server installed (initdb, /usr/lib/postgresql/*/bin) and
+``redis-server`` on PATH: the run starts its own cluster and its own Redis on free
+loopback ports (never the machine's shared ones). It runs the sandbox with faults, the
+scheduler and workers (killed at random, clocks drifted), restarts PostgreSQL and Redis,
+jumps days ahead, waits for the system to settle, audits the sandbox ledger against the
+database, runs ``billing audit``, prints the counts and exits 1 if an invariant failed (2 if
+the run could not be carried out). --external uses a database on --admin-url instead (no
+PostgreSQL restart then).
 """
-
-#: The fast dunning policy, with grace periods longer than any run so that invoices end
-#: in stable, documented states (suspended, needs_payment_method) rather than racing the
-#: audit, and "unknown" outcomes are never handed to an operator during a run.
-CHAOS_POLICY = """\
-# Written by tests.chaos.run: config/dunning-fast.toml with long grace periods.
-[soft_decline]
-retry_after = ["1s", "1s", "1s"]
-on_exhausted = "suspend"
-cancel_after = "1h"
-
-[hard_decline]
-confirm_after = "1s"
-cancel_after = "1h"
-
-[do_not_retry]
-action = "needs_payment_method"
-
-[transient]
-backoff = ["1s", "2s"]
-
-[unknown]
-reconcile_backoff = ["1s", "2s"]
-give_up_after = "30m"
-
-[merchant_config]
-pause_backoff = ["2s", "5s"]
-"""
-
 
 # ---------------------------------------------------------------------------- settings
 
@@ -129,7 +117,9 @@ pause_backoff = ["2s", "5s"]
 class ChaosConfig:
     """Every knob of a chaos run. Durations are in seconds."""
 
-    database_url: str
+    #: None: a private PostgreSQL cluster, restarted during the run; else this database
+    #: (then PostgreSQL is not restarted).
+    database_url: str | None = None
     subscriptions: int = 150
     #: Length of the chaos phase (worker kills, the Redis restart).
     seconds: float = 30.0
@@ -139,6 +129,15 @@ class ChaosConfig:
     spread: float | None = None
     workers: int = 2
     worker_threads: int = 8
+    #: Each worker's clock offset in seconds (cycled over the workers): drift between hosts.
+    clock_offsets: tuple[float, ...] = (-15.0, 5.0)
+    #: Time jumps during the chaos phase, in days (every scheduler and worker restarted
+    #: that much later on the clock).
+    time_jumps: tuple[float, ...] = (7.0,)
+    postgres_restarts: int = 1
+    postgres_down: float = 3.0
+    #: ``immediate`` (as after a crash) or ``fast`` (sessions cut, clean shutdown).
+    postgres_stop_mode: str = "immediate"
     fault_rate: float = 0.2
     timeout_delay: float = 3.0
     kill_every: tuple[float, float] = (1.0, 4.0)
@@ -181,6 +180,14 @@ class ChaosConfig:
             raise ChaosError("pause_share must be between 0 and 1, pause_seconds >= 0")
         if self.redis_restarts < 0 or self.redis_down < 0:
             raise ChaosError("redis_restarts and redis_down must not be negative")
+        if self.postgres_restarts < 0 or self.postgres_down < 0:
+            raise ChaosError("postgres_restarts and postgres_down must not be negative")
+        if self.postgres_stop_mode not in ("fast", "immediate"):
+            raise ChaosError("postgres_stop_mode must be fast or immediate")
+        if not self.clock_offsets or any(abs(o) > 3600 for o in self.clock_offsets):
+            raise ChaosError("clock_offsets: one or more offsets of at most an hour")
+        if any(not 0 < d <= 100 for d in self.time_jumps) or sum(self.time_jumps) > 300:
+            raise ChaosError("time_jumps: days in (0, 100], 300 days at most in all")
 
     @property
     def due_spread(self) -> float:
@@ -201,6 +208,16 @@ class ChaosResult:
     workers_paused: int
     worker_restarts: int
     redis_restarts: int
+    postgres_restarts: int
+    #: Seconds PostgreSQL was unreachable, per restart.
+    postgres_down: list[float]
+    #: Days the clock was moved ahead in all (time jumps done).
+    days_jumped: float
+    jumps: int
+    #: ``billing audit --json`` as an operator runs it: exit code and its answer.
+    billing_audit_exit: int | None
+    billing_audit: dict[str, Any]
+    invoices_by_schedule: Counter[str]
     duration: float
     #: Seconds from the end of the chaos phase until nothing was in flight or due.
     settle_seconds: float | None
@@ -225,6 +242,10 @@ class ChaosResult:
             )
         for text, times in Counter(self.unexpected_exits).items():
             extra.append(f"[process] {text}" + (f" ({times} times)" if times > 1 else ""))
+        if self.billing_audit_exit != 0:
+            extra.append(f"[billing audit] exit code {self.billing_audit_exit}")
+            for problem in self.billing_audit.get("problems", [])[:20]:
+                extra.append(f"    [{problem['check']}] {problem['message']}")
         return extra + self.audit.violations
 
     @property
@@ -237,6 +258,7 @@ class ChaosResult:
             ("subscriptions", str(a.subscriptions)),
             *((f"  {k}", str(v)) for k, v in sorted(a.subscriptions_by_status.items())),
             ("invoices", str(a.invoices)),
+            *((f"  {k}", str(v)) for k, v in sorted(self.invoices_by_schedule.items())),
             ("  paid", str(a.invoices_by_status.get("paid", 0))),
             ("  open (in dunning)", str(a.invoices_by_status.get("open", 0))),
             *((f"    {k}", str(v)) for k, v in sorted(a.open_by_step.items())),
@@ -245,7 +267,14 @@ class ChaosResult:
             *((f"  {k}", str(v)) for k, v in sorted(a.ledger_by_state.items())),
             ("attempts", str(a.attempts)),
             *((f"  {k}", str(v)) for k, v in sorted(a.attempts_by_state.items())),
-            ("double charges flagged for refund", str(a.double_charges_flagged)),
+            ("charges (DEPOSITED orders)", str(a.ledger_deposited)),
+            ("invoices with two deposits", str(a.double_deposits)),
+            ("  of them flagged for refund", str(a.double_charges_flagged)),
+            ("attempts needing an operator", str(a.attempts_by_state.get("needs_operator", 0))),
+            (
+                "billing audit",
+                "OK" if self.billing_audit_exit == 0 else f"FAILED ({self.billing_audit_exit})",
+            ),
             ("workers killed (SIGKILL)", str(self.workers_killed)),
             ("worker restarts", str(self.worker_restarts)),
             *(
@@ -254,6 +283,14 @@ class ChaosResult:
                 else []
             ),
             ("redis restarts", str(self.redis_restarts)),
+            ("postgres restarts", str(self.postgres_restarts)),
+            *(
+                [("  unreachable", ", ".join(f"{d:.1f}s" for d in self.postgres_down))]
+                if self.postgres_down
+                else []
+            ),
+            ("worker clock offsets", " ".join(f"{o:+g}s" for o in self.config.clock_offsets)),
+            ("time jumps", f"{self.jumps} ({self.days_jumped:g} days)"),
             ("ERROR lines in process logs", str(sum(self.log_errors.values()))),
             *((f"  {k}", str(v)) for k, v in sorted(self.log_errors.items()) if v),
             ("chaos phase", f"{self.config.seconds:.0f}s"),
@@ -304,10 +341,33 @@ class ChaosRun:
         self.workers_paused = 0
         self.worker_restarts = 0
         self.redis_restarts = 0
+        self.postgres_down: list[float] = []
+        #: The clock offset every scheduler and worker shares (days jumped, in seconds).
+        self.offset = 0.0
+        self.jumps = 0
         self.faults: list[str] = []
         self.unexpected_exits: list[str] = []
         self._started = time.monotonic()
-        self._db = Database(config.database_url, pool_size=2)
+        self.postgres: PrivatePostgres | None = None
+        self.database_url = config.database_url or ""
+        self.__db: Database | None = None
+
+    @property
+    def _db(self) -> Database:
+        if self.__db is None:
+            self.__db = Database(self.database_url, pool_size=2)
+        return self.__db
+
+    def now(self) -> datetime:
+        """The scheduler's time (real time plus the days jumped)."""
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
+
+    def clock_offset(self, name: str) -> float:
+        """The clock offset of one process: the days jumped, plus a worker's own drift."""
+        if not name.startswith("worker-"):
+            return self.offset
+        offsets = self.config.clock_offsets
+        return self.offset + offsets[(int(name.split("-")[1]) - 1) % len(offsets)]
 
     # -- environment ----------------------------------------------------------------------
 
@@ -320,7 +380,7 @@ class ChaosRun:
         base = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
         return {
             **base,
-            "BILLING_DATABASE_URL": c.database_url,
+            "BILLING_DATABASE_URL": self.database_url,
             "BILLING_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "BILLING_GATEWAY_URL": f"{self.sandbox_root}/payment/rest",
             "BILLING_GATEWAY_USERNAME": "sandbox",
@@ -335,6 +395,9 @@ class ChaosRun:
             "BILLING_STALE_SENDING_AFTER": str(c.stale_sending_after),
             "BILLING_WORKER_PROCESSES": "1",
             "BILLING_WORKER_THREADS": str(c.worker_threads),
+            # No metrics servers: their fixed ports may be taken on a shared machine.
+            "BILLING_WORKER_METRICS_PORT": "0",
+            "BILLING_SCHEDULER_METRICS_PORT": "0",
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -342,6 +405,12 @@ class ChaosRun:
         process = Process(name, argv, env, self.workdir / f"{name}.log")
         self.processes[name] = process
         return process
+
+    def _start(self, name: str) -> None:
+        """Start a scheduler or worker with its current clock offset."""
+        process = self.processes[name]
+        process.env["BILLING_CLOCK_OFFSET_SECONDS"] = f"{self.clock_offset(name):g}"
+        process.start()
 
     def note(self, text: str) -> None:
         line = f"[{time.monotonic() - self._started:7.1f}s] {text}"
@@ -354,30 +423,45 @@ class ChaosRun:
 
     def run(self) -> ChaosResult:
         c = self.config
-        env = self.env()
         try:
             self.echo(f"chaos run in {self.workdir}")
+            self._start_postgres()
+            env = self.env()
             self._start_redis(env)
             self._start_sandbox(env)
             self._migrate(env)
-            chaos_start = self._create_subscriptions()
-            self._process("scheduler", [*BILLING, "scheduler"], env).start()
-            for n in range(c.workers):
+            self._create_subscriptions()
+            self._process("scheduler", [*BILLING, "scheduler"], env)
+            self._start("scheduler")
+            for name in self._worker_names():
                 argv = [*BILLING, "worker", "--processes", "1", "--threads", str(c.worker_threads)]
-                self._process(f"worker-{n + 1}", argv, env).start()
+                self._process(name, argv, env)
+                self._start(name)
+            where = f":{self.postgres.port} (private)" if self.postgres else "external"
             self.note(
-                f"started: scheduler, {c.workers} workers, redis :{self.redis_port}, "
-                f"sandbox :{self.sandbox_port}, {c.subscriptions} subscriptions"
+                f"started: scheduler, {c.workers} workers (clock offsets "
+                f"{', '.join(f'{self.clock_offset(n):+g}s' for n in self._worker_names())}), "
+                f"postgres {where}, redis :{self.redis_port}, sandbox :{self.sandbox_port}, "
+                f"{c.subscriptions} subscriptions"
             )
-            self._chaos_phase(env, chaos_start)
+            # The chaos phase's clock starts once every worker takes work (a boot takes
+            # ~10 s on a busy machine; restarts and jumps are meant to hit work in flight).
+            wait_until(self._workers_ready, 120, "the workers to be ready")
+            self.note("every worker is ready: the chaos phase starts")
+            self._chaos_phase(env, time.monotonic())
             settle = self._quiet_phase()
             for name in ["scheduler", *self._worker_names()]:
                 self.processes[name].stop()
             orders = self._ledger()
             attempts, invoices, subscriptions = self._tables()
+            by_schedule = self._invoices_by_schedule()
+            audit_exit, audit_body = self._billing_audit(env)
         finally:
             self._stop_all()
-            self._db.dispose()
+            if self.__db is not None:
+                self.__db.dispose()
+            if self.postgres is not None:
+                self.postgres.remove()
         return ChaosResult(
             config=c,
             audit=audit(orders, attempts, invoices, subscriptions),
@@ -386,11 +470,52 @@ class ChaosRun:
             workers_paused=self.workers_paused,
             worker_restarts=self.worker_restarts,
             redis_restarts=self.redis_restarts,
+            postgres_restarts=len(self.postgres_down),
+            postgres_down=self.postgres_down,
+            days_jumped=self.offset / 86400,
+            jumps=self.jumps,
+            billing_audit_exit=audit_exit,
+            billing_audit=audit_body,
+            invoices_by_schedule=by_schedule,
             duration=time.monotonic() - self._started,
             settle_seconds=settle,
             faults=self.faults,
             unexpected_exits=self.unexpected_exits,
             log_errors=_count_log_errors(self.workdir),
+        )
+
+    def _start_postgres(self) -> None:
+        if self.config.database_url is not None:
+            return
+        self.postgres = PrivatePostgres(self.workdir)
+        self.postgres.init()
+        self.postgres.start(os.environ)
+        self.postgres.create_database()
+        self.database_url = self.postgres.url
+
+    def _restart_postgres(self) -> None:
+        assert self.postgres is not None
+        c = self.config
+        self.note(f"PostgreSQL stop -m {c.postgres_stop_mode}; down for {c.postgres_down:.1f}s")
+        down = self.postgres.restart(os.environ, mode=c.postgres_stop_mode, down=c.postgres_down)
+        self.postgres_down.append(down)
+        self.note(f"PostgreSQL started again (unreachable {down:.1f}s)")
+
+    def _jump(self, days: float, restarts: dict[str, float], resumes: dict[str, float]) -> None:
+        """Every scheduler and worker killed at once, then started ``days`` later on the
+        clock: a system-wide outage of that many days."""
+        names = ["scheduler", *self._worker_names()]
+        for name in names:
+            self.processes[name].kill()
+        restarts.clear()
+        resumes.clear()
+        self.offset += days * 86400
+        self.jumps += 1
+        for name in names:
+            self._start(name)
+        self.note(
+            f"time jump: everything killed, started {days:g} days later "
+            f"(day {self.offset / 86400:g})"
         )
 
     def _start_redis(self, env: Mapping[str, str]) -> None:
@@ -446,16 +571,18 @@ class ChaosRun:
         if result.returncode != 0:
             raise ChaosError(f"billing db upgrade failed: {result.stderr.strip()}")
 
-    def _create_subscriptions(self) -> float:
-        """Insert the subscriptions in one statement; due times spread over the run.
-        Returns the monotonic time the chaos phase starts."""
+    def _create_subscriptions(self) -> None:
+        """Insert the subscriptions in one statement; due times spread over the run."""
         c = self.config
         kinds = [k for k, _ in BINDING_MIX]
         weights = [w for _, w in BINDING_MIX]
-        now = datetime.now(UTC)
+        crons = [cron for _, cron, _ in SCHEDULE_MIX]
+        cron_weights = [w for _, _, w in SCHEDULE_MIX]
+        now = self.now()
         rows: list[dict[str, Any]] = []
         for i in range(c.subscriptions):
             kind = self.rng.choices(kinds, weights)[0]
+            cron = self.rng.choices(crons, cron_weights)[0]
             # The first ones are due at once; the rest while the chaos goes on.
             offset = 0.0 if i < c.subscriptions // 5 else self.rng.uniform(0, c.due_spread)
             rows.append(
@@ -466,7 +593,7 @@ class ChaosRun:
                     "amount": 100 * self.rng.randint(1, 999),
                     "currency": "643",
                     "description": f"chaos run subscription {i}",
-                    "schedule": SCHEDULE,
+                    "schedule": cron,
                     "timezone": TIMEZONE,
                     "status": "active",
                     "next_charge_at": now + timedelta(seconds=offset),
@@ -477,7 +604,10 @@ class ChaosRun:
             )
         with self._db.transaction() as session:
             session.execute(insert(Subscription), rows)
-        return time.monotonic()
+
+    def _workers_ready(self) -> bool:
+        self._check_alive()
+        return all(self.processes[n].ready_for(WORKER_READY) > 0 for n in self._worker_names())
 
     def _worker_names(self) -> list[str]:
         return [f"worker-{n + 1}" for n in range(self.config.workers)]
@@ -485,9 +615,12 @@ class ChaosRun:
     def _chaos_phase(self, env: Mapping[str, str], start: float) -> None:
         c = self.config
         end = start + c.seconds
-        redis_at = [
-            start + c.seconds * (k + 1) / (c.redis_restarts + 1) for k in range(c.redis_restarts)
+        pg_restarts = c.postgres_restarts if self.postgres is not None else 0
+        order = event_order(len(c.time_jumps), pg_restarts, c.redis_restarts)
+        events = [
+            (start + c.seconds * (k + 1) / (len(order) + 1), what) for k, what in enumerate(order)
         ]
+        jumps = list(c.time_jumps)
         restarts: dict[str, float] = {}
         resumes: dict[str, float] = {}
         next_kill = start + self.rng.uniform(*c.kill_every)
@@ -501,9 +634,14 @@ class ChaosRun:
                     del resumes[name]
                     self.processes[name].resume()
                     self.note(f"SIGCONT {name}")
-            if redis_at and now >= redis_at[0]:
-                redis_at.pop(0)
-                self._restart_redis(env)
+            if events and now >= events[0][0]:
+                what = events.pop(0)[1]
+                if what == "redis":
+                    self._restart_redis(env)
+                elif what == "pg":
+                    self._restart_postgres()
+                else:
+                    self._jump(jumps.pop(0), restarts, resumes)
                 continue
             if now >= next_kill:
                 next_kill = now + self.rng.uniform(*c.kill_every)
@@ -539,7 +677,7 @@ class ChaosRun:
         self.note("chaos phase over: no more kills")
 
     def _restart_worker(self, name: str) -> None:
-        self.processes[name].start()
+        self._start(name)
         self.worker_restarts += 1
 
     def _restart_redis(self, env: Mapping[str, str]) -> None:
@@ -553,6 +691,9 @@ class ChaosRun:
     def _check_alive(self) -> None:
         """A process that died on its own (not killed by us) is a finding, not chaos: it is
         recorded (and fails the run) and, except the sandbox, started again."""
+        pg = self.postgres.process if self.postgres is not None else None
+        if pg is not None and not pg.alive:
+            raise ChaosError("the private PostgreSQL exited on its own; see postgres.log")
         for name, process in list(self.processes.items()):
             if process.pid is None or process.alive:
                 continue  # not running because we killed it, or fine
@@ -567,7 +708,10 @@ class ChaosRun:
                 tail = process.log_path.read_text(errors="replace").splitlines()[-15:]
                 raise ChaosError(text + ", again and again:\n" + "\n".join(tail))
             process.reset()
-            process.start()
+            if name == "scheduler" or name.startswith("worker-"):
+                self._start(name)
+            else:
+                process.start()
 
     def _quiet_phase(self) -> float | None:
         """Wait until nothing is in flight or due (twice in a row); the seconds it took."""
@@ -594,7 +738,7 @@ class ChaosRun:
         return None
 
     def _progress(self) -> dict[str, int]:
-        now = datetime.now(UTC)
+        now = self.now()
         with self._db.transaction() as session:
             rows = session.execute(
                 select(ChargeAttempt.state, func.count())
@@ -602,10 +746,17 @@ class ChaosRun:
                 .group_by(ChargeAttempt.state)
             ).all()
             in_flight = {str(state): int(n) for state, n in rows}
+            # Planned attempts the scheduler will make (it charges only active / past_due
+            # subscriptions; a plan of a suspended one waits for a card).
             retries = session.scalar(
                 select(func.count())
                 .select_from(Invoice)
-                .where(Invoice.status == "open", Invoice.next_attempt_at.is_not(None))
+                .join(Subscription, Subscription.id == Invoice.subscription_id)
+                .where(
+                    Invoice.status == "open",
+                    Invoice.next_attempt_at.is_not(None),
+                    Subscription.status.in_(("active", "past_due")),
+                )
             )
             not_opened = session.scalar(
                 select(func.count())
@@ -658,6 +809,34 @@ class ChaosRun:
             ]
         return attempts, invoices, subscriptions
 
+    def _invoices_by_schedule(self) -> Counter[str]:
+        with self._db.transaction() as session:
+            rows = session.execute(
+                select(Subscription.schedule, func.count(Invoice.id))
+                .join(Invoice, Invoice.subscription_id == Subscription.id)
+                .group_by(Subscription.schedule)
+            ).all()
+        return Counter({schedule_name(str(cron)): int(n) for cron, n in rows})
+
+    def _billing_audit(self, env: Mapping[str, str]) -> tuple[int | None, dict[str, Any]]:
+        """``billing audit --json``, run as an operator would: (exit code, its answer)."""
+        result = subprocess.run(
+            [*BILLING, "audit", "--json"],
+            env={**env, "BILLING_CLOCK_OFFSET_SECONDS": f"{self.offset:g}"},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        (self.workdir / "billing-audit.json").write_text(result.stdout + result.stderr)
+        try:
+            body = json.loads(result.stdout)
+        except ValueError:
+            body = {"problems": [{"check": "output", "message": result.stderr.strip()[-300:]}]}
+        self.note(f"billing audit: exit code {result.returncode}")
+        return result.returncode, body if isinstance(body, dict) else {}
+
     def _stop_all(self) -> None:
         order = ["scheduler", *self._worker_names(), "sandbox", "redis"]
         names = [n for n in order if n in self.processes]
@@ -704,9 +883,23 @@ DEFAULT_ADMIN_URL = os.environ.get(
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=USAGE, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--subscriptions", type=int, default=2000)
-    p.add_argument("--seconds", type=float, default=90.0, help="length of the chaos phase")
+    p.add_argument("--seconds", type=float, default=120.0, help="length of the chaos phase")
     p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (each killable)")
+    p.add_argument("--workers", type=int, default=3, help="worker processes (each killable)")
+    p.add_argument(
+        "--clock-offsets",
+        type=_floats,
+        default=FULL_OFFSETS,
+        help="each worker's clock offset in seconds, cycled (default: -90,0,90)",
+    )
+    p.add_argument(
+        "--jumps",
+        type=_floats,
+        default=FULL_JUMPS,
+        help="time jumps in days, comma-separated; '' for none (default: 1,1,5,7,14,31,31)",
+    )
+    p.add_argument("--postgres-down", type=float, default=3.0, help="seconds PostgreSQL is down")
+    p.add_argument("--postgres-stop-mode", choices=("immediate", "fast"), default="immediate")
     p.add_argument("--threads", type=int, default=8, help="threads per worker")
     p.add_argument("--fault-rate", type=float, default=0.2, help="sandbox fault probability")
     p.add_argument("--timeout-delay", type=float, default=3.0, help="sandbox answer delay")
@@ -717,16 +910,32 @@ def _parser() -> argparse.ArgumentParser:
         help="share of worker faults that are SIGSTOP/SIGCONT pauses instead of SIGKILL",
     )
     p.add_argument("--pause-seconds", type=float, default=6.0, help="length of a pause")
-    p.add_argument("--settle-timeout", type=float, default=300.0)
-    p.add_argument("--admin-url", default=DEFAULT_ADMIN_URL, help="PostgreSQL admin database")
-    p.add_argument("--database-url", default=None, help="use this database, do not create one")
-    p.add_argument("--keep-db", action="store_true", help="do not drop the created database")
+    p.add_argument("--settle-timeout", type=float, default=600.0)
+    p.add_argument(
+        "--external",
+        action="store_true",
+        help="use an external PostgreSQL (--admin-url or --database-url), never restarted, "
+        "instead of a private cluster restarted during the run",
+    )
+    p.add_argument("--admin-url", default=DEFAULT_ADMIN_URL, help="with --external: admin db")
+    p.add_argument("--database-url", default=None, help="use this database (implies --external)")
+    p.add_argument("--keep-db", action="store_true", help="with --external: keep the database")
     p.add_argument("--workdir", type=Path, default=None, help="logs (default: a temp dir)")
     return p
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+
+
 @contextlib.contextmanager
-def _database(args: argparse.Namespace) -> Iterator[str]:
+def _database(args: argparse.Namespace) -> Iterator[str | None]:
+    if not (args.external or args.database_url):
+        yield None  # a private cluster, made by the run
+        return
     if args.database_url:
         yield args.database_url
         return
@@ -747,6 +956,10 @@ def main(argv: list[str] | None = None) -> int:
                 seed=seed,
                 workers=args.workers,
                 worker_threads=args.threads,
+                clock_offsets=args.clock_offsets,
+                time_jumps=args.jumps,
+                postgres_down=args.postgres_down,
+                postgres_stop_mode=args.postgres_stop_mode,
                 fault_rate=args.fault_rate,
                 timeout_delay=args.timeout_delay,
                 pause_share=args.pause_share,
