@@ -58,6 +58,21 @@ class Stack:
             start_new_session=True,
         )
 
+    def serve_admin(self, env: dict[str, str]) -> str:
+        """``billing admin serve`` on a free port, once it answers /api/health: its URL."""
+        port = free_port()
+        self.start("admin", "admin", "serve", "--port", str(port), env=env)
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/api/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 30, "the admin app to answer")
+        return base
+
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         process = self.processes.pop(name, None)
         log = self._log_files.pop(name, None)

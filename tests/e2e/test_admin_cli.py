@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack, free_port, wait_until
+from tests.e2e.conftest import Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -106,24 +106,7 @@ def test_refunds_through_the_cli_never_claim_what_the_gateway_did_not_say(stack:
 
 
 def test_admin_serve_answers_with_a_token_and_never_logs_it(stack: Stack) -> None:
-    port = free_port()
-    stack.start(
-        "admin",
-        "admin",
-        "serve",
-        "--port",
-        str(port),
-        env={"BILLING_ADMIN_TOKENS": f"e2e-ops:operator:{TOKEN}"},
-    )
-    root = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{root}/api/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 30, "the admin API to answer")
+    root = stack.serve_admin({"BILLING_ADMIN_TOKENS": f"e2e-ops:operator:{TOKEN}"})
     assert httpx.get(f"{root}/api/status", timeout=5).status_code == 401
     headers = {"Authorization": f"Bearer {TOKEN}"}
     status = httpx.get(f"{root}/api/status", headers=headers, timeout=5)

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.e2e.conftest import ROOT, Stack, free_port, wait_until
+from tests.e2e.conftest import ROOT, Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -66,21 +65,13 @@ def test_an_operator_retries_a_past_due_subscription_and_sees_it_paid(
 def console_page(stack: Stack, token: str, env: dict[str, str]) -> Iterator[Page]:
     """The admin app serving the console (plain http on 127.0.0.1) with ``token`` as an
     operator's, and a headless Chromium page logged in with it, on the dashboard."""
-    port = free_port()
-    stack.start(
-        "admin",
-        "admin",
-        "serve",
-        "--port",
-        str(port),
-        env={
+    base = stack.serve_admin(
+        {
             **env,
             "BILLING_ADMIN_TOKENS": f"alice:operator:{token}",
             "BILLING_CONSOLE_HTTPS_ONLY": "false",  # plain http on 127.0.0.1
-        },
+        }
     )
-    base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _up(f"{base}/api/health"), 30, "the admin app")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
@@ -94,10 +85,3 @@ def console_page(stack: Stack, token: str, env: dict[str, str]) -> Iterator[Page
             yield page
         finally:
             browser.close()
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
