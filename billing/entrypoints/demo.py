@@ -32,6 +32,7 @@ from billing.domain.model import AttemptState, InvoiceStatus
 from billing.domain.subscription import NewSubscription
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.settings import Settings
+from billing.storage.outbox_tables import OutboxEvent
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 
 #: (binding behaviour, share of subscriptions, what an operator would call it)
@@ -153,6 +154,7 @@ def run_demo(*, count: int = 100, periods: int = 3, as_json: bool = False) -> De
                 task = progress.add_task("billing periods", total=steps)
                 for _ in range(steps):
                     clock.advance(step)
+                    app.upcoming.run_pass()  # invoice.upcoming, as the scheduler process does
                     app.scheduler.run_pass()
                     app.broker.join(settings.queue_name)
                     worker.join()
@@ -199,6 +201,9 @@ def _summary(app: Any, gateway_server: SandboxServer) -> dict[str, Any]:
             .where(ChargeAttempt.state == AttemptState.PAID)
         )
         attempts = session.scalar(select(func.count()).select_from(ChargeAttempt))
+        events = dict(
+            session.execute(select(OutboxEvent.type, func.count()).group_by(OutboxEvent.type)).all()
+        )
         went_through = dict(
             session.execute(
                 select(Event.to_state, func.count(func.distinct(Event.subscription_id)))
@@ -227,6 +232,7 @@ def _summary(app: Any, gateway_server: SandboxServer) -> dict[str, Any]:
         "gateway_deposited_orders": deposited,
         "paid_attempts_recorded": paid_attempts or 0,
         "exactly_once": deposited == (paid_attempts or 0),
+        "events_by_type": events,
     }
 
 
@@ -259,6 +265,10 @@ def _print(console: Console, s: dict[str, Any]) -> None:
     console.print(
         "subscriptions by status: "
         + ", ".join(f"{k}={v}" for k, v in sorted(s["subscriptions_by_status"].items()))
+    )
+    console.print(
+        "events for the SaaS: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(s["events_by_type"].items()))
     )
     verdict = "[green]exactly once[/green]" if s["exactly_once"] else "[red]MISMATCH[/red]"
     console.print(f"money check: every charge the gateway took is recorded once: {verdict}")

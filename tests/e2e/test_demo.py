@@ -31,3 +31,8 @@ def test_the_demo_runs_the_whole_pipeline_and_every_charge_is_recorded_once() ->
     assert summary["invoices_recovered"] > 0  # "recover" cards paid after declines
     assert summary["ever_waited_for_new_card"] > 0  # "notfound" / "expired" cards
     assert summary["ever_suspended"] > 0  # "insufficient" cards ran out of retries
+    events = summary["events_by_type"]
+    # Every charge was announced in advance: one notice per scheduled charge, per period.
+    assert events["invoice.upcoming"] >= 40
+    assert events["invoice.paid"] == summary["invoices_paid"]
+    assert events["subscription.created"] == 40
