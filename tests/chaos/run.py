@@ -898,6 +898,13 @@ def _parser() -> argparse.ArgumentParser:
         default=FULL_JUMPS,
         help="time jumps in days, comma-separated; '' for none (default: 1,1,5,7,14,31,31)",
     )
+    p.add_argument(
+        "--stale-sending-after",
+        type=float,
+        default=3.0,
+        help="BILLING_STALE_SENDING_AFTER of the run (also how often an unknown outcome is "
+        "re-queued for a status check)",
+    )
     p.add_argument("--postgres-down", type=float, default=3.0, help="seconds PostgreSQL is down")
     p.add_argument("--postgres-stop-mode", choices=("immediate", "fast"), default="immediate")
     p.add_argument("--threads", type=int, default=8, help="threads per worker")
@@ -959,6 +966,7 @@ def main(argv: list[str] | None = None) -> int:
                 clock_offsets=args.clock_offsets,
                 time_jumps=args.jumps,
                 postgres_down=args.postgres_down,
+                stale_sending_after=args.stale_sending_after,
                 postgres_stop_mode=args.postgres_stop_mode,
                 fault_rate=args.fault_rate,
                 timeout_delay=args.timeout_delay,
