@@ -506,6 +506,8 @@ class ChaosRun:
         clock: a system-wide outage of that many days."""
         names = ["scheduler", *self._worker_names()]
         for name in names:
+            if self.processes[name].alive and name != "scheduler":
+                self.workers_killed += 1  # SIGKILLed at work, like any other kill
             self.processes[name].kill()
         restarts.clear()
         resumes.clear()
