@@ -898,14 +898,14 @@ def _parser() -> argparse.ArgumentParser:
         "--jumps",
         type=_floats,
         default=FULL_JUMPS,
-        help="time jumps in days, comma-separated; '' for none (default: 1,1,5,7,14,31,31)",
+        help="time jumps in days, comma-separated; '' for none (default: 1,31)",
     )
     p.add_argument(
         "--stale-sending-after",
         type=float,
-        default=3.0,
+        default=10.0,
         help="BILLING_STALE_SENDING_AFTER of the run (also how often an unknown outcome is "
-        "re-queued for a status check)",
+        "re-queued for a status check: 3 s floods the queue at 2000 subscriptions here)",
     )
     p.add_argument("--postgres-down", type=float, default=3.0, help="seconds PostgreSQL is down")
     p.add_argument("--postgres-stop-mode", choices=("immediate", "fast"), default="immediate")
