@@ -506,6 +506,8 @@ class ChaosRun:
         clock: a system-wide outage of that many days."""
         names = ["scheduler", *self._worker_names()]
         for name in names:
+            if self.processes[name].alive and name != "scheduler":
+                self.workers_killed += 1  # SIGKILLed at work, like any other kill
             self.processes[name].kill()
         restarts.clear()
         resumes.clear()
@@ -896,7 +898,14 @@ def _parser() -> argparse.ArgumentParser:
         "--jumps",
         type=_floats,
         default=FULL_JUMPS,
-        help="time jumps in days, comma-separated; '' for none (default: 1,1,5,7,14,31,31)",
+        help="time jumps in days, comma-separated; '' for none (default: 1,31)",
+    )
+    p.add_argument(
+        "--stale-sending-after",
+        type=float,
+        default=10.0,
+        help="BILLING_STALE_SENDING_AFTER of the run (also how often an unknown outcome is "
+        "re-queued for a status check: 3 s floods the queue at 2000 subscriptions here)",
     )
     p.add_argument("--postgres-down", type=float, default=3.0, help="seconds PostgreSQL is down")
     p.add_argument("--postgres-stop-mode", choices=("immediate", "fast"), default="immediate")
@@ -959,6 +968,7 @@ def main(argv: list[str] | None = None) -> int:
                 clock_offsets=args.clock_offsets,
                 time_jumps=args.jumps,
                 postgres_down=args.postgres_down,
+                stale_sending_after=args.stale_sending_after,
                 postgres_stop_mode=args.postgres_stop_mode,
                 fault_rate=args.fault_rate,
                 timeout_delay=args.timeout_delay,

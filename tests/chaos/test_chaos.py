@@ -8,10 +8,12 @@ The full run is ``python scripts/chaos.py --subscriptions 2000``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from tests.chaos.plan import event_order
 from tests.chaos.run import (
     AttemptRow,
     ChaosConfig,
@@ -107,11 +109,39 @@ def test_an_approved_card_that_did_not_end_paid_is_a_lost_invoice() -> None:
     assert any("[3 wrong end]" in v for v in result.violations)
 
 
+def test_a_newer_invoice_planned_before_its_subscription_was_suspended_waits_for_a_card() -> None:
+    orders, attempts, invoices, subscriptions = _clean()
+    invoices.append(InvoiceRow(21, 2, "open", next_attempt_at=datetime(2027, 1, 1, tzinfo=UTC)))
+    result = audit(orders, attempts, invoices, subscriptions)
+    assert result.ok, result.violations
+    assert result.open_by_step["suspended (plan on hold)"] == 1
+    # ... but an active subscription's open invoice with nothing planned has no next step.
+    subscriptions[0] = SubscriptionRow(1, "active", "approve-1")
+    invoices.append(InvoiceRow(11, 1, "open"))
+    assert any(
+        "[3 invoice state]" in v
+        for v in audit(orders, attempts, invoices, subscriptions).violations
+    )
+
+
+def test_restarts_and_time_jumps_are_spread_and_never_at_once() -> None:
+    assert event_order(4, 1, 1) == ["jump", "pg", "jump", "jump", "redis", "jump"]
+    assert event_order(1, 1, 1) == ["pg", "jump", "redis"]
+    assert event_order(0, 1, 0) == ["pg"]
+    assert event_order(2, 0, 0) == ["jump", "jump"]
+
+
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ChaosError):
         ChaosConfig(database_url="postgresql://x/y", subscriptions=0)
     with pytest.raises(ChaosError):
         ChaosConfig(database_url="postgresql://x/y", kill_every=(3.0, 1.0))
+    with pytest.raises(ChaosError):
+        ChaosConfig(postgres_stop_mode="smart")
+    with pytest.raises(ChaosError):
+        ChaosConfig(time_jumps=(0.0,))
+    with pytest.raises(ChaosError):
+        ChaosConfig(clock_offsets=())
 
 
 # -- the short run ------------------------------------------------------------------------
