@@ -61,11 +61,12 @@ def status(check: bool, as_json: bool) -> None:
     scheduler's last pass and the live workers (their heartbeats)."""
     from datetime import timedelta
 
+    from billing.gateway.accounts import account_summaries
     from billing.services.read.processes import process_status
     from billing.services.read.status import system_status
 
     app = _app()
-    report = system_status(app.db)
+    report = system_status(app.db, account_summaries(app.gateway))
     max_age = timedelta(seconds=app.settings.heartbeat_max_age)
     report["processes"] = process_status(app.db, app.clock(), max_age=max_age)
     _emit(report, as_json, render.status_summary)

@@ -37,6 +37,7 @@ from billing.gateway.classify_action import (
     classify_action,
 )
 from billing.gateway.port import Gateway, RefundRequest, ReverseRequest
+from billing.services.accounts import gateway_of
 from billing.services.actions import refund_recovery
 from billing.services.actions.refund_rows import (
     check_not_reversed,
@@ -119,6 +120,7 @@ class RefundActions:
                     # The attempt's row lock first: a concurrent repeat waits here, then
                     # finds the first request's key (committed with its refund row).
                     attempt = refundable_attempt(session, attempt_id, invoice_id)
+                    gateway = gateway_of(session, self.gateway, attempt.subscription_id)
                     if key is not None:
                         earlier = claim_key(
                             session,
@@ -224,6 +226,7 @@ class RefundActions:
         now = self.clock()
         with self.db.transaction() as session:
             attempt = refundable_attempt(session, attempt_id, None)
+            gateway = gateway_of(session, self.gateway, attempt.subscription_id)
             paid = attempt.finished_at or attempt.sent_at or attempt.created_at
             paid_on = paid.astimezone(self.banking_zone).date()
             if paid_on != now.astimezone(self.banking_zone).date():

@@ -74,10 +74,15 @@ class RetryActions:
                 raise ConflictError(f"subscription {subscription_id} is paused: resume it first")
             if sub.status == SubscriptionStatus.CANCELED:
                 raise ConflictError(f"subscription {subscription_id} is canceled")
-            circuit = load_circuit(session)
+            circuit = load_circuit(session, sub.merchant_account)
             if not circuit.allows_charging(now):
+                whom = (
+                    "everyone"
+                    if sub.merchant_account == "default"
+                    else f"merchant account {sub.merchant_account}"
+                )
                 raise ChargingPausedError(
-                    f"charging is paused for everyone until {circuit.retry_at}: {circuit.reason}"
+                    f"charging is paused for {whom} until {circuit.retry_at}: {circuit.reason}"
                 )
             invoice = session.scalars(
                 select(Invoice)
