@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from billing.domain.circuit_breaker import Circuit
 from billing.domain.model import AttemptState
@@ -62,6 +63,33 @@ def system_status(
         "needs_operator": attempts.get(AttemptState.NEEDS_OPERATOR.value, 0),
         "needs_refund": refunds or 0,
     }
+
+
+def account_states(session: Session, now: datetime) -> list[dict[str, Any]]:
+    """Each merchant account known to the database (its breaker or its subscriptions), the
+    default one first: running or paused, why, until when, how many subscriptions."""
+    circuits = load_circuits(session)
+    counts = dict(
+        session.execute(
+            select(Subscription.merchant_account, func.count()).group_by(
+                Subscription.merchant_account
+            )
+        ).all()
+    )
+    names = sorted({DEFAULT_ACCOUNT, *circuits, *counts}, key=lambda n: (n != DEFAULT_ACCOUNT, n))
+    rows = []
+    for name in names:
+        circuit = circuits.get(name, Circuit())
+        rows.append(
+            {
+                "name": name,
+                "state": "running" if circuit.allows_charging(now) else "paused",
+                "reason": circuit.reason,
+                "retry_at": circuit.retry_at,
+                "subscriptions": counts.get(name, 0),
+            }
+        )
+    return rows
 
 
 def _iso(when: datetime | None) -> str | None:
