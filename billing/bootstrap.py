@@ -138,7 +138,10 @@ def gateway_config(settings: Settings, account: MerchantAccount | None = None) -
 def build_gateways(settings: Settings, gateway: Gateway | None = None) -> MerchantGateways:
     """One gateway per merchant account: its own client (URL, dialect, credentials) behind
     its own rate limiter (a Redis key per account). A ``gateway`` handed in (tests, the
-    demo) serves the default account."""
+    demo) serves the default account; handed in as :class:`MerchantGateways`, it is every
+    account's already."""
+    if isinstance(gateway, MerchantGateways):
+        return gateway
     accounts = {}
     for name, account in settings.merchant_accounts().items():
         one: Gateway
