@@ -133,3 +133,37 @@ def test_the_default_dialect_keeps_todays_requests() -> None:
     )
     assert config.dialect is Dialect.RBS
     assert config.method_url("refund.do") == "https://gw.example.test/payment/rest/refund.do"
+
+
+def test_fiscal_contacts_go_in_additional_parameters_and_never_into_a_kept_answer() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        echo = json.loads(request.content)["additionalParameters"]
+        return httpx.Response(
+            200,
+            json={"success": False, "error": {"code": "7", "message": f"System error {echo}"}},
+        )
+
+    config = GatewayConfig(base_url="https://gw.example.test", username="u", password=PASSWORD)
+    request = ChargeRequest(
+        "ord-9",
+        "bind-1",
+        100,
+        "643",
+        client_id="cust-1",
+        customer_email="anna@example.com",
+        customer_phone="+79001234567",
+    )
+    with GatewayClient(config, transport=httpx.MockTransport(handler)) as client:
+        result = client.charge(request)
+    body = json.loads(seen[0].content)
+    assert body["additionalParameters"] == {
+        "clientId": "cust-1",
+        "email": "anna@example.com",
+        "phone": "+79001234567",
+    }
+    kept = json.dumps(result.body)  # type: ignore[union-attr]
+    assert "anna@example.com" not in kept and "+79001234567" not in kept
+    assert "anna@example.com" not in repr(request) and "+79001234567" not in repr(request)

@@ -130,3 +130,13 @@ def test_bootstrap_builds_one_gateway_per_account_and_routes_by_name(
         assert SECRET not in repr(gateways) and SECRET not in repr(gateway_for(gateways, "eu"))
     finally:
         gateways.close()
+
+
+def test_accounts_come_from_a_dotenv_file_too(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "BILLING_MERCHANTS__EU__URL=https://eu.example/v1\n"
+        "BILLING_MERCHANTS__EU__DIALECT=all2pay\n"
+        f"BILLING_MERCHANTS__EU__TOKEN={SECRET}\n"
+    )
+    eu = load_settings().merchant_accounts()["eu"]
+    assert eu.dialect is Dialect.ALL2PAY and eu.token is not None
