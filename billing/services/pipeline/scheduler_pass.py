@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -261,7 +261,7 @@ class Scheduler(Redelivery):
                         Subscription.status.in_([s.value for s in CHARGEABLE_STATUSES]),
                         ~_manual_in_flight(),  # the plan waits for it, unchanged
                         ~recheck_pending(Invoice.id),
-                        Subscription.merchant_account.not_in(paused),
+                        Subscription.merchant_account.not_in(paused) if paused else true(),
                     )
                     .order_by(Invoice.next_attempt_at)
                     .limit(self.batch_size)
