@@ -18,9 +18,10 @@ from billing.domain.dunning_policy import DEFAULT_POLICY, DunningPolicy
 from billing.domain.durations import parse_duration
 from billing.domain.policy_file import load_policy
 from billing.errors import ConfigurationError
+from billing.gateway.accounts import Account, MerchantGateways
 from billing.gateway.client import GatewayClient, GatewayConfig
 from billing.gateway.port import Gateway
-from billing.gateway.rate_limit import RateLimitedGateway, build_limiter
+from billing.gateway.rate_limit import DEFAULT_KEY, RateLimitedGateway, build_limiter
 from billing.gateway.redact import RedactingFilter, Secrets
 from billing.gateway.webhook_http import HttpWebhookSender
 from billing.observability.logs import TEXT_FORMAT, ContextFilter, json_formatter
@@ -52,6 +53,7 @@ from billing.services.test_clock import TestClockActions
 from billing.services.webhook_endpoints import WebhookEndpoints
 from billing.services.webhook_ports import WebhookQueue, WebhookSender
 from billing.settings import Settings
+from billing.settings_merchants import DEFAULT_ACCOUNT, MerchantAccount
 from billing.storage.database import Database
 from billing.storage.test_clock import DatabaseClock
 
@@ -106,16 +108,22 @@ def settings_secrets(settings: Settings) -> Secrets:
     if settings.admin_tokens is not None:
         for entry in settings.admin_tokens.get_secret_value().split(","):
             values.append(entry.split(":", 2)[-1].strip())
+    for account in settings.merchants.values():
+        values.extend(account.secrets())
     return Secrets.of(secrets=values)
 
 
-def gateway_config(settings: Settings) -> GatewayConfig:
+def gateway_config(settings: Settings, account: MerchantAccount | None = None) -> GatewayConfig:
+    """How to reach one merchant account (the default one: BILLING_GATEWAY_*)."""
+    if account is None:
+        account = settings.merchant_accounts()[DEFAULT_ACCOUNT]
     try:
         return GatewayConfig(
-            base_url=settings.gateway_url,
-            username=settings.gateway_username,
-            password=settings.gateway_password,
-            token=settings.gateway_token,
+            base_url=account.url,
+            username=account.username or "",
+            password=account.password or pydantic.SecretStr(""),
+            token=account.token,
+            dialect=account.dialect,
             connect_timeout=settings.gateway_connect_timeout,
             read_timeout=settings.gateway_read_timeout,
             write_timeout=settings.gateway_write_timeout,
@@ -125,6 +133,34 @@ def gateway_config(settings: Settings) -> GatewayConfig:
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigurationError(f"invalid gateway setting: {first['msg']}") from None
+
+
+def build_gateways(settings: Settings, gateway: Gateway | None = None) -> MerchantGateways:
+    """One gateway per merchant account: its own client (URL, dialect, credentials) behind
+    its own rate limiter (a Redis key per account). A ``gateway`` handed in (tests, the
+    demo) serves the default account; handed in as :class:`MerchantGateways`, it is every
+    account's already."""
+    if isinstance(gateway, MerchantGateways):
+        return gateway
+    accounts = {}
+    for name, account in settings.merchant_accounts().items():
+        one: Gateway
+        if name == DEFAULT_ACCOUNT and gateway is not None:
+            one = gateway
+        else:
+            one = GatewayClient(gateway_config(settings, account))
+        key = DEFAULT_KEY if name == DEFAULT_ACCOUNT else f"{DEFAULT_KEY}:{name}"
+        limiter = build_limiter(settings.redis_url, account.rate_limit, key=key)
+        if limiter is not None:
+            one = RateLimitedGateway(one, limiter, max_wait=settings.gateway_rate_limit_max_wait)
+        accounts[name] = Account(
+            name,
+            one,
+            two_phase=account.two_phase,
+            fiscal_receipts=account.fiscal_receipts,
+            dialect=account.dialect.value,
+        )
+    return MerchantGateways(accounts)
 
 
 def build_app(
@@ -151,23 +187,15 @@ def build_app(
         clock = offset_clock(settings.clock_offset_seconds)
     if policy is None:
         policy = load_policy(settings.dunning_policy) if settings.dunning_policy else DEFAULT_POLICY
-    if gateway is None:
-        gateway = GatewayClient(gateway_config(settings))
-    limiter = build_limiter(settings.redis_url, settings.gateway_rate_limit)
-    if limiter is not None:
-        gateway = RateLimitedGateway(
-            gateway, limiter, max_wait=settings.gateway_rate_limit_max_wait
-        )
-    if broker is None:
-        broker = build_broker(settings.redis_url)
+    gateways = build_gateways(settings, gateway)
+    broker = broker or build_broker(settings.redis_url)
     stale = timedelta(seconds=settings.stale_sending_after)
     # Lease times come from the database's clock, the one clock every host shares; a clock
     # passed in (tests drive a manual one) is used for leases too.
     lease_clock = database_lease_clock if clock is system_clock or drifted else clock_lease(clock)
-    key_ttl = timedelta(seconds=settings.idempotency_key_ttl)
     charger = Charger(
         db,
-        gateway,
+        gateways,
         policy,
         clock=clock,
         stale_sending_after=stale,
@@ -176,8 +204,7 @@ def build_app(
         lease_clock=lease_clock,
     )
     actors = declare_actors(broker, lambda: charger, queue_name=settings.queue_name)
-    if dispatcher is None:
-        dispatcher = DramatiqDispatcher(actors)
+    dispatcher = dispatcher or DramatiqDispatcher(actors)
     delivering = _webhook_delivery(settings, db, broker, clock, webhook_sender, webhook_queue)
     lead = (
         parse_duration(settings.invoice_upcoming_before)
@@ -188,7 +215,7 @@ def build_app(
         db,
         dispatcher,
         policy,
-        gateway=gateway,
+        gateway=gateways,
         clock=clock,
         batch_size=settings.scheduler_batch_size,
         requeue_after=timedelta(seconds=settings.requeue_after),
@@ -199,38 +226,49 @@ def build_app(
         settings=settings,
         db=db,
         policy=policy,
-        gateway=gateway,
+        gateway=gateways,
         broker=broker,
         actors=actors,
         dispatcher=dispatcher,
         charger=charger,
         scheduler=scheduler,
-        actions=Actions(
-            subscriptions=SubscriptionActions(db, clock=clock, idempotency_ttl=key_ttl),
-            pausing=PauseActions(db, clock=clock),
-            invoices=InvoiceActions(db, clock=clock),
-            retries=RetryActions(db, dispatcher=dispatcher, clock=clock),
-            refunds=RefundActions(
-                db,
-                gateway=gateway,
-                clock=clock,
-                banking_timezone=settings.gateway_banking_timezone,
-                idempotency_ttl=key_ttl,
-            ),
-            resolve=ResolveActions(db, gateway=gateway, settlement=charger.settlement, clock=clock),
-        ),
+        actions=_actions(settings, db, gateways, dispatcher, charger, clock),
         read=Reads(db, policy=policy, clock=clock),
         clock=clock,
         webhooks=WebhookEndpoints(
-            db,
-            delivering.sender,
-            delivering.queue,
-            clock=clock,
-            livemode=not settings.test_mode,
+            db, delivering.sender, delivering.queue, clock=clock, livemode=not settings.test_mode
         ),
         webhook_delivery=delivering,
         test_clock=TestClockActions(db, clock, enabled=settings.test_mode, upcoming_lead=lead),
         upcoming=UpcomingNotices(db, lead, clock=clock, batch_size=settings.scheduler_batch_size),
+    )
+
+
+def _actions(
+    settings: Settings,
+    db: Database,
+    gateways: MerchantGateways,
+    dispatcher: Dispatcher,
+    charger: Charger,
+    clock: Clock,
+) -> Actions:
+    """What operators and the SaaS backend ask for, each with its collaborators."""
+    key_ttl = timedelta(seconds=settings.idempotency_key_ttl)
+    return Actions(
+        subscriptions=SubscriptionActions(
+            db, clock=clock, idempotency_ttl=key_ttl, merchant_accounts=frozenset(gateways.names)
+        ),
+        pausing=PauseActions(db, clock=clock),
+        invoices=InvoiceActions(db, clock=clock),
+        retries=RetryActions(db, dispatcher=dispatcher, clock=clock),
+        refunds=RefundActions(
+            db,
+            gateway=gateways,
+            clock=clock,
+            banking_timezone=settings.gateway_banking_timezone,
+            idempotency_ttl=key_ttl,
+        ),
+        resolve=ResolveActions(db, gateway=gateways, settlement=charger.settlement, clock=clock),
     )
 
 

@@ -28,8 +28,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from billing.domain.dialects import Dialect, parse_dialect
 from billing.errors import ConfigurationError
 from billing.settings_checks import check_database_url, check_redis_url, check_session_secret
+from billing.settings_merchants import DEFAULT_ACCOUNT, MerchantAccount, check_merchants
 
 DEFAULT_DATABASE_URL = "sqlite:///billing.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -43,13 +45,16 @@ NOT_SETTINGS = (
     "BILLING_TEST_",
     "BILLING_CHAOS_",
     "BILLING_BENCH_",
+    "BILLING_MERCHANTS__",
 )
 
 
 class Settings(BaseSettings):
     """Every knob of the service. Secrets are ``SecretStr``: they never print."""
 
-    model_config = SettingsConfigDict(env_prefix="BILLING_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="BILLING_", extra="forbid", frozen=True, env_nested_delimiter="__"
+    )
 
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
@@ -58,6 +63,16 @@ class Settings(BaseSettings):
     gateway_username: str = "sandbox"
     gateway_password: SecretStr = SecretStr("sandbox")
     gateway_token: SecretStr | None = None
+    #: ``rbs`` (classic RBS REST: /payment/rest, form bodies but recurrentPayment.do's JSON)
+    #: or ``all2pay`` (/v1, JSON bodies everywhere): see billing/domain/dialects.py.
+    gateway_dialect: Dialect = Dialect.RBS
+    #: The default account's approved charges are held until captured with deposit.do.
+    gateway_two_phase: bool = False
+    #: Send a subscription's customer email/phone in additionalParameters (fiscal receipts).
+    gateway_fiscal_receipts: bool = True
+    #: More merchant accounts by name (``BILLING_MERCHANTS__EU__URL=…`` or a
+    #: ``[merchants.eu]`` TOML table); the ``default`` one is the BILLING_GATEWAY_* settings.
+    merchants: dict[str, MerchantAccount] = Field(default_factory=dict)
     gateway_connect_timeout: float = Field(default=5.0, gt=0)
     gateway_read_timeout: float = Field(default=30.0, gt=0)
     gateway_write_timeout: float = Field(default=10.0, gt=0)
@@ -134,6 +149,30 @@ class Settings(BaseSettings):
     #: ``invoice.upcoming`` is sent this long before each scheduled charge (``3d``, ``12h``);
     #: empty = never.
     invoice_upcoming_before: str | None = "3d"
+
+    @field_validator("gateway_dialect", mode="before")
+    @classmethod
+    def _known_dialect(cls, value: object) -> Dialect:
+        return parse_dialect(value)
+
+    @field_validator("merchants")
+    @classmethod
+    def _merchant_names(cls, value: dict[str, MerchantAccount]) -> dict[str, MerchantAccount]:
+        return check_merchants(value)
+
+    def merchant_accounts(self) -> dict[str, MerchantAccount]:
+        """Every merchant account by name, ``default`` (the BILLING_GATEWAY_* settings) first."""
+        default = MerchantAccount(
+            url=self.gateway_url,
+            dialect=self.gateway_dialect,
+            username=self.gateway_username,
+            password=self.gateway_password,
+            token=self.gateway_token,
+            rate_limit=self.gateway_rate_limit,
+            two_phase=self.gateway_two_phase,
+            fiscal_receipts=self.gateway_fiscal_receipts,
+        )
+        return {DEFAULT_ACCOUNT: default, **self.merchants}
 
     @field_validator("log_level")
     @classmethod
@@ -290,7 +329,7 @@ class Settings(BaseSettings):
         # starts the call (after any rate-limit wait) only while at least the longest call
         # is left of the send's lease, so the lease must leave room for a wait and a call.
         longest_call = self.longest_gateway_call
-        if self.gateway_rate_limit:
+        if self.gateway_rate_limit or any(m.rate_limit for m in self.merchants.values()):
             longest_call += self.gateway_rate_limit_max_wait  # waiting for a slot while "sending"
         if self.stale_sending_after <= longest_call:
             raise ValueError(
@@ -342,7 +381,7 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
+        field = "__".join(str(part) for part in first["loc"])
         name = f"BILLING_{field.upper()}" if field else "settings"
         raise ConfigurationError(f"invalid setting {name}: {first['msg']}") from None
     except Exception as exc:  # TOML syntax errors and the like, from pydantic-settings
@@ -374,6 +413,10 @@ def known_dotenv_values(settings_cls: type[BaseSettings], path: Path) -> dict[st
         field = name.upper().removeprefix("BILLING_").lower()
         if name.upper().startswith("BILLING_") and field in fields and value:
             values[field] = value
+        elif name.upper().startswith("BILLING_MERCHANTS__") and value:
+            # BILLING_MERCHANTS__EU__URL=… → merchants.eu.url (a part left out is an error)
+            _, account, key = [*field.split("__", 2), "", ""][:3]
+            values.setdefault("merchants", {}).setdefault(account, {})[key] = value
     return values
 
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from billing.domain.contacts import normalize_email, normalize_phone
 from billing.domain.currencies import validate_currency
 from billing.domain.periods import first_due, validate_cron, validate_timezone
 from billing.errors import ValidationError
@@ -18,6 +19,9 @@ from billing.errors import ValidationError
 MAX_AMOUNT = 10**12 - 1
 MAX_BACKDATE = timedelta(days=1)  # N..12 in the gateway's terms
 _BINDING = re.compile(r"^[A-Za-z0-9_\-:.]{1,255}$")
+#: A merchant account's name (``[merchants.<name>]``): also the settings' rule.
+ACCOUNT_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+DEFAULT_ACCOUNT = "default"
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,11 @@ class NewSubscription:
     timezone: str = "Europe/Moscow"
     description: str | None = None
     start_at: datetime | None = None
+    #: The merchant account it is charged through (set once, at creation).
+    merchant_account: str = DEFAULT_ACCOUNT
+    #: Where the acquirer's fiscalization sends the receipt; optional.
+    customer_email: str | None = None
+    customer_phone: str | None = None
 
     def validated(self) -> NewSubscription:
         """Return a cleaned copy or raise ValidationError naming the first bad field."""
@@ -55,7 +64,12 @@ class NewSubscription:
             raise ValidationError("description must be at most 512 characters")
         schedule = validate_cron(self.schedule)
         validate_timezone(self.timezone)
+        account = clean_account(self.merchant_account)
+        email, phone = clean_contacts(self.customer_email, self.customer_phone)
         return NewSubscription(
+            merchant_account=account,
+            customer_email=email,
+            customer_phone=phone,
             customer_id=customer,
             binding_id=binding,
             amount=self.amount,
@@ -65,6 +79,28 @@ class NewSubscription:
             description=self.description,
             start_at=self.start_at,
         )
+
+
+def clean_account(name: str) -> str:
+    """A merchant account name as stored: trimmed, lower case, the settings' rule."""
+    account = name.strip().lower() if isinstance(name, str) else ""
+    if not ACCOUNT_NAME.fullmatch(account):
+        raise ValidationError(
+            "merchant_account must be a configured merchant account name (lower-case letters, "
+            "digits, _; e.g. default)"
+        )
+    return account
+
+
+def clean_contacts(email: str | None, phone: str | None) -> tuple[str | None, str | None]:
+    """The customer's email and phone as stored (``""`` = none); ValidationError naming
+    the field, never repeating the value."""
+    try:
+        clean_email = normalize_email(email) if email else None
+        clean_phone = normalize_phone(phone) if phone else None
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    return clean_email, clean_phone
 
 
 def first_charge_time(clean: NewSubscription, now: datetime) -> datetime:

@@ -37,6 +37,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from billing import __version__
+from billing.domain.dialects import Dialect, Encoding, parse_dialect, route
 from billing.domain.model import mask_binding
 from billing.errors import GatewayError
 from billing.gateway.models import ActionResponse, OrderStatusResponse, RecurrentPaymentResponse
@@ -45,6 +46,7 @@ from billing.gateway.redact import Secrets, redact_cut, redact_json
 from billing.gateway.request_checks import (
     ascii_digits,
     check_amount,
+    check_base_url,
     check_order_number,
     check_text,
 )
@@ -93,21 +95,25 @@ class GatewayConfig(BaseModel):
     write_timeout: float = Field(default=10.0, gt=0)
     pool_timeout: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=50, ge=1)
+    #: Where each method lives and how its body is encoded (:mod:`billing.domain.dialects`).
+    dialect: Dialect = Dialect.RBS
+
+    @field_validator("dialect", mode="before")
+    @classmethod
+    def _check_dialect(cls, value: object) -> Dialect:
+        return parse_dialect(value)
+
+    def method_url(self, method: str) -> str:
+        """The URL of ``method``: a base URL with a path (``…/payment/rest``) is used as is
+        for every method; a bare host gets the dialect's base path."""
+        if httpx.URL(self.base_url).path not in ("", "/"):
+            return f"{self.base_url}/{method}"
+        return f"{self.base_url}{route(self.dialect, method).path(method)}"
 
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
-        try:
-            url = httpx.URL(value.strip())
-        except (httpx.InvalidURL, TypeError):
-            raise ValueError("base_url is not a valid URL") from None
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("base_url must be an http(s) URL with a host")
-        if url.userinfo:
-            raise ValueError("base_url must not carry credentials; use username/password")
-        if url.query or url.fragment:
-            raise ValueError("base_url must not have a query or fragment")
-        return str(url).rstrip("/")
+        return check_base_url(value)
 
 
 class GatewayClient:
@@ -151,7 +157,7 @@ class GatewayClient:
     # -- methods --------------------------------------------------------------------------------
 
     def charge(self, request: ChargeRequest) -> GatewayResult:
-        """Charge a binding: POST JSON to ``recurrentPayment.do``.
+        """Charge a binding: POST to ``recurrentPayment.do`` (JSON in both dialects).
 
         Raises :class:`GatewayError` (nothing sent) when the request breaks the
         gateway's rules: orderNumber 1..32 chars, amount a positive int of at most
@@ -188,42 +194,45 @@ class GatewayClient:
             payload["language"] = language
         if description:
             payload["description"] = description
-        if client_id is not None:
-            payload["additionalParameters"] = {"clientId": client_id}
+        extra = _additional_parameters(request)
+        if extra:
+            payload["additionalParameters"] = extra
         return self._call(
             "recurrentPayment.do",
-            json_body=payload,
+            params=payload,
             parse=RecurrentPaymentResponse.model_validate,
             log_fields={"orderNumber": order_number, "binding": mask_binding(binding_id)},
             binding_id=binding_id,
+            contacts=(request.customer_email, request.customer_phone),
         )
 
     def order_status(
         self, *, order_number: str | None = None, order_id: str | None = None
     ) -> GatewayResult:
-        """Ask for an order's status: POST form to ``getOrderStatusExtended.do``.
+        """Ask for an order's status: POST to ``getOrderStatusExtended.do`` (form in the
+        classic RBS dialect, JSON in all2pay's).
 
         ``order_id`` (the gateway's id) has priority over ``order_number`` (ours): when
         both are given only ``orderId`` is sent.
         """
-        form = self._credentials()
+        params: dict[str, Any] = self._credentials()
         if order_id is not None:
             check_text("orderId", order_id, _MAX_ORDER_ID)
-            form["orderId"] = order_id
+            params["orderId"] = order_id
         elif order_number is not None:
             check_order_number(order_number)
-            form["orderNumber"] = order_number
+            params["orderNumber"] = order_number
         else:
             raise GatewayError("order_status needs order_number or order_id")
         return self._call(
             "getOrderStatusExtended.do",
-            form=form,
+            params=params,
             parse=OrderStatusResponse.model_validate,
             log_fields={"orderNumber": order_number, "orderId": order_id},
         )
 
     def refund(self, request: RefundRequest) -> GatewayResult:
-        """Refund (part of) a deposited order: POST form to ``refund.do``.
+        """Refund (part of) a deposited order: POST to ``refund.do`` (per the dialect).
 
         ``amount`` 0 means the whole order. ``external_refund_id`` makes the refund
         idempotent at gateways that support it (a repeat returns the first result).
@@ -233,26 +242,26 @@ class GatewayClient:
         check_text("orderId", order_id, _MAX_ORDER_ID)
         check_amount(amount, minimum=0)
         check_text("externalRefundId", external_refund_id, _MAX_REFUND_ID)
-        form = {
+        params = {
             **self._credentials(),
             "orderId": order_id,
-            "amount": str(amount),
+            "amount": amount,
             "externalRefundId": external_refund_id,
         }
         return self._call(
             "refund.do",
-            form=form,
+            params=params,
             parse=ActionResponse.model_validate,
             log_fields={"orderId": order_id, "amount": amount},
         )
 
     def reverse(self, request: ReverseRequest) -> GatewayResult:
-        """Cancel a deposited or held order: POST form to ``reverse.do``."""
+        """Cancel a deposited or held order: POST to ``reverse.do`` (per the dialect)."""
         order_id = request.order_id
         check_text("orderId", order_id, _MAX_ORDER_ID)
         return self._call(
             "reverse.do",
-            form={**self._credentials(), "orderId": order_id},
+            params={**self._credentials(), "orderId": order_id},
             parse=ActionResponse.model_validate,
             log_fields={"orderId": order_id},
         )
@@ -267,13 +276,16 @@ class GatewayClient:
             "password": self._config.password.get_secret_value(),
         }
 
-    def _secrets(self, binding_id: str | None) -> Secrets:
-        """Values that must never appear in a detail, a snippet, a request id or a log line."""
+    def _secrets(self, binding_id: str | None, contacts: tuple[str | None, ...] = ()) -> Secrets:
+        """Values that must never appear in a detail, a snippet, a request id or a log line:
+        the credentials, the bindingId and the customer's contacts (echoed in
+        ``merchantOrderParams``)."""
         token = self._config.token
         return Secrets.of(
             secrets=(
                 self._config.password.get_secret_value(),
                 token.get_secret_value() if token is not None else None,
+                *contacts,
             ),
             bindings=(binding_id,),
         )
@@ -284,16 +296,21 @@ class GatewayClient:
         *,
         parse: Callable[[Any], object],
         log_fields: Mapping[str, object],
-        json_body: dict[str, Any] | None = None,
-        form: dict[str, str] | None = None,
+        params: dict[str, Any],
         binding_id: str | None = None,
+        contacts: tuple[str | None, ...] = (),
     ) -> GatewayResult:
-        url = f"{self._config.base_url}/{method}"
-        secrets = self._secrets(binding_id)
+        """POST ``params`` to ``method``, encoded the way the dialect's table says."""
+        url = self._config.method_url(method)
+        secrets = self._secrets(binding_id, contacts)
         started = time.perf_counter()
         result: GatewayResult
+        if route(self._config.dialect, method).encoding is Encoding.JSON:
+            body: dict[str, Any] = {"json": params}
+        else:
+            body = {"data": {name: _form_value(value) for name, value in params.items()}}
         try:
-            response = self._http.post(url, json=json_body, data=form)
+            response = self._http.post(url, **body)
         except httpx.InvalidURL:
             raise GatewayError(f"cannot build a request URL for {method}") from None
         except (
@@ -313,6 +330,27 @@ class GatewayClient:
         observe_gateway_call(method, type(result).__name__, elapsed)
         _log_result(method, log_fields, result, elapsed * 1000)
         return result
+
+
+def _additional_parameters(request: ChargeRequest) -> dict[str, str]:
+    """recurrentPayment.do's ``additionalParameters``: our client id, and the customer's
+    ``email`` / ``phone``, which a merchant with fiscalization set up uses first to send the
+    fiscal receipt (see recurrentPayment.txt)."""
+    extra: dict[str, str] = {}
+    if request.client_id is not None:
+        extra["clientId"] = request.client_id
+    if request.customer_email:
+        extra["email"] = request.customer_email
+    if request.customer_phone:
+        extra["phone"] = request.customer_phone
+    return extra
+
+
+def _form_value(value: object) -> str:
+    """A parameter as the form encoding carries it: nested objects as JSON text."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
 
 
 # -- response mapping ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from billing.domain.contacts import mask_email, mask_phone
 from billing.domain.model import mask_binding
 from billing.gateway.results import GatewayResult
 
@@ -34,12 +35,17 @@ class ChargeRequest:
     #: Seconds left in which the call may still be *started* (the send's lease minus the
     #: longest call); None = no limit. A rate limiter never waits for a slot past it.
     send_within: float | None = None
+    #: Where the acquirer's fiscalization sends the receipt (``additionalParameters``
+    #: ``email`` / ``phone``); None = not sent.
+    customer_email: str | None = None
+    customer_phone: str | None = None
 
-    def __repr__(self) -> str:  # the full binding id never appears in a repr or a log
+    def __repr__(self) -> str:  # the full binding id and contacts never appear in a repr
         return (
             f"ChargeRequest(order_number={self.order_number!r}, "
             f"binding={mask_binding(self.binding_id)!r}, amount={self.amount}, "
-            f"currency={self.currency!r})"
+            f"currency={self.currency!r}, email={mask_email(self.customer_email)!r}, "
+            f"phone={mask_phone(self.customer_phone)!r})"
         )
 
 

@@ -381,9 +381,11 @@ def build_limiter(
     *,
     margin: float = DEFAULT_MARGIN,
     spread: float = DEFAULT_SPREAD,
+    key: str = DEFAULT_KEY,
 ) -> CallLimiter | None:
-    """The limiter for ``BILLING_GATEWAY_RATE_LIMIT``: ``None`` (no limit) for 0/None;
-    a :class:`RedisCallLimiter` on :data:`DEFAULT_KEY` when there is a Redis URL; else a
+    """The limiter for one merchant account's rate limit: ``None`` (no limit) for 0/None;
+    a :class:`RedisCallLimiter` on ``key`` (:data:`DEFAULT_KEY` for the default account,
+    one key per account) when there is a Redis URL; else a
     per-process :class:`LocalCallLimiter` (with a WARNING: that is not a global limit).
     Connects to nothing until the first call."""
     if not calls_per_second:
@@ -395,6 +397,4 @@ def build_limiter(
             calls_per_second,
         )
         return LocalCallLimiter(calls_per_second, margin=margin, spread=spread)
-    return RedisCallLimiter.from_url(
-        redis_url, DEFAULT_KEY, calls_per_second, margin=margin, spread=spread
-    )
+    return RedisCallLimiter.from_url(redis_url, key, calls_per_second, margin=margin, spread=spread)

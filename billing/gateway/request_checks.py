@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Final
 
+import httpx
+
 from billing.errors import GatewayError
 
 _MAX_ORDER_NUMBER: Final = 32
@@ -41,3 +43,19 @@ def check_text(name: str, value: object, limit: int, *, allow_empty: bool = Fals
         raise GatewayError(f"{name} must not be empty")
     if len(value) > limit:
         raise GatewayError(f"{name} must be at most {limit} characters")
+
+
+def check_base_url(value: str) -> str:
+    """A gateway base URL: http(s) with a host, no credentials, query or fragment (without a
+    path, the dialect's base path is used). ValueError naming the rule, never the URL."""
+    try:
+        url = httpx.URL(value.strip())
+    except (httpx.InvalidURL, TypeError):
+        raise ValueError("base_url is not a valid URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("base_url must be an http(s) URL with a host")
+    if url.userinfo:
+        raise ValueError("base_url must not carry credentials; use username/password")
+    if url.query or url.fragment:
+        raise ValueError("base_url must not have a query or fragment")
+    return str(url).rstrip("/")

@@ -1,9 +1,13 @@
 """The sandbox gateway's Starlette app: the RBS endpoints and the ``/sandbox`` controls.
 
 ``create_app`` builds the ASGI app; :class:`SandboxConfig` holds every knob. Gateway
-endpoints live under ``config.base_path`` (``/payment/rest``):
-``recurrentPayment.do`` (JSON or form body), ``getOrderStatusExtended.do`` (form,
-JSON or query string), ``refund.do`` and ``reverse.do`` (form, JSON or query string).
+endpoints live under ``config.gateway_path``: lenient by default (``/payment/rest``,
+``recurrentPayment.do`` with a JSON or form body, the other methods with a form, JSON or
+query string); with a ``dialect`` strict (``rbs``: ``/payment/rest``, form bodies but JSON
+for recurrentPayment.do; ``all2pay``: ``/v1``, JSON only), refusing a wrongly encoded
+request with HTTP 415 and another path with 404 (:mod:`billing.sandbox.strict`). Several
+merchant logins (``logins``, ``tokens``) are let in besides the main one; any other
+credential gets the gateway's own answer (errorCode 5, "Access denied").
 Test controls live under ``/sandbox``: ``GET ledger`` (``?state=REFUNDED``,
 ``?bindingId=...``), ``GET requests`` (``?since=MS``: every gateway call served, as
 ``[epoch ms, method]``, for checking a rate limit), ``POST reset``, ``GET health``.
@@ -37,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from billing.domain.dialects import Dialect, default_base_path
 from billing.errors import ConfigurationError
 from billing.sandbox.answers import (
     charge_body,
@@ -65,6 +70,7 @@ from billing.sandbox.requests import (
     read_params,
     validate_charge,
 )
+from billing.sandbox.strict import strict
 
 DEFAULT_CURRENCY = "643"
 _MAX_REFUND_ID = 255
@@ -91,6 +97,11 @@ class SandboxConfig:
     #: Accepted instead of username/password when set.
     token: str | None = None
     base_path: str = "/payment/rest"
+    #: Strict mode: serve this dialect's paths and refuse other body encodings (HTTP 415).
+    dialect: Dialect | None = None
+    #: More merchant logins let in: ``(userName, password)`` pairs, and tokens.
+    logins: tuple[tuple[str, str], ...] = ()
+    tokens: tuple[str, ...] = ()
     #: Added to every gateway call (not to /sandbox controls).
     latency: float = 0.0
     slow_delay: float = 1.0
@@ -111,6 +122,11 @@ class SandboxConfig:
             raise ConfigurationError("sandbox fault_rate must be between 0 and 1")
         if self.base_path and (not self.base_path.startswith("/") or self.base_path.endswith("/")):
             raise ConfigurationError("sandbox base_path must start and not end with '/'")
+
+    @property
+    def gateway_path(self) -> str:
+        """Where the gateway methods live: the dialect's base path in strict mode."""
+        return default_base_path(self.dialect) if self.dialect else self.base_path
 
 
 @dataclass
@@ -383,13 +399,22 @@ def create_app(
     every pending delay (the server does this when it shuts down).
     """
     config = config or SandboxConfig()
-    base = config.base_path
+    base, dialect = config.gateway_path, config.dialect
+    status_methods = ["POST"] if dialect else ["GET", "POST"]
     app = Starlette(
         routes=[
-            Route(f"{base}/recurrentPayment.do", recurrent_payment, methods=["POST"]),
-            Route(f"{base}/getOrderStatusExtended.do", order_status, methods=["GET", "POST"]),
-            Route(f"{base}/refund.do", refund, methods=["POST"]),
-            Route(f"{base}/reverse.do", reverse, methods=["POST"]),
+            Route(
+                f"{base}/recurrentPayment.do",
+                strict(dialect, "recurrentPayment.do", recurrent_payment),
+                methods=["POST"],
+            ),
+            Route(
+                f"{base}/getOrderStatusExtended.do",
+                strict(dialect, "getOrderStatusExtended.do", order_status),
+                methods=status_methods,
+            ),
+            Route(f"{base}/refund.do", strict(dialect, "refund.do", refund), methods=["POST"]),
+            Route(f"{base}/reverse.do", strict(dialect, "reverse.do", reverse), methods=["POST"]),
             Route("/sandbox/ledger", ledger_view, methods=["GET"]),
             Route("/sandbox/requests", requests_view, methods=["GET"]),
             Route("/sandbox/reset", reset, methods=["POST"]),

@@ -207,6 +207,7 @@ class Order:
             "refundedAmount": self.refunded_amount,
             "refunds": [r.to_json() for r in self.refunds],
             "reversed": self.reversed_ms,
+            "additionalParameters": dict(self.merchant_params),
         }
 
 

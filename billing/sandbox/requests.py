@@ -85,12 +85,15 @@ def same_secret(given: str | None, expected: str) -> bool:
 
 
 def authorized(params: dict[str, Any], config: SandboxConfig) -> bool:
+    """A known token, or a known login with its password (the main one or ``logins``)."""
     token = param_text(params, "token")
-    if config.token is not None and token is not None:
-        return same_secret(token, config.token)
-    user_ok = same_secret(param_text(params, "userName"), config.username)
-    password_ok = same_secret(param_text(params, "password"), config.password)
-    return user_ok and password_ok
+    tokens = [t for t in (config.token, *config.tokens) if t is not None]
+    if tokens and token is not None:
+        return any([same_secret(token, known) for known in tokens])
+    user, password = param_text(params, "userName"), param_text(params, "password")
+    logins = [(config.username, config.password), *config.logins]
+    # Every pair is compared (no early exit), so the time says nothing about which matched.
+    return any([same_secret(user, u) & same_secret(password, p) for u, p in logins])
 
 
 def merchant_params(value: object) -> tuple[tuple[str, str], ...]:

@@ -76,7 +76,7 @@ class SandboxServer:
     @property
     def url(self) -> str:
         """Base URL of the gateway methods, e.g. ``http://127.0.0.1:54321/payment/rest``."""
-        return self.root_url + self.config.base_path
+        return self.root_url + self.config.gateway_path
 
     def start(self) -> SandboxServer:
         """Bind the port and serve in a background thread; returns once accepting."""

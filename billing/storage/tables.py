@@ -67,6 +67,13 @@ class Subscription(Base):
     #: A cancellation requested by an operator or the backend takes effect at this time
     #: (the end of the current period). Dunning's ``cancel_at`` is separate on purpose (0003).
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The merchant account charged (settings ``[merchants.<name>]``; set once, at creation).
+    merchant_account: Mapped[str] = mapped_column(
+        String(32), default="default", server_default="default"
+    )
+    #: Where the acquirer's fiscalization sends the receipt (54-FZ); optional, never logged.
+    customer_email: Mapped[str | None] = mapped_column(String(254))
+    customer_phone: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
         Index("ix_subscriptions_due", "status", "next_charge_at"),
@@ -176,11 +183,11 @@ class Event(Base):
 
 
 class GatewayCircuit(Base):
-    """One row (id 1): whether charging is paused for everyone, and until when."""
+    """One row per merchant account: whether its charging is paused, and until when."""
 
-    __tablename__ = "gateway_circuit"
+    __tablename__ = "gateway_circuits"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account: Mapped[str] = mapped_column(String(32), primary_key=True)
     state: Mapped[str] = mapped_column(String(16), default="closed")
     reason: Mapped[str | None] = mapped_column(String(512))
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)

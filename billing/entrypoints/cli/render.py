@@ -213,12 +213,24 @@ def reconcile_report(r: dict[str, Any]) -> None:
 def status_summary(s: dict[str, Any]) -> None:
     """``billing status`` for people: is charging running, and what needs a person."""
     charging = s["charging"]
+    merchants = s.get("merchant_accounts", [])
     if charging["state"] == "running":
         line("charging: running")
     else:
         probe = charging.get("retry_at") or "at the next scheduler pass"
-        line(f"charging: PAUSED ({charging.get('reason') or 'no reason recorded'})")
+        word = "PARTLY PAUSED" if charging["state"] == "partly_paused" else "PAUSED"
+        line(f"charging: {word} ({charging.get('reason') or 'no reason recorded'})")
         line(f"  next probe of the gateway: {probe}")
+    if len(merchants) > 1:
+        for m in merchants:
+            state = m["state"].upper() if m["state"] != "running" else "running"
+            why = f" ({m['reason']}; next probe {m['retry_at']})" if m["state"] == "paused" else ""
+            if m["state"] == "not_configured":
+                why = f" ({m['reason']})"
+            dialect = f", {m['dialect']}" if m.get("dialect") else ""
+            line(
+                f"  account {m['name']}{dialect}: {state}{why}, {m['subscriptions']} subscriptions"
+            )
     for name in ("subscriptions", "invoices", "attempts"):
         counts = ", ".join(f"{k} {v}" for k, v in sorted(s[name].items())) or "none"
         line(f"{name}: {counts}")

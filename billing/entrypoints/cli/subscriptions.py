@@ -51,6 +51,14 @@ def _parse_start(value: str | None) -> datetime | None:
 @click.option("--description", default=None)
 @click.option("--start-at", default=None, help="First charge time, ISO 8601 with offset.")
 @click.option(
+    "--merchant-account",
+    default="default",
+    show_default=True,
+    help="The merchant account charged ([merchants.<name>] in the settings); set once.",
+)
+@click.option("--customer-email", default=None, help="For fiscal receipts (54-FZ); optional.")
+@click.option("--customer-phone", default=None, help="For fiscal receipts: +79001234567.")
+@click.option(
     "--reason", default="created from the CLI", show_default=True, help="For the audit log."
 )
 @click.option(
@@ -68,6 +76,9 @@ def subscriptions_create(
     timezone: str,
     description: str | None,
     start_at: str | None,
+    merchant_account: str,
+    customer_email: str | None,
+    customer_phone: str | None,
     reason: str,
     idempotency_key: str | None,
     as_json: bool,
@@ -84,6 +95,9 @@ def subscriptions_create(
         timezone=timezone,
         description=description,
         start_at=_parse_start(start_at),
+        merchant_account=merchant_account,
+        customer_email=customer_email,
+        customer_phone=customer_phone,
     ).validated()
     created = (
         _app()
@@ -187,6 +201,8 @@ def subscriptions_cancel(
 @click.option("--timezone", default=None, help="IANA zone; the next charge is recomputed.")
 @click.option("--description", default=None, help='"" clears it.')
 @click.option("--currency", default=None, help="ISO 4217 numeric code, from the next invoice.")
+@click.option("--customer-email", default=None, help='For fiscal receipts; "" clears it.')
+@click.option("--customer-phone", default=None, help='For fiscal receipts; "" clears it.')
 @reason_option
 @json_option
 def subscriptions_update(
@@ -196,10 +212,13 @@ def subscriptions_update(
     timezone: str | None,
     description: str | None,
     currency: str | None,
+    customer_email: str | None,
+    customer_phone: str | None,
     reason: str,
     as_json: bool,
 ) -> None:
-    """Change the price, schedule, timezone, description or currency."""
+    """Change the price, schedule, timezone, description, currency or the customer's
+    email/phone for fiscal receipts."""
     from billing.domain.subscription import parse_amount
 
     view = _app().actions.subscriptions.update(
@@ -211,6 +230,8 @@ def subscriptions_update(
         timezone=timezone,
         description=description,
         currency=currency,
+        customer_email=customer_email,
+        customer_phone=customer_phone,
     )
     _emit(view, as_json, render.changed)
     render.warnings(view)

@@ -61,11 +61,12 @@ def status(check: bool, as_json: bool) -> None:
     scheduler's last pass and the live workers (their heartbeats)."""
     from datetime import timedelta
 
+    from billing.gateway.accounts import account_summaries
     from billing.services.read.processes import process_status
     from billing.services.read.status import system_status
 
     app = _app()
-    report = system_status(app.db)
+    report = system_status(app.db, account_summaries(app.gateway))
     max_age = timedelta(seconds=app.settings.heartbeat_max_age)
     report["processes"] = process_status(app.db, app.clock(), max_age=max_age)
     _emit(report, as_json, render.status_summary)
@@ -166,6 +167,30 @@ def _exec(argv: list[str]) -> NoReturn:
     help="Share of charges answered with an injected fault (500, timeout, slow).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault draw.")
+@click.option(
+    "--dialect",
+    type=click.Choice(["rbs", "all2pay"]),
+    default=None,
+    help="Strict mode: serve this dialect only, refusing what its router refuses. rbs = "
+    "/payment/rest, form bodies but JSON for recurrentPayment.do; all2pay = /v1, JSON only. "
+    "A wrong encoding gets HTTP 415, a wrong path 404. Default: lenient (/payment/rest, any "
+    "encoding).",
+)
+@click.option(
+    "--login",
+    "logins",
+    multiple=True,
+    metavar="USER:PASSWORD",
+    help="Another merchant login let in (repeat for several merchant accounts); any other "
+    "credential gets errorCode 5 'Access denied'. The main login is sandbox:sandbox.",
+)
+@click.option(
+    "--token",
+    "tokens",
+    multiple=True,
+    metavar="TOKEN",
+    help="A merchant token let in instead of a login (repeatable).",
+)
 def sandbox(
     host: str,
     port: int,
@@ -174,10 +199,23 @@ def sandbox(
     slow_delay: float,
     fault_rate: float,
     seed: int,
+    dialect: str | None,
+    logins: tuple[str, ...],
+    tokens: tuple[str, ...],
 ) -> None:
-    """Serve the local gateway emulator (behaviour chosen by the bindingId's first word)."""
+    """Serve the local gateway emulator (behaviour chosen by the bindingId's first word).
+
+    Modes: lenient by default; strict per dialect with --dialect; several merchant logins
+    with --login/--token (a wrong credential is refused the way the gateway does)."""
+    from billing.domain.dialects import Dialect
     from billing.sandbox import SandboxConfig, serve
 
+    pairs = []
+    for entry in logins:
+        user, sep, password = entry.partition(":")
+        if not (sep and user and password):
+            raise click.BadParameter("must be USER:PASSWORD", param_hint="--login")
+        pairs.append((user, password))
     serve(
         host,
         port,
@@ -187,6 +225,9 @@ def sandbox(
             slow_delay=slow_delay,
             fault_rate=fault_rate,
             seed=seed,
+            dialect=Dialect(dialect) if dialect else None,
+            logins=tuple(pairs),
+            tokens=tokens,
         ),
     )
 

@@ -27,6 +27,7 @@ from billing.gateway.classify_action import (
 )
 from billing.gateway.classify_refunds import RefundQuestion, refund_by_status
 from billing.gateway.port import Gateway, RefundRequest
+from billing.services.accounts import gateway_of
 from billing.services.actions.refund_rows import refundable_left
 from billing.services.audit import record_event
 from billing.services.idempotency import Stored
@@ -50,11 +51,14 @@ def settle_unknown(
         if refund_id is not None:
             _unknown_refund(session, refund_id)
             query = query.where(Refund.id == refund_id)
-        asks = [_question(session, refund) for refund in session.scalars(query)]
+        asks = [
+            (_question(session, refund), gateway_of(session, gateway, refund.subscription_id))
+            for refund in session.scalars(query)
+        ]
     results = []
-    for rid, order_number, question in asks:
+    for (rid, order_number, question), account_gateway in asks:
         try:
-            answer = gateway.order_status(order_number=order_number)
+            answer = account_gateway.order_status(order_number=order_number)
         except GatewayError as exc:  # a request the gateway's rules refuse: nothing sent
             outcome = ActionOutcome(RefundState.UNKNOWN, f"status not asked: {exc}")
         else:
@@ -89,6 +93,7 @@ def resend_refund(
                 f"order's status (billing refunds settle {refund.id})"
             )
         attempt = session.get_one(ChargeAttempt, refund.attempt_id)
+        gateway = gateway_of(session, gateway, attempt.subscription_id)
         request = RefundRequest(
             str(attempt.gateway_order_id), refund.amount, refund.external_refund_id
         )

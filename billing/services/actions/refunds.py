@@ -41,6 +41,7 @@ from billing.gateway.classify_action import (
 )
 from billing.gateway.port import Gateway, RefundRequest, ReverseRequest
 from billing.gateway.results import GatewayResult
+from billing.services.accounts import gateway_of
 from billing.services.actions import refund_recovery
 from billing.services.actions.refund_rows import (
     check_not_reversed,
@@ -91,6 +92,7 @@ class _Pending:
     order_id: str
     amount: int
     external: str
+    gateway: Gateway  # the subscription's merchant account
 
 
 def _ask_gateway(call: Callable[[], GatewayResult]) -> ActionOutcome:
@@ -173,7 +175,7 @@ class RefundActions:
             )
             return Stored(body, replayed=True)
         request = RefundRequest(recorded.order_id, recorded.amount, recorded.external)
-        outcome = _ask_gateway(lambda: self.gateway.refund(request))
+        outcome = _ask_gateway(lambda: recorded.gateway.refund(request))
         return Stored(self._settle_refund(recorded.refund_id, outcome, actor, key))
 
     def _record_refund(self, ask: _RefundAsk) -> Stored | int | _Pending:
@@ -240,7 +242,8 @@ class RefundActions:
             session, attempt, "refund", to_refund, external, ask.actor, ask.reason, ask.now
         )
         session.flush()
-        return _Pending(refund.id, str(attempt.gateway_order_id), to_refund, external)
+        gateway = gateway_of(session, self.gateway, attempt.subscription_id)
+        return _Pending(refund.id, str(attempt.gateway_order_id), to_refund, external, gateway)
 
     def settle_unknown(self, refund_id: int | None = None, *, actor: str) -> list[dict[str, Any]]:
         """Settle refunds and reversals whose outcome is unknown by the order's status."""
@@ -271,6 +274,7 @@ class RefundActions:
         now = self.clock()
         with self.db.transaction() as session:
             attempt = refundable_attempt(session, attempt_id, None)
+            gateway = gateway_of(session, self.gateway, attempt.subscription_id)
             paid = attempt.finished_at or attempt.sent_at or attempt.created_at
             paid_on = paid.astimezone(self.banking_zone).date()
             if paid_on != now.astimezone(self.banking_zone).date():
@@ -298,7 +302,7 @@ class RefundActions:
             )
             session.flush()
             refund_id, order_id = refund.id, str(attempt.gateway_order_id)
-        outcome = _ask_gateway(lambda: self.gateway.reverse(ReverseRequest(order_id)))
+        outcome = _ask_gateway(lambda: gateway.reverse(ReverseRequest(order_id)))
         return self._settle_refund(refund_id, outcome, actor, None)
 
     def _settle_refund(

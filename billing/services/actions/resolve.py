@@ -19,6 +19,7 @@ from billing.domain.model import AttemptState, Category, Outcome
 from billing.errors import ConflictError, NotFoundError
 from billing.gateway.classify import classify_status
 from billing.gateway.port import Gateway
+from billing.services.accounts import gateway_of
 from billing.services.audit import clean_actor, clean_reason, record_event
 from billing.services.pipeline.attempt_rows import DECLINED_CATEGORIES, lock_attempt
 from billing.services.pipeline.settlement import DECLINED_ORDER, Settlement
@@ -59,7 +60,8 @@ class ResolveActions:
                     "nothing to resolve"
                 )
             order_number = attempt.order_number
-        status = classify_status(self.gateway.order_status(order_number=order_number))
+            gateway = gateway_of(session, self.gateway, attempt.subscription_id)
+        status = classify_status(gateway.order_status(order_number=order_number))
         if status.is_paid:
             return self._charged(attempt_id, status, actor, reason)
         declined = status.order_status == DECLINED_ORDER or (

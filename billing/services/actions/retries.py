@@ -40,7 +40,7 @@ from billing.services.lifecycle import (
     has_in_flight,
 )
 from billing.services.ports import Clock, Dispatcher, system_clock
-from billing.storage.circuit_row import load_circuit
+from billing.storage.circuit_row import load_circuit, paused_accounts
 from billing.storage.database import Database
 from billing.storage.tables import (
     ChargeAttempt,
@@ -74,10 +74,15 @@ class RetryActions:
                 raise ConflictError(f"subscription {subscription_id} is paused: resume it first")
             if sub.status == SubscriptionStatus.CANCELED:
                 raise ConflictError(f"subscription {subscription_id} is canceled")
-            circuit = load_circuit(session)
+            circuit = load_circuit(session, sub.merchant_account)
             if not circuit.allows_charging(now):
+                whom = (
+                    "everyone"
+                    if sub.merchant_account == "default"
+                    else f"merchant account {sub.merchant_account}"
+                )
                 raise ChargingPausedError(
-                    f"charging is paused for everyone until {circuit.retry_at}: {circuit.reason}"
+                    f"charging is paused for {whom} until {circuit.retry_at}: {circuit.reason}"
                 )
             invoice = session.scalars(
                 select(Invoice)
@@ -168,6 +173,13 @@ class RetryActions:
         with self.db.transaction() as session:
             ids = list(session.scalars(query))
             circuit = load_circuit(session)
+            # Refused as a whole only when every one of them waits for a paused account.
+            accounts = set(
+                session.scalars(
+                    select(Subscription.merchant_account).where(Subscription.id.in_(ids)).distinct()
+                )
+            )
+            all_paused = bool(ids) and accounts <= paused_accounts(session, now)
             if dry_run:
                 refused = _refusals(session, ids)
         if dry_run:
@@ -181,9 +193,14 @@ class RetryActions:
             if refused:  # what the real run would skip, and why
                 report["skipped"] = [{"subscription_id": i, "error": e} for i, e in refused.items()]
             return report
-        if ids and not circuit.allows_charging(now):
+        if all_paused and accounts == {"default"}:
             raise ChargingPausedError(
                 f"charging is paused for everyone until {circuit.retry_at}: {circuit.reason}"
+            )
+        if all_paused:
+            raise ChargingPausedError(
+                f"charging is paused for merchant account(s) {', '.join(sorted(accounts))}; "
+                "see billing status"
             )
         retried: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []

@@ -17,6 +17,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from billing.domain.contacts import mask_email, mask_phone
 from billing.domain.model import (
     IN_FLIGHT_STATES,
     InvoiceStatus,
@@ -24,7 +25,13 @@ from billing.domain.model import (
     mask_binding,
 )
 from billing.domain.periods import next_due, schedule_warnings
-from billing.domain.subscription import NewSubscription, clean_binding, first_charge_time
+from billing.domain.subscription import (
+    DEFAULT_ACCOUNT,
+    NewSubscription,
+    clean_binding,
+    clean_contacts,
+    first_charge_time,
+)
 from billing.errors import (
     ConflictError,
     NotFoundError,
@@ -65,6 +72,8 @@ class SubscriptionActions:
     db: Database
     clock: Clock = system_clock
     idempotency_ttl: timedelta = DEFAULT_TTL
+    #: The configured merchant account names; a subscription names one of them.
+    merchant_accounts: frozenset[str] = frozenset({DEFAULT_ACCOUNT})
 
     def create(
         self,
@@ -77,9 +86,17 @@ class SubscriptionActions:
         """Create a subscription. The same Idempotency-Key and body return the first answer."""
         actor, reason, key = clean_actor(actor), clean_reason(reason), check_key(idempotency_key)
         clean = new.validated()
+        if clean.merchant_account not in self.merchant_accounts:
+            names = ", ".join(sorted(self.merchant_accounts))
+            raise ValidationError(
+                f"merchant_account {clean.merchant_account!r} is not configured; use one of {names}"
+            )
         now = self.clock()
         next_charge = first_charge_time(clean, now)
         payload = {
+            "merchant_account": clean.merchant_account,
+            "customer_email": clean.customer_email,
+            "customer_phone": clean.customer_phone,
             "customer_id": clean.customer_id,
             "binding_id": clean.binding_id,
             "amount": clean.amount,
@@ -144,18 +161,32 @@ class SubscriptionActions:
         timezone: str | None = None,
         description: str | None = None,
         currency: str | None = None,
+        customer_email: str | None = None,
+        customer_phone: str | None = None,
     ) -> dict[str, Any]:
-        """Change the price, schedule, timezone, description (``""`` clears it) or currency.
+        """Change the price, schedule, timezone, description (``""`` clears it), currency,
+        or the customer's email or phone for fiscal receipts (``""`` clears them).
 
         A new amount applies to invoices opened from now on. A new schedule or timezone
         starts where the current period ends; a period already due is still invoiced
         (billing.services.period_invoices.change_schedule).
         """
         actor, reason = clean_actor(actor), clean_reason(reason)
-        if all(v is None for v in (amount, schedule, timezone, description, currency)):
+        changed = (
+            amount,
+            schedule,
+            timezone,
+            description,
+            currency,
+            customer_email,
+            customer_phone,
+        )
+        if all(v is None for v in changed):
             raise ValidationError(
-                "nothing to change: give amount, schedule, timezone, description or currency"
+                "nothing to change: give amount, schedule, timezone, description, currency, "
+                "customer_email or customer_phone"
             )
+        email, phone = clean_contacts(customer_email, customer_phone)
         now = self.clock()
         with self.db.transaction() as session:
             sub = lock_subscription(session, subscription_id)
@@ -180,6 +211,12 @@ class SubscriptionActions:
             if merged.description != sub.description:
                 changes.append("description changed")
                 sub.description = merged.description
+            if customer_email is not None and email != sub.customer_email:
+                changes.append(f"customer email {mask_email(email) or 'cleared'}")
+                sub.customer_email = email
+            if customer_phone is not None and phone != sub.customer_phone:
+                changes.append(f"customer phone {mask_phone(phone) or 'cleared'}")
+                sub.customer_phone = phone
             if merged.schedule != sub.schedule or merged.timezone != sub.timezone:
                 if merged.schedule != sub.schedule:
                     changes.append(f"schedule '{sub.schedule}' → '{merged.schedule}'")
@@ -256,6 +293,9 @@ def insert_subscription(
         description=clean.description,
         schedule=clean.schedule,
         timezone=clean.timezone,
+        merchant_account=clean.merchant_account,
+        customer_email=clean.customer_email,
+        customer_phone=clean.customer_phone,
         status=SubscriptionStatus.ACTIVE.value,
         next_charge_at=next_charge,
         created_at=now,
@@ -267,6 +307,8 @@ def insert_subscription(
         f"{clean.amount} ({clean.currency}) on '{clean.schedule}' {clean.timezone}; "
         f"first charge {next_charge:%Y-%m-%d %H:%M} UTC"
     )
+    if clean.merchant_account != DEFAULT_ACCOUNT:
+        what += f"; merchant account {clean.merchant_account}"
     record_event(
         session,
         now,

@@ -32,6 +32,7 @@ from billing.domain.model import (
     Outcome,
     SubscriptionStatus,
 )
+from billing.gateway.accounts import fiscal_receipts, gateway_for
 from billing.gateway.classify import classify_payment, classify_status
 from billing.gateway.port import CHARGE_LANGUAGE, ChargeRequest, Gateway
 from billing.observability.logs import log_context
@@ -64,6 +65,8 @@ class _Claimed:
 
     charge: ChargeRequest
     claimed_at: datetime
+    #: The subscription's merchant account: its gateway sends, its breaker counts.
+    account: str
 
 
 class Charger:
@@ -136,13 +139,12 @@ class Charger:
             # order would follow. Sending now could charge twice; the reconciliation decides.
             log.warning("charge: attempt %s: too little of its lease left; not sending", attempt_id)
             return "stalled"
-        result = self.gateway.charge(replace(request.charge, send_within=left.total_seconds()))
+        gateway = gateway_for(self.gateway, request.account)
+        result = gateway.charge(replace(request.charge, send_within=left.total_seconds()))
         outcome = classify_payment(result)
         if outcome.category is Category.UNKNOWN or _may_have_been_processed(outcome):
             # The order may exist: its status, not the charge answer, decides.
-            status = classify_status(
-                self.gateway.order_status(order_number=request.charge.order_number)
-            )
+            status = classify_status(gateway.order_status(order_number=request.charge.order_number))
             if _settles(status):
                 outcome = status
             elif outcome.category is Category.TRANSIENT:
@@ -160,12 +162,17 @@ class Charger:
         invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
         if invoice.status != InvoiceStatus.OPEN:
             return _skip(session, attempt, "invoice_closed", f"invoice is {invoice.status}", now)
-        if not load_circuit(session).allows_charging(now):
+        subscription = session.get_one(Subscription, attempt.subscription_id)
+        account = subscription.merchant_account
+        if not load_circuit(session, account).allows_charging(now):
             attempt.enqueued_at = None  # the scheduler sends it again once charging resumes
             attempt.updated_at = now
-            log.warning("charge: attempt %s held back: charging is paused", attempt.id)
+            log.warning(
+                "charge: attempt %s held back: charging is paused for account %s",
+                attempt.id,
+                account,
+            )
             return "paused"
-        subscription = session.get_one(Subscription, attempt.subscription_id)
         stopped = {
             SubscriptionStatus.PAUSED.value,
             SubscriptionStatus.CANCELED.value,
@@ -192,7 +199,13 @@ class Charger:
             client_id=subscription.customer_id,
             language=CHARGE_LANGUAGE,
         )
-        return _Claimed(charge, claimed_at=claimed_at)
+        if fiscal_receipts(self.gateway, account):
+            charge = replace(
+                charge,
+                customer_email=subscription.customer_email,
+                customer_phone=subscription.customer_phone,
+            )
+        return _Claimed(charge, claimed_at=claimed_at, account=account)
 
     def reconcile(self, attempt_id: int) -> str:
         """Settle an attempt whose outcome is unknown by asking the gateway for its status.
@@ -223,7 +236,9 @@ class Charger:
                 if state is AttemptState.SENDING and not stale:
                     return "in_flight"  # a worker may still be waiting for the gateway's answer
                 order_number = attempt.order_number
-        outcome = classify_status(self.gateway.order_status(order_number=order_number))
+            account = session.get_one(Subscription, attempt.subscription_id).merchant_account
+        gateway = gateway_for(self.gateway, account)
+        outcome = classify_status(gateway.order_status(order_number=order_number))
         if recheck:
             answered = outcome.order_not_found or _settles(outcome)
             return self.settlement.recheck(attempt_id, outcome, now, answered=answered)
@@ -237,7 +252,7 @@ class Charger:
             )
         elif not _settles(outcome):
             if outcome.category is not Category.UNKNOWN:
-                self.settlement.update_circuit(outcome, now)
+                self.settlement.update_circuit(outcome, now, account)
             outcome = replace(outcome, category=Category.UNKNOWN)
         return self.settlement.finish(
             attempt_id, outcome, {AttemptState.SENDING, AttemptState.UNKNOWN}, status_check=True

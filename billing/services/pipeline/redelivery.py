@@ -14,7 +14,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Select, and_, or_, select, true, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from billing.domain import circuit_breaker as breaker
@@ -24,14 +24,15 @@ from billing.domain.model import (
     Category,
 )
 from billing.errors import BillingError
+from billing.gateway.accounts import gateway_for
 from billing.gateway.classify import classify_status
 from billing.gateway.port import Gateway
 from billing.services.audit import record_event
 from billing.services.lease import RECHECKED_STATES, LeaseClock
 from billing.services.ports import Clock, Dispatcher
-from billing.storage.circuit_row import load_circuit, save_circuit
+from billing.storage.circuit_row import DEFAULT_ACCOUNT, load_circuit, save_circuit
 from billing.storage.database import Database
-from billing.storage.tables import ChargeAttempt
+from billing.storage.tables import ChargeAttempt, Subscription
 
 if TYPE_CHECKING:
     from billing.services.pipeline.scheduler_pass import PassReport
@@ -53,13 +54,16 @@ class Redelivery:
     stale_sending_after: timedelta
     lease_clock: LeaseClock
 
-    def requeue_lost(self, now: datetime, report: PassReport) -> int:
+    def requeue_lost(
+        self, now: datetime, report: PassReport, paused: frozenset[str] = frozenset()
+    ) -> int:
         """Enqueue again the attempts that were created but never picked up.
 
         Never enqueued (the broker refused) → at once. Enqueued long ago and still pending →
         the message was lost (Redis restarted without persistence) — but only when the queue
         has drained: while a month-start backlog is still waiting, an old message is late,
-        not lost, and sending it again would only double the backlog.
+        not lost, and sending it again would only double the backlog. Attempts of a merchant
+        account whose charging is paused wait for it to resume.
         """
         lost: list[ColumnElement[bool]] = [ChargeAttempt.enqueued_at.is_(None)]
         if not self.dispatcher.backlog():
@@ -68,6 +72,7 @@ class Redelivery:
             query = (
                 select(ChargeAttempt.id)
                 .where(ChargeAttempt.state == AttemptState.PENDING, or_(*lost))
+                .where(~_of_accounts(paused) if paused else true())
                 .order_by(ChargeAttempt.id)
                 .limit(self.batch_size)
             )
@@ -158,18 +163,20 @@ class Redelivery:
             or_(ChargeAttempt.next_check_at.is_(None), ChargeAttempt.next_check_at <= now),
         )
 
-    def probe(self, now: datetime) -> str:
-        """Ask the gateway for an order that cannot exist: "not found" proves we are let in."""
+    def probe(self, now: datetime, account: str = DEFAULT_ACCOUNT) -> str:
+        """Ask merchant ``account``'s gateway for an order that cannot exist: "not found"
+        proves we are let in."""
         assert self.gateway is not None
+        gateway = gateway_for(self.gateway, account)
         outcome = classify_status(
-            self.gateway.order_status(order_number=f"probe-{secrets.token_hex(8)}")
+            gateway.order_status(order_number=f"probe-{secrets.token_hex(8)}")
         )
         healthy = outcome.order_not_found or outcome.category not in (
             Category.MERCHANT_CONFIG,
             Category.TRANSIENT,
         )
         with self.db.transaction() as session:
-            current = load_circuit(session, for_update=True)
+            current = load_circuit(session, account, for_update=True)
             after = breaker.after_probe(
                 current,
                 healthy,
@@ -177,23 +184,42 @@ class Redelivery:
                 now,
                 pause_backoff=self.policy.merchant_config.pause_backoff,
             )
-            save_circuit(session, after, now)
+            save_circuit(session, after, now, account)
             if healthy:
                 record_event(
                     session,
                     now,
                     "charging_resumed",
-                    "probe succeeded",
+                    "probe succeeded"
+                    if account == DEFAULT_ACCOUNT
+                    else f"{account}: probe succeeded",
                     from_state="open",
                     to_state="closed",
                     actor="scheduler",
                 )
-                log.warning("charging resumed: the gateway probe succeeded")
+                log.warning("charging resumed for account %s: the gateway probe succeeded", account)
             else:
-                log.error("charging stays paused until %s: %s", after.retry_at, after.reason)
+                log.error(
+                    "charging stays paused for account %s until %s: %s",
+                    account,
+                    after.retry_at,
+                    after.reason,
+                )
         return "healthy" if healthy else outcome.reason
 
     def _skip_locked(self, query: _Query) -> _Query:
         if self.db.supports_skip_locked:
             return query.with_for_update(skip_locked=True)
         return query
+
+
+def _of_accounts(accounts: frozenset[str]) -> ColumnElement[bool]:
+    """The attempt's subscription belongs to one of ``accounts``."""
+    return (
+        select(Subscription.id)
+        .where(
+            Subscription.id == ChargeAttempt.subscription_id,
+            Subscription.merchant_account.in_(accounts),
+        )
+        .exists()
+    )

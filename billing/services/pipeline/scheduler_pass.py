@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -37,6 +37,7 @@ from billing.domain.model import (
     new_order_number,
 )
 from billing.domain.periods import due_periods
+from billing.gateway.accounts import account_names
 from billing.gateway.port import Gateway
 from billing.services.collection import subscriptions_in_dunning
 from billing.services.lease import LeaseClock, clock_lease, recheck_pending
@@ -46,7 +47,7 @@ from billing.services.period_invoices import invoice_row, opened_events, skipped
 from billing.services.pipeline.redelivery import Redelivery
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.storage.bulk import bulk_insert, bulk_update
-from billing.storage.circuit_row import load_circuit
+from billing.storage.circuit_row import load_circuits, paused_accounts
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
 
@@ -65,6 +66,8 @@ class PassReport:
     reconciles: int = 0
     canceled: int = 0
     charging_paused: bool = False
+    #: Merchant accounts whose charging is paused by their circuit breaker.
+    paused_accounts: list[str] = field(default_factory=list)
     probe: str | None = None
     enqueue_failures: int = 0
 
@@ -101,16 +104,12 @@ class Scheduler(Redelivery):
         report = PassReport()
         report.invoices_opened = self.open_due_invoices(now)
         report.canceled = self.cancel_due(now)
-        with self.db.transaction() as session:
-            circuit = load_circuit(session)
-        if circuit.probe_due(now) and self.gateway is not None:
-            report.probe = self.probe(now)
-            with self.db.transaction() as session:
-                circuit = load_circuit(session)
-        if circuit.allows_charging(now):
-            report.attempts_created = self.create_due_attempts(now, report)
+        paused = self.probe_paused(now, report)
+        report.paused_accounts = sorted(paused)
+        if not paused.issuperset(account_names(self.gateway)):  # some account may charge
+            report.attempts_created = self.create_due_attempts(now, report, paused)
             if not report.enqueue_failures:  # the broker is down: the next pass will do it
-                report.requeued = self.requeue_lost(now, report)
+                report.requeued = self.requeue_lost(now, report, paused)
         else:
             report.charging_paused = True
         report.reconciles = self.dispatch_reconciles(now, report)
@@ -228,8 +227,21 @@ class Scheduler(Redelivery):
 
     # -- attempts ---------------------------------------------------------------------------
 
-    def create_due_attempts(self, now: datetime, report: PassReport) -> int:
-        """Create one attempt (with its orderNumber) for each invoice whose charge is due."""
+    def probe_paused(self, now: datetime, report: PassReport) -> frozenset[str]:
+        """Probe each paused merchant account whose probe is due; the accounts still paused."""
+        with self.db.transaction() as session:
+            circuits = load_circuits(session)
+        for account, circuit in circuits.items():
+            if circuit.probe_due(now) and self.gateway is not None:
+                report.probe = self.probe(now, account)
+        with self.db.transaction() as session:
+            return frozenset(paused_accounts(session, now))
+
+    def create_due_attempts(
+        self, now: datetime, report: PassReport, paused: frozenset[str] = frozenset()
+    ) -> int:
+        """Create one attempt (with its orderNumber) for each invoice whose charge is due,
+        except for subscriptions of a merchant account whose charging is paused."""
         created = 0
         while True:
             with self.db.transaction() as session:
@@ -249,6 +261,7 @@ class Scheduler(Redelivery):
                         Subscription.status.in_([s.value for s in CHARGEABLE_STATUSES]),
                         ~_manual_in_flight(),  # the plan waits for it, unchanged
                         ~recheck_pending(Invoice.id),
+                        Subscription.merchant_account.not_in(paused) if paused else true(),
                     )
                     .order_by(Invoice.next_attempt_at)
                     .limit(self.batch_size)

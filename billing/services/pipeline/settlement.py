@@ -154,11 +154,12 @@ class Settlement:
                     attempt.status_checks += 1
                 decision = self._settle(session, attempt, outcome, now)
                 plan_recheck(session, attempt, outcome, self.lease, self.lease_clock)
+            account = session.get_one(Subscription, attempt.subscription_id).merchant_account
         if late_payment:
             # Settled as "no money taken" meanwhile (a stalled send looked lost), yet the
             # gateway took the money: record it (and flag a second charge), never drop it.
             return self.recheck(attempt_id, outcome, now)
-        self.update_circuit(outcome, now)
+        self.update_circuit(outcome, now, account)
         count_charge_outcome(outcome.category.value, outcome.reason)
         alert = (Category.MERCHANT_CONFIG, Category.REQUEST_REJECTED)
         level = logging.ERROR if outcome.category in alert else logging.INFO
@@ -356,7 +357,8 @@ class Settlement:
         )
         release_next(session, subscription, now, f"invoice {invoice.id} paid")
 
-    def update_circuit(self, outcome: Outcome, now: datetime) -> None:
+    def update_circuit(self, outcome: Outcome, now: datetime, account: str = "default") -> None:
+        """Count ``outcome`` in the breaker of merchant ``account`` (only that account pauses)."""
         category = outcome.category
         if category is Category.UNKNOWN or outcome.reason == RATE_LIMITED:
             return  # our own throttling says nothing about the gateway's health
@@ -366,12 +368,14 @@ class Settlement:
                 session.execute(
                     update(GatewayCircuit)
                     .where(
-                        GatewayCircuit.state == "closed", GatewayCircuit.consecutive_failures > 0
+                        GatewayCircuit.account == account,
+                        GatewayCircuit.state == "closed",
+                        GatewayCircuit.consecutive_failures > 0,
                     )
                     .values(consecutive_failures=0, updated_at=now)
                 )
                 return
-            current = load_circuit(session, for_update=True)
+            current = load_circuit(session, account, for_update=True)
             after = breaker.after_outcome(
                 current,
                 category,
@@ -381,16 +385,24 @@ class Settlement:
                 outage_threshold=self.outage_threshold,
             )
             if after != current:
-                save_circuit(session, after, now)
+                save_circuit(session, after, now, account)
                 if after.state != current.state:
                     record_event(
                         session,
                         now,
                         "charging_paused",
-                        after.reason or "",
+                        _for_account(account, after.reason or ""),
                         from_state=current.state,
                         to_state=after.state,
                     )
                     log.error(
-                        "CHARGING PAUSED for everyone until %s: %s", after.retry_at, after.reason
+                        "CHARGING PAUSED for merchant account %s until %s: %s",
+                        account,
+                        after.retry_at,
+                        after.reason,
                     )
+
+
+def _for_account(account: str, text: str) -> str:
+    """``text`` naming the merchant account, unless it is the one (default) account."""
+    return text if account == "default" else f"merchant account {account}: {text}"

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from billing.domain.circuit_breaker import Circuit
 from billing.domain.model import (
     IN_FLIGHT_STATES,
     AttemptState,
@@ -23,7 +24,7 @@ from billing.domain.model import (
     SubscriptionStatus,
 )
 from billing.domain.retry_gate import RetryFacts, retry_refusal
-from billing.storage.circuit_row import load_circuit
+from billing.storage.circuit_row import load_circuits
 from billing.storage.database import Database
 from billing.storage.outbox_tables import WebhookEndpoint
 from billing.storage.tables import ChargeAttempt, Invoice, Refund, Subscription
@@ -45,8 +46,7 @@ def retry_refusals(session: Session, subscription_ids: Iterable[int]) -> dict[in
     ids = sorted(set(subscription_ids))
     if not ids:
         return {}
-    circuit = load_circuit(session)
-    paused = circuit.state != "closed"
+    circuits = load_circuits(session)
     subs = {s.id: s for s in session.scalars(select(Subscription).where(Subscription.id.in_(ids)))}
     open_invoices: dict[int, Invoice] = {}
     for invoice in session.scalars(
@@ -72,11 +72,12 @@ def retry_refusals(session: Session, subscription_ids: Iterable[int]) -> dict[in
         tried = attempts.get(open_invoice.id, []) if open_invoice else []
         finished = [a for a in tried if a.state not in IN_FLIGHT_STATES]
         last = finished[-1] if finished else None
+        circuit = circuits.get(sub.merchant_account, Circuit())
         facts = RetryFacts(
             status=sub.status,
             has_open_invoice=open_invoice is not None,
             in_flight=any(a.state in IN_FLIGHT_STATES for a in tried),
-            charging_paused=paused,
+            charging_paused=circuit.state != "closed",
             charging_reason=circuit.reason,
             last_category=last.category if last else None,
             last_binding_version=last.binding_version if last else None,
@@ -87,12 +88,23 @@ def retry_refusals(session: Session, subscription_ids: Iterable[int]) -> dict[in
 
 
 def charging_banner(db: Database) -> dict[str, Any] | None:
-    """Charging paused for everyone: why, and when the gateway is probed next; else None."""
+    """Charging paused for everyone or for some merchant accounts: whose, why, and when the
+    gateway is probed next; else None."""
     with db.transaction() as session:
-        circuit = load_circuit(session)
-    if circuit.state == "closed":
+        circuits = load_circuits(session)
+    paused = {name: c for name, c in circuits.items() if c.state != "closed"}
+    if not paused:
         return None
-    return {"reason": circuit.reason, "next_probe_at": circuit.retry_at}
+    if set(paused) == {"default"} and len(circuits) == 1:
+        whom = "everyone"
+    else:
+        whom = "merchant account" + ("s " if len(paused) > 1 else " ") + ", ".join(sorted(paused))
+    probes = [c.retry_at for c in paused.values() if c.retry_at is not None]
+    reasons = "; ".join(
+        f"{name}: {c.reason}" if whom != "everyone" else str(c.reason or "")
+        for name, c in sorted(paused.items())
+    )
+    return {"whom": whom, "reason": reasons or None, "next_probe_at": min(probes, default=None)}
 
 
 def needs_attention(

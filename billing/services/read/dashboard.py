@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from billing.domain.model import InvoiceStatus, SubscriptionStatus
 from billing.gateway.classify_action import RefundState
+from billing.services.read.status import account_states
 from billing.storage.circuit_row import load_circuit
 from billing.storage.database import Database
 from billing.storage.tables import Event, Invoice, Refund, Subscription
@@ -61,14 +62,19 @@ def dashboard(db: Database, now: datetime, *, timezone: str = "UTC") -> dict[str
             .where(Invoice.status == InvoiceStatus.OPEN, Invoice.next_attempt_at <= hour_ahead)
         )
         circuit = load_circuit(session)
+        accounts = account_states(session, now)
+    paused = [a for a in accounts if a["state"] != "running"]
     return {
+        "merchant_accounts": accounts,
         "subscriptions_by_status": by_status,
         "revenue_today": revenue_today,
         "revenue_month": revenue_month,
         "failure_reasons": [{"reason": r, "count": c} for r, c in reasons],
         "due_next_hour": {"charges": due_subscriptions or 0, "retries": due_retries or 0},
-        "charging": "running" if circuit.allows_charging(now) else "paused",
-        "charging_reason": circuit.reason,
+        "charging": "running" if not paused else "paused",
+        "charging_reason": "; ".join(f"{a['name']}: {a['reason']}" for a in paused)
+        if len(accounts) > 1
+        else circuit.reason,
         "timezone": timezone,
     }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from billing.domain.contacts import mask_email, mask_phone
 from billing.domain.model import mask_binding
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Refund, Subscription
 
@@ -23,6 +24,9 @@ def subscription_view(sub: Subscription) -> dict[str, Any]:
         "id": sub.id,
         "customer_id": sub.customer_id,
         "binding": mask_binding(sub.binding_id),
+        "merchant_account": sub.merchant_account,
+        "customer_email": mask_email(sub.customer_email),
+        "customer_phone": mask_phone(sub.customer_phone),
         "amount": sub.amount,
         "currency": sub.currency,
         "description": sub.description,

@@ -40,6 +40,17 @@ Currency = Annotated[
 ]
 
 
+#: Where the acquirer's fiscalization sends the receipt (54-FZ); validated by the action.
+CustomerEmail = Annotated[
+    str | None,
+    Field(default=None, max_length=254, description="For fiscal receipts (54-FZ); optional"),
+]
+CustomerPhone = Annotated[
+    str | None,
+    Field(default=None, max_length=32, description="For fiscal receipts: +79001234567"),
+]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -61,6 +72,12 @@ class CreateSubscription(_Request):
     start_at: AwareDatetime | None = Field(
         default=None, description="First charge (ISO 8601 with offset); default: next run"
     )
+    merchant_account: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(
+        default="default",
+        description="The merchant account charged (a configured name; set once, at creation)",
+    )
+    customer_email: CustomerEmail = None
+    customer_phone: CustomerPhone = None
     reason: Reason
 
 
@@ -72,6 +89,8 @@ class UpdateSubscription(_Request):
         default=None, description='"" clears it'
     )
     currency: Currency | None = None
+    customer_email: CustomerEmail = Field(default=None, description='"" clears it')
+    customer_phone: CustomerPhone = Field(default=None, description='"" clears it')
     reason: Reason
 
 
@@ -125,6 +144,9 @@ class SubscriptionOut(_Response):
     id: int
     customer_id: str
     binding: str = Field(description="Masked: the last four characters only")
+    merchant_account: str = "default"
+    customer_email: str | None = Field(default=None, description="Masked: a***@example.com")
+    customer_phone: str | None = Field(default=None, description="Masked: +7******4567")
     amount: int
     currency: str
     description: str | None

@@ -46,6 +46,9 @@ def create_subscription(
             timezone=body.timezone,
             description=body.description,
             start_at=body.start_at,
+            merchant_account=body.merchant_account,
+            customer_email=body.customer_email,
+            customer_phone=body.customer_phone,
         ),
         actor=who.name,
         reason=body.reason,
@@ -104,6 +107,8 @@ def update_subscription(
         timezone=body.timezone,
         description=body.description,
         currency=body.currency,
+        customer_email=body.customer_email,
+        customer_phone=body.customer_phone,
     )
 
 
