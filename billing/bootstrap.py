@@ -17,6 +17,7 @@ import pydantic
 from billing.domain.dunning_policy import DEFAULT_POLICY, DunningPolicy
 from billing.domain.durations import parse_duration
 from billing.domain.policy_file import load_policy
+from billing.domain.two_phase import TwoPhase
 from billing.errors import ConfigurationError
 from billing.gateway.client import GatewayClient, GatewayConfig
 from billing.gateway.port import Gateway
@@ -127,6 +128,11 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         raise ConfigurationError(f"invalid gateway setting: {first['msg']}") from None
 
 
+def two_phase_settings(settings: Settings) -> TwoPhase:
+    """The merchant account's two-phase flag and what a refused capture leads to."""
+    return TwoPhase(settings.gateway_two_phase, settings.gateway_capture_failed)
+
+
 def build_app(
     settings: Settings,
     *,
@@ -170,6 +176,7 @@ def build_app(
         outage_threshold=settings.circuit_outage_threshold,
         longest_call=timedelta(seconds=settings.longest_gateway_call),
         lease_clock=lease_clock,
+        two_phase=two_phase_settings(settings),
     )
     actors = declare_actors(broker, lambda: charger, queue_name=settings.queue_name)
     if dispatcher is None:

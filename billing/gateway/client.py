@@ -40,7 +40,13 @@ from billing import __version__
 from billing.domain.model import mask_binding
 from billing.errors import GatewayError
 from billing.gateway.models import ActionResponse, OrderStatusResponse, RecurrentPaymentResponse
-from billing.gateway.port import ChargeRequest, RefundRequest, ReverseRequest
+from billing.gateway.port import (
+    ChargeRequest,
+    DeclineRequest,
+    DepositRequest,
+    RefundRequest,
+    ReverseRequest,
+)
 from billing.gateway.redact import Secrets, redact_cut, redact_json
 from billing.gateway.request_checks import (
     ascii_digits,
@@ -255,6 +261,38 @@ class GatewayClient:
             form={**self._credentials(), "orderId": order_id},
             parse=ActionResponse.model_validate,
             log_fields={"orderId": order_id},
+        )
+
+    def deposit(self, request: DepositRequest) -> GatewayResult:
+        """Capture a held (two-phase) order: POST form to ``deposit.do``; ``amount`` 0 = all."""
+        order_id = request.order_id
+        check_text("orderId", order_id, _MAX_ORDER_ID)
+        check_amount(request.amount, minimum=0)
+        form = {**self._credentials(), "orderId": order_id, "amount": str(request.amount)}
+        return self._call(
+            "deposit.do",
+            form=form,
+            parse=ActionResponse.model_validate,
+            log_fields={"orderId": order_id, "amount": request.amount},
+        )
+
+    def decline(self, request: DeclineRequest) -> GatewayResult:
+        """Cancel an unpaid order: POST form to ``decline.do`` by ``orderId`` (first) or
+        ``orderNumber``."""
+        form = self._credentials()
+        if request.order_id is not None:
+            check_text("orderId", request.order_id, _MAX_ORDER_ID)
+            form["orderId"] = request.order_id
+        elif request.order_number is not None:
+            check_order_number(request.order_number)
+            form["orderNumber"] = request.order_number
+        else:
+            raise GatewayError("decline needs order_number or order_id")
+        return self._call(
+            "decline.do",
+            form=form,
+            parse=ActionResponse.model_validate,
+            log_fields={"orderNumber": request.order_number, "orderId": request.order_id},
         )
 
     # -- internals ------------------------------------------------------------------------------
