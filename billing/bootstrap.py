@@ -35,6 +35,7 @@ from billing.queue.dramatiq import (
 )
 from billing.services.actions import (
     Actions,
+    HeldOrderActions,
     InvoiceActions,
     PauseActions,
     RefundActions,
@@ -221,6 +222,9 @@ def build_app(
                 idempotency_ttl=key_ttl,
             ),
             resolve=ResolveActions(db, gateway=gateway, settlement=charger.settlement, clock=clock),
+            held_orders=HeldOrderActions(
+                db, gateway=gateway, settlement=charger.settlement, clock=clock
+            ),
         ),
         read=Reads(db, policy=policy, clock=clock),
         clock=clock,

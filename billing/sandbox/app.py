@@ -3,7 +3,8 @@
 ``create_app`` builds the ASGI app; :class:`SandboxConfig` holds every knob. Gateway
 endpoints live under ``config.base_path`` (``/payment/rest``):
 ``recurrentPayment.do`` (JSON or form body), ``getOrderStatusExtended.do`` (form,
-JSON or query string), ``refund.do`` and ``reverse.do`` (form, JSON or query string).
+JSON or query string), ``refund.do``, ``reverse.do``, ``deposit.do`` and ``decline.do``
+(form, JSON or query string).
 Test controls live under ``/sandbox``: ``GET ledger`` (``?state=REFUNDED``,
 ``?bindingId=...``), ``GET requests`` (``?since=MS``: every gateway call served, as
 ``[epoch ms, method]``, for checking a rate limit), ``POST reset``, ``GET health``.
@@ -16,7 +17,9 @@ Refusals follow the RBS codes of these methods (the all2pay page is silent on th
 "5" bad credentials, no order id, or an amount that is not a whole number ≥ 0;
 "6" unknown order; "7" the order is in the wrong state, the amount is more than is left
 to refund, or a reversal after the day of the deposit. The rules themselves are in
-:mod:`billing.sandbox.ledger`. After a refund getOrderStatusExtended.do shows the
+:mod:`billing.sandbox.ledger`; two-phase mode (``two_phase``: approvals held until
+``deposit.do``) and ``decline.do`` are described in :mod:`billing.sandbox.order_calls`.
+After a refund getOrderStatusExtended.do shows the
 order REFUNDED (orderStatus 4), ``paymentAmountInfo.refundedAmount`` and a ``refunds``
 list (with each ``externalRefundId``); after a reversal it is REVERSED (orderStatus 3)
 with ``depositedAmount`` 0.
@@ -30,7 +33,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -45,6 +47,7 @@ from billing.sandbox.answers import (
     status_body,
 )
 from billing.sandbox.behaviours import (
+    CAPTURE_BEHAVIOURS,
     PENDING_ACTION_CODE,
     PENDING_DESCRIPTION,
     Fault,
@@ -57,6 +60,9 @@ from billing.sandbox.behaviours import (
     plan_for,
 )
 from billing.sandbox.ledger import Ledger, Order, OrderState, Refusal
+from billing.sandbox.order_calls import answer as _answer
+from billing.sandbox.order_calls import decline, deposit
+from billing.sandbox.order_calls import find_order as _find_order
 from billing.sandbox.requests import (
     ChargeParams,
     authorized,
@@ -100,6 +106,8 @@ class SandboxConfig:
     #: Probability (0..1) that a recurrentPayment.do call gets a chaos fault.
     fault_rate: float = 0.0
     seed: int = 0
+    #: A two-phase merchant: approvals are held (APPROVED) until deposit.do captures them.
+    two_phase: bool = False
 
     def __post_init__(self) -> None:
         for name in ("latency", "slow_delay", "timeout_delay"):
@@ -154,7 +162,9 @@ def _runtime(request: Request) -> _Runtime:
     return runtime
 
 
-def _new_order(charge: ChargeParams, plan: Plan, *, final: bool, pending_queries: int) -> Order:
+def _new_order(
+    charge: ChargeParams, plan: Plan, *, final: bool, pending_queries: int, hold: bool
+) -> Order:
     now = now_ms()
     order = Order(
         order_id=str(uuid.uuid4()),
@@ -169,6 +179,8 @@ def _new_order(charge: ChargeParams, plan: Plan, *, final: bool, pending_queries
         description=charge.description,
         client_id=charge.client_id,
         merchant_params=charge.merchant_params,
+        hold=hold,
+        capture_behaviour=CAPTURE_BEHAVIOURS.get(behaviour_for(charge.binding_id).kind, ""),
     )
     return _settled(order, plan, pending_queries) if final else order
 
@@ -176,7 +188,13 @@ def _new_order(charge: ChargeParams, plan: Plan, *, final: bool, pending_queries
 def _settled(order: Order, plan: Plan, pending_queries: int) -> Order:
     """``order`` as the plan leaves it once processing is over."""
     if plan.result is Result.APPROVED:
-        return order.deposited(now_ms())
+        return order.approved(now_ms())
+    if plan.result is Result.STUCK:
+        return replace(
+            order,
+            action_code=plan.action_code,
+            action_code_description=plan.action_description,
+        )
     if plan.result is Result.DECLINED:
         return replace(
             order,
@@ -223,7 +241,13 @@ async def recurrent_payment(request: Request) -> Response:
         plan = apply_fault(plan, fault)
         if plan.records_order:
             final = plan.timing is not Timing.SLOW
-            order = _new_order(charge, plan, final=final, pending_queries=rt.config.pending_queries)
+            order = _new_order(
+                charge,
+                plan,
+                final=final,
+                pending_queries=rt.config.pending_queries,
+                hold=rt.config.two_phase,
+            )
             ledger.add(order)
     if plan.timing is Timing.SLOW:
         await rt.pause(rt.config.slow_delay)
@@ -267,26 +291,6 @@ async def order_status(request: Request) -> Response:
     if order is None:
         return JSONResponse({"errorCode": "6", "errorMessage": missing})
     return JSONResponse(status_body(order))
-
-
-def _answer(code: str, message: str) -> JSONResponse:
-    """The errorCode/errorMessage answer of refund.do and reverse.do."""
-    return JSONResponse({"errorCode": code, "errorMessage": message})
-
-
-def _find_order(ledger: Ledger, params: dict[str, Any]) -> Order | JSONResponse:
-    """The order named by ``orderId`` (first) or ``orderNumber``, or the error answer."""
-    order_id = param_text(params, "orderId")
-    order_number = param_text(params, "orderNumber")
-    if order_id:
-        order = ledger.find_by_id(order_id)
-        missing = "Unregistered orderId"
-    elif order_number:
-        order = ledger.find_by_number(order_number)
-        missing = "Order not found"
-    else:
-        return _answer("5", "[orderId] is empty")
-    return _answer("6", missing) if order is None else order
 
 
 async def refund(request: Request) -> Response:
@@ -390,6 +394,8 @@ def create_app(
             Route(f"{base}/getOrderStatusExtended.do", order_status, methods=["GET", "POST"]),
             Route(f"{base}/refund.do", refund, methods=["POST"]),
             Route(f"{base}/reverse.do", reverse, methods=["POST"]),
+            Route(f"{base}/deposit.do", deposit, methods=["POST"]),
+            Route(f"{base}/decline.do", decline, methods=["POST"]),
             Route("/sandbox/ledger", ledger_view, methods=["GET"]),
             Route("/sandbox/requests", requests_view, methods=["GET"]),
             Route("/sandbox/reset", reset, methods=["POST"]),

@@ -166,6 +166,11 @@ def _exec(argv: list[str]) -> NoReturn:
     help="Share of charges answered with an injected fault (500, timeout, slow).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault draw.")
+@click.option(
+    "--two-phase",
+    is_flag=True,
+    help="Two-phase merchant: approvals are held (APPROVED) until deposit.do captures them.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -174,8 +179,23 @@ def sandbox(
     slow_delay: float,
     fault_rate: float,
     seed: int,
+    two_phase: bool,
 ) -> None:
-    """Serve the local gateway emulator (behaviour chosen by the bindingId's first word)."""
+    """Serve the local gateway emulator (behaviour chosen by the bindingId's first word).
+
+    \b
+    Modes:
+      one-phase (default)  an approved charge is DEPOSITED at once
+      --two-phase          an approved charge is held (APPROVED, orderStatus 1) until
+                           deposit.do captures it; reverse.do releases a hold
+      --fault-rate R       a share R of charges get an injected fault (500, timeout, slow)
+    \b
+    Behaviours (the bindingId's first word): approve, insufficient, recoverN, notfound,
+    disabled, expired, stolen, zerodecline, syserror, http500, html, slow, timeout,
+    pending (CREATED, paid after a status query), stuck (first order CREATED for good,
+    until decline.do), flaky, holdrefuse (two-phase: first deposit.do refused),
+    holdtimeout (two-phase: deposit.do answers only after --timeout-delay).
+    decline.do makes a CREATED order DECLINED (actionCode 4005)."""
     from billing.sandbox import SandboxConfig, serve
 
     serve(
@@ -187,6 +207,7 @@ def sandbox(
             slow_delay=slow_delay,
             fault_rate=fault_rate,
             seed=seed,
+            two_phase=two_phase,
         ),
     )
 

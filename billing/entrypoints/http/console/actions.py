@@ -82,6 +82,18 @@ def action_routes(kit: Kit) -> list[Route]:
         done = app.actions.resolve.resolve(attempt_id, actor=operator.name, reason=reason(form, ""))
         return f"Attempt {attempt_id} resolved: {done['message']}"
 
+    def capture(operator: Operator, form: dict[str, Any], attempt_id: int) -> str:
+        done = app.actions.held_orders.capture(
+            attempt_id, actor=operator.name, reason=reason(form, "")
+        )
+        return f"Attempt {attempt_id}: {done['message']}"
+
+    def release(operator: Operator, form: dict[str, Any], attempt_id: int) -> str:
+        done = app.actions.held_orders.release(
+            attempt_id, actor=operator.name, reason=reason(form, "")
+        )
+        return f"Attempt {attempt_id}: {done['message']}"
+
     def enable_webhook(operator: Operator, form: dict[str, Any], endpoint_id: int) -> str:
         app.webhooks.set_enabled(endpoint_id, True)
         return f"Webhook endpoint {endpoint_id} enabled."
@@ -97,5 +109,7 @@ def action_routes(kit: Kit) -> list[Route]:
         Route("/invoices/{target:int}/write-off", kit.action(write_off), methods=post),
         Route("/attempts/{target:int}/refund", kit.action(refund), methods=post),
         Route("/attempts/{target:int}/resolve", kit.action(resolve), methods=post),
+        Route("/attempts/{target:int}/capture", kit.action(capture), methods=post),
+        Route("/attempts/{target:int}/release", kit.action(release), methods=post),
         Route("/webhooks/{target:int}/enable", kit.action(enable_webhook), methods=post),
     ]
