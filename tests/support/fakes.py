@@ -83,7 +83,8 @@ class FakeGateway:
 
     ``approve``, ``insufficient``, ``notfound``, ``auth`` (access denied), ``timeout``
     (charged, then the client times out), ``down`` (connection refused), ``pending``
-    (the order stays registered but unpaid), ``http500`` (refused before charging),
+    (the order stays registered but unpaid), ``stuck`` (the binding's first order stays
+    registered but unpaid, later ones approve), ``http500`` (refused before charging),
     ``proxy502`` (charged, but a proxy answered 502).
 
     It also gives money back. ``refund_mode``: ``ok`` (errorCode 0), ``refuse``
@@ -147,11 +148,15 @@ class FakeGateway:
             return JsonReply(200, error_body("2", "The binding is not found"))
         order_id = str(uuid.uuid4())
         status = {"insufficient": 6, "pending": 0}.get(behaviour, 1 if self.two_phase else 2)
+        if behaviour == "stuck":  # the binding's first order stays unpaid; later ones approve
+            first = not any(o.get("binding") == binding_id for o in self.orders.values())
+            status = 0 if first else (1 if self.two_phase else 2)
         self.orders[order_number] = {
             "orderStatus": status,
             "orderId": order_id,
             "amount": amount,
             "actionCode": 116 if status == 6 else 0,
+            "binding": binding_id,
         }
         if self.before_answer is not None:
             self.before_answer(order_number)
@@ -159,7 +164,7 @@ class FakeGateway:
             return ReadTimedOut("read timeout")
         if behaviour == "proxy502":  # the gateway charged; the proxy in front gave up
             return HttpErrorReply(502, "<html>Bad Gateway</html>")
-        if behaviour == "pending":
+        if status == 0:
             return JsonReply(200, {"success": True, "data": {"orderId": order_id}})
         if status == 6:
             return JsonReply(200, declined_body(order_number, amount, order_id, 116))
