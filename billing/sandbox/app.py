@@ -60,9 +60,8 @@ from billing.sandbox.behaviours import (
     plan_for,
 )
 from billing.sandbox.ledger import Ledger, Order, OrderState, Refusal
+from billing.sandbox.order_calls import admitted, change_order, decline, deposit
 from billing.sandbox.order_calls import answer as _answer
-from billing.sandbox.order_calls import decline, deposit
-from billing.sandbox.order_calls import find_order as _find_order
 from billing.sandbox.requests import (
     ChargeParams,
     authorized,
@@ -295,47 +294,30 @@ async def order_status(request: Request) -> Response:
 
 async def refund(request: Request) -> Response:
     """``refund.do``: give back (part of) a deposited order; see the module docstring."""
-    rt = _runtime(request)
-    rt.ledger.record_request("refund.do", now_ms())
-    params = await read_params(request)
-    await rt.pause(rt.config.latency)
-    if not authorized(params, rt.config):
-        return _answer("5", "Access denied")
+    begun = await admitted(request, "refund.do")
+    if isinstance(begun, Response):
+        return begun
+    rt, params = begun
     amount = parse_refund_amount(params.get("amount"))
     if isinstance(amount, Refusal):
         return _answer("5", amount.message)
     external = param_text(params, "externalRefundId") or None
     if external is not None and len(external) > _MAX_REFUND_ID:
         return _answer("5", "Incorrect value of [externalRefundId]")
-    with rt.ledger.atomic() as ledger:
-        order = _find_order(ledger, params)
-        if isinstance(order, JSONResponse):
-            return order
-        after = order.refund(amount, external, str(uuid.uuid4()), now_ms())
-        if isinstance(after, Refusal):
-            return _answer("7", after.message)
-        if after is not order:
-            ledger.put(after)
-    return _answer("0", "Success")
+    refund_id = str(uuid.uuid4())
+    return change_order(
+        rt, params, lambda order: order.refund(amount, external, refund_id, now_ms())
+    )
 
 
 async def reverse(request: Request) -> Response:
-    """``reverse.do``: cancel a DEPOSITED order on the (UTC) day of its deposit."""
-    rt = _runtime(request)
-    rt.ledger.record_request("reverse.do", now_ms())
-    params = await read_params(request)
-    await rt.pause(rt.config.latency)
-    if not authorized(params, rt.config):
-        return _answer("5", "Access denied")
-    with rt.ledger.atomic() as ledger:
-        order = _find_order(ledger, params)
-        if isinstance(order, JSONResponse):
-            return order
-        after = order.reverse(now_ms())
-        if isinstance(after, Refusal):
-            return _answer("7", after.message)
-        ledger.put(after)
-    return _answer("0", "Success")
+    """``reverse.do``: release a hold, or cancel a DEPOSITED order on the (UTC) day of its
+    deposit."""
+    begun = await admitted(request, "reverse.do")
+    if isinstance(begun, Response):
+        return begun
+    rt, params = begun
+    return change_order(rt, params, lambda order: order.reverse(now_ms()))
 
 
 async def ledger_view(request: Request) -> Response:

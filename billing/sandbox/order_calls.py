@@ -13,6 +13,7 @@ tells what it became.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -52,14 +53,38 @@ def find_order(ledger: Ledger, params: dict[str, Any]) -> Order | JSONResponse:
     return answer("6", missing) if order is None else order
 
 
-async def deposit(request: Request) -> Response:
-    """``deposit.do``: capture a held (two-phase) order; see the module docstring."""
+async def admitted(request: Request, method: str) -> tuple[_Runtime, dict[str, Any]] | Response:
+    """The call noted, its parameters read and its credentials checked (else the answer)."""
     rt = _runtime(request)
-    rt.ledger.record_request("deposit.do", now_ms())
+    rt.ledger.record_request(method, now_ms())
     params = await read_params(request)
     await rt.pause(rt.config.latency)
     if not authorized(params, rt.config):
         return answer("5", "Access denied")
+    return rt, params
+
+
+def change_order(
+    rt: _Runtime, params: dict[str, Any], change: Callable[[Order], Order | Refusal]
+) -> JSONResponse:
+    """Apply ``change`` to the named order: "0" when done, "7" when the ledger refuses."""
+    with rt.ledger.atomic() as ledger:
+        order = find_order(ledger, params)
+        if isinstance(order, JSONResponse):
+            return order
+        after = change(order)
+        if isinstance(after, Refusal):
+            return answer("7", after.message)
+        ledger.put(after)
+    return answer("0", "Success")
+
+
+async def deposit(request: Request) -> Response:
+    """``deposit.do``: capture a held (two-phase) order; see the module docstring."""
+    begun = await admitted(request, "deposit.do")
+    if isinstance(begun, Response):
+        return begun
+    rt, params = begun
     amount = parse_refund_amount(params.get("amount"))
     if isinstance(amount, Refusal):
         return answer("5", amount.message)
@@ -70,29 +95,16 @@ async def deposit(request: Request) -> Response:
         if order.capture_behaviour == "refuse_once" and order.state is OrderState.APPROVED:
             ledger.put(replace(order, capture_behaviour=""))
             return answer("7", "Capture is not possible: the issuer refused the completion")
-        after = order.capture(amount, now_ms())
-        if isinstance(after, Refusal):
-            return answer("7", after.message)
-        ledger.put(after)
+        done = change_order(rt, params, lambda held: held.capture(amount, now_ms()))
     if order.capture_behaviour == "hang":
         await rt.pause(rt.config.timeout_delay)
-    return answer("0", "Success")
+    return done
 
 
 async def decline(request: Request) -> Response:
     """``decline.do``: make an unpaid (CREATED) order final, DECLINED with actionCode 4005."""
-    rt = _runtime(request)
-    rt.ledger.record_request("decline.do", now_ms())
-    params = await read_params(request)
-    await rt.pause(rt.config.latency)
-    if not authorized(params, rt.config):
-        return answer("5", "Access denied")
-    with rt.ledger.atomic() as ledger:
-        order = find_order(ledger, params)
-        if isinstance(order, JSONResponse):
-            return order
-        after = order.decline()
-        if isinstance(after, Refusal):
-            return answer("7", after.message)
-        ledger.put(after)
-    return answer("0", "Success")
+    begun = await admitted(request, "decline.do")
+    if isinstance(begun, Response):
+        return begun
+    rt, params = begun
+    return change_order(rt, params, Order.decline)
