@@ -119,6 +119,9 @@ give_up_after = "30m"
 
 [merchant_config]
 pause_backoff = ["2s", "5s"]
+
+[stuck_orders]
+decline_after = "5s"
 """
 
 
