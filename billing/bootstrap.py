@@ -17,6 +17,7 @@ import pydantic
 from billing.domain.dunning_policy import DEFAULT_POLICY, DunningPolicy
 from billing.domain.durations import parse_duration
 from billing.domain.policy_file import load_policy
+from billing.domain.two_phase import TwoPhase
 from billing.errors import ConfigurationError
 from billing.gateway.accounts import Account, MerchantGateways
 from billing.gateway.client import GatewayClient, GatewayConfig
@@ -35,6 +36,7 @@ from billing.queue.dramatiq import (
 )
 from billing.services.actions import (
     Actions,
+    HeldOrderActions,
     InvoiceActions,
     PauseActions,
     RefundActions,
@@ -163,6 +165,12 @@ def build_gateways(settings: Settings, gateway: Gateway | None = None) -> Mercha
     return MerchantGateways(accounts)
 
 
+def two_phase_settings(settings: Settings) -> TwoPhase:
+    """The default account's two-phase flag and what a refused capture leads to (the flag
+    of every other account is its own: see ``HeldOrders``)."""
+    return TwoPhase(settings.gateway_two_phase, settings.gateway_capture_failed)
+
+
 def build_app(
     settings: Settings,
     *,
@@ -202,6 +210,7 @@ def build_app(
         outage_threshold=settings.circuit_outage_threshold,
         longest_call=timedelta(seconds=settings.longest_gateway_call),
         lease_clock=lease_clock,
+        two_phase=two_phase_settings(settings),
     )
     actors = declare_actors(broker, lambda: charger, queue_name=settings.queue_name)
     dispatcher = dispatcher or DramatiqDispatcher(actors)
@@ -269,6 +278,9 @@ def _actions(
             idempotency_ttl=key_ttl,
         ),
         resolve=ResolveActions(db, gateway=gateways, settlement=charger.settlement, clock=clock),
+        held_orders=HeldOrderActions(
+            db, gateway=gateways, settlement=charger.settlement, clock=clock
+        ),
     )
 
 

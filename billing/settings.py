@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from billing.domain.dialects import Dialect, parse_dialect
+from billing.domain.two_phase import CaptureFailure
 from billing.errors import ConfigurationError
 from billing.settings_checks import check_database_url, check_redis_url, check_session_secret
 from billing.settings_merchants import DEFAULT_ACCOUNT, MerchantAccount, check_merchants
@@ -85,6 +86,9 @@ class Settings(BaseSettings):
     gateway_rate_limit: int = Field(default=0, ge=0)
     #: How long a call waits for a slot before giving up (a transient, never-sent failure).
     gateway_rate_limit_max_wait: float = Field(default=60.0, gt=0)
+    #: A capture the gateway refused: ``reverse`` (release the hold, retry later with a new
+    #: order) or ``operator`` (leave the hold for `billing capture` / `billing release`).
+    gateway_capture_failed: CaptureFailure = CaptureFailure.REVERSE
 
     dunning_policy: Path | None = None
 

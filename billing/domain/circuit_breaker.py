@@ -13,6 +13,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from billing.domain.model import Category
+from billing.domain.stuck_orders import STUCK_ORDER_DECLINED
+from billing.domain.two_phase import CAPTURE_REFUSED, HOLD_RELEASED
+
+#: "Temporary" outcomes that are our own doing on one order, not a gateway outage.
+NOT_OUTAGES = frozenset({STUCK_ORDER_DECLINED, CAPTURE_REFUSED, HOLD_RELEASED})
 
 
 class CircuitState(StrEnum):
@@ -54,6 +59,8 @@ def after_outcome(
     """The breaker after one charge outcome."""
     if category is Category.MERCHANT_CONFIG:
         return _open(circuit, f"merchant configuration error: {reason}", now, pause_backoff)
+    if category is Category.TRANSIENT and reason in NOT_OUTAGES:
+        return circuit  # our own decline or release of one order says nothing of the gateway
     if category is Category.TRANSIENT:
         failures = circuit.consecutive_failures + 1
         if failures >= outage_threshold and circuit.state is CircuitState.CLOSED:

@@ -166,6 +166,21 @@ class MerchantConfigPolicy:
         _check_schedule("merchant_config.pause_backoff", self.pause_backoff)
 
 
+@dataclass(frozen=True)
+class StuckOrderPolicy:
+    """An order neither paid nor declined (CREATED, PREREGISTERED, PENDING) long after the
+    charge was sent is made final with decline.do; once its status says DECLINED the
+    invoice is retried with a new orderNumber (not a dunning step)."""
+
+    #: How long after the charge was sent a still-pending order is declined (and the
+    #: shortest time between two decline.do calls for it); None = never, wait for an
+    #: operator as before.
+    decline_after: timedelta | None = timedelta(minutes=30)
+
+    def __post_init__(self) -> None:
+        _check_optional("stuck_orders.decline_after", self.decline_after)
+
+
 class CatchUpMode(StrEnum):
     """Which missed billing periods a scheduler that was down opens."""
 
@@ -194,6 +209,7 @@ class DunningPolicy:
     merchant_config: MerchantConfigPolicy = field(default_factory=MerchantConfigPolicy)
     catch_up: CatchUpPolicy = field(default_factory=CatchUpPolicy)
     card_budget: CardBudgetPolicy = field(default_factory=CardBudgetPolicy)
+    stuck_orders: StuckOrderPolicy = field(default_factory=StuckOrderPolicy)
 
 
 # -- validation shared by the dataclasses -------------------------------------------------

@@ -9,9 +9,11 @@ live in :mod:`billing.domain.dunning`. Pure apart from reading the file in
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from billing.domain.dunning_policy import (
     _E,
@@ -27,6 +29,7 @@ from billing.domain.dunning_policy import (
     HardDeclinePolicy,
     MerchantConfigPolicy,
     SoftDeclinePolicy,
+    StuckOrderPolicy,
     TransientPolicy,
     UnknownPolicy,
     _fail,
@@ -36,22 +39,6 @@ from billing.errors import ConfigurationError
 
 # -- parsing ------------------------------------------------------------------------------
 
-_KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "soft_decline": ("retry_after", "on_exhausted", "cancel_after"),
-    "hard_decline": ("confirm_after", "cancel_after"),
-    "do_not_retry": ("action",),
-    "transient": ("backoff", "max_attempts", "give_up_after"),
-    "unknown": (
-        "reconcile_backoff",
-        "give_up_after",
-        "operator_recheck_every",
-        "operator_recheck_for",
-    ),
-    "merchant_config": ("pause_backoff",),
-    "catch_up": ("mode",),
-    "card_budget": ("max_attempts", "window"),
-}
-
 
 class _Reader:
     """Reads one table of the file, naming ``section.key`` in every error."""
@@ -60,7 +47,7 @@ class _Reader:
         self.prefix = prefix
         self.section = section
         self.table = table
-        known = _KNOWN_KEYS[section]
+        known = tuple(_SECTIONS[section][1])
         for key in table:
             if key not in known:
                 raise self.fail(key, f"unknown key; expected one of: {', '.join(known)}")
@@ -122,6 +109,59 @@ class _Reader:
             raise self.fail(key, f"must be one of {allowed}, got {raw!r}") from None
 
 
+_Read = Callable[[_Reader, str], object]
+
+
+def _choice(enum: type[_E]) -> _Read:
+    def read(reader: _Reader, key: str) -> object:
+        return reader.choice(key, enum)
+
+    return read
+
+
+#: Every table of the file: the dataclass it fills and how each key is read.
+_SECTIONS: dict[str, tuple[type[Any], dict[str, _Read]]] = {
+    "soft_decline": (
+        SoftDeclinePolicy,
+        {
+            "retry_after": _Reader.schedule,
+            "on_exhausted": _choice(ExhaustedAction),
+            "cancel_after": _Reader.optional_duration,
+        },
+    ),
+    "hard_decline": (
+        HardDeclinePolicy,
+        {"confirm_after": _Reader.duration, "cancel_after": _Reader.optional_duration},
+    ),
+    "do_not_retry": (DoNotRetryPolicy, {"action": _choice(DoNotRetryAction)}),
+    "transient": (
+        TransientPolicy,
+        {
+            "backoff": _Reader.schedule,
+            "max_attempts": _Reader.count,
+            "give_up_after": _Reader.duration,
+        },
+    ),
+    "unknown": (
+        UnknownPolicy,
+        {
+            "reconcile_backoff": _Reader.schedule,
+            "give_up_after": _Reader.duration,
+            "operator_recheck_every": _Reader.duration,
+            "operator_recheck_for": _Reader.duration,
+        },
+    ),
+    "merchant_config": (MerchantConfigPolicy, {"pause_backoff": _Reader.schedule}),
+    "catch_up": (CatchUpPolicy, {"mode": _choice(CatchUpMode)}),
+    "card_budget": (CardBudgetPolicy, {"max_attempts": _Reader.count, "window": _Reader.duration}),
+    "stuck_orders": (StuckOrderPolicy, {"decline_after": _Reader.optional_duration}),
+}
+#: Keys whose omission inside their table means "never" rather than the default.
+_OMITTED_MEANS_NEVER = frozenset(
+    {("soft_decline", "cancel_after"), ("hard_decline", "cancel_after")}
+)
+
+
 def _section(prefix: str, data: Mapping[str, object], name: str) -> _Reader | None:
     if name not in data:
         return None
@@ -133,95 +173,23 @@ def _section(prefix: str, data: Mapping[str, object], name: str) -> _Reader | No
 
 def _build(data: Mapping[str, object], prefix: str) -> DunningPolicy:
     for name in data:
-        if name not in _KNOWN_KEYS:
+        if name not in _SECTIONS:
             raise _fail(
-                str(name), f"unknown section; expected one of: {', '.join(_KNOWN_KEYS)}", prefix
+                str(name), f"unknown section; expected one of: {', '.join(_SECTIONS)}", prefix
             )
-    policy = DEFAULT_POLICY
-
-    soft = policy.soft_decline
-    if (reader := _section(prefix, data, "soft_decline")) is not None:
-        soft = SoftDeclinePolicy(
-            retry_after=reader.schedule("retry_after")
-            if reader.has("retry_after")
-            else soft.retry_after,
-            on_exhausted=reader.choice("on_exhausted", ExhaustedAction)
-            if reader.has("on_exhausted")
-            else soft.on_exhausted,
-            cancel_after=reader.optional_duration("cancel_after"),
-        )
-
-    hard = policy.hard_decline
-    if (reader := _section(prefix, data, "hard_decline")) is not None:
-        hard = HardDeclinePolicy(
-            confirm_after=reader.duration("confirm_after")
-            if reader.has("confirm_after")
-            else hard.confirm_after,
-            cancel_after=reader.optional_duration("cancel_after"),
-        )
-
-    never = policy.do_not_retry
-    if (reader := _section(prefix, data, "do_not_retry")) is not None and reader.has("action"):
-        never = DoNotRetryPolicy(action=reader.choice("action", DoNotRetryAction))
-
-    transient = policy.transient
-    if (reader := _section(prefix, data, "transient")) is not None:
-        transient = TransientPolicy(
-            backoff=reader.schedule("backoff") if reader.has("backoff") else transient.backoff,
-            max_attempts=reader.count("max_attempts")
-            if reader.has("max_attempts")
-            else transient.max_attempts,
-            give_up_after=reader.duration("give_up_after")
-            if reader.has("give_up_after")
-            else transient.give_up_after,
-        )
-
-    budget = policy.card_budget
-    if (reader := _section(prefix, data, "card_budget")) is not None:
-        budget = CardBudgetPolicy(
-            max_attempts=reader.count("max_attempts")
-            if reader.has("max_attempts")
-            else budget.max_attempts,
-            window=reader.duration("window") if reader.has("window") else budget.window,
-        )
-
-    unknown = policy.unknown
-    if (reader := _section(prefix, data, "unknown")) is not None:
-        unknown = UnknownPolicy(
-            reconcile_backoff=reader.schedule("reconcile_backoff")
-            if reader.has("reconcile_backoff")
-            else unknown.reconcile_backoff,
-            give_up_after=reader.duration("give_up_after")
-            if reader.has("give_up_after")
-            else unknown.give_up_after,
-            operator_recheck_every=reader.duration("operator_recheck_every")
-            if reader.has("operator_recheck_every")
-            else unknown.operator_recheck_every,
-            operator_recheck_for=reader.duration("operator_recheck_for")
-            if reader.has("operator_recheck_for")
-            else unknown.operator_recheck_for,
-        )
-
-    merchant = policy.merchant_config
-    if (reader := _section(prefix, data, "merchant_config")) is not None and reader.has(
-        "pause_backoff"
-    ):
-        merchant = MerchantConfigPolicy(pause_backoff=reader.schedule("pause_backoff"))
-
-    catch_up = policy.catch_up
-    if (reader := _section(prefix, data, "catch_up")) is not None and reader.has("mode"):
-        catch_up = CatchUpPolicy(mode=reader.choice("mode", CatchUpMode))
-
-    return DunningPolicy(
-        soft_decline=soft,
-        hard_decline=hard,
-        do_not_retry=never,
-        transient=transient,
-        unknown=unknown,
-        merchant_config=merchant,
-        catch_up=catch_up,
-        card_budget=budget,
-    )
+    changes: dict[str, Any] = {}
+    for name, (_, fields) in _SECTIONS.items():
+        reader = _section(prefix, data, name)
+        if reader is None:
+            continue
+        values = {
+            key: read(reader, key)
+            for key, read in fields.items()
+            if reader.has(key) or (name, key) in _OMITTED_MEANS_NEVER
+        }
+        if values:
+            changes[name] = replace(getattr(DEFAULT_POLICY, name), **values)
+    return replace(DEFAULT_POLICY, **changes)
 
 
 def parse_policy(source: str | Mapping[str, object], *, origin: str | None = None) -> DunningPolicy:

@@ -17,7 +17,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from billing.gateway.port import ChargeRequest, Gateway, RefundRequest, ReverseRequest
+from billing.gateway.port import (
+    ChargeRequest,
+    DeclineRequest,
+    DepositRequest,
+    Gateway,
+    RefundRequest,
+    ReverseRequest,
+)
 from billing.gateway.results import GatewayResult, HttpErrorReply
 
 DEFAULT_ACCOUNT: Final = "default"
@@ -62,6 +69,12 @@ class UnconfiguredAccount:
         return self._refused()
 
     def reverse(self, request: ReverseRequest) -> GatewayResult:
+        return self._refused()
+
+    def deposit(self, request: DepositRequest) -> GatewayResult:
+        return self._refused()
+
+    def decline(self, request: DeclineRequest) -> GatewayResult:
         return self._refused()
 
     def close(self) -> None:
@@ -109,6 +122,12 @@ class MerchantGateways:
 
     def reverse(self, request: ReverseRequest) -> GatewayResult:
         return self._default.reverse(request)
+
+    def deposit(self, request: DepositRequest) -> GatewayResult:
+        return self._default.deposit(request)
+
+    def decline(self, request: DeclineRequest) -> GatewayResult:
+        return self._default.decline(request)
 
     def close(self) -> None:
         for account in self._accounts.values():

@@ -41,7 +41,13 @@ from billing.domain.dialects import Dialect, Encoding, parse_dialect, route
 from billing.domain.model import mask_binding
 from billing.errors import GatewayError
 from billing.gateway.models import ActionResponse, OrderStatusResponse, RecurrentPaymentResponse
-from billing.gateway.port import ChargeRequest, RefundRequest, ReverseRequest
+from billing.gateway.port import (
+    ChargeRequest,
+    DeclineRequest,
+    DepositRequest,
+    RefundRequest,
+    ReverseRequest,
+)
 from billing.gateway.redact import Secrets, redact_cut, redact_json
 from billing.gateway.request_checks import (
     ascii_digits,
@@ -264,6 +270,39 @@ class GatewayClient:
             params={**self._credentials(), "orderId": order_id},
             parse=ActionResponse.model_validate,
             log_fields={"orderId": order_id},
+        )
+
+    def deposit(self, request: DepositRequest) -> GatewayResult:
+        """Capture a held (two-phase) order: POST to ``deposit.do`` (per the dialect);
+        ``amount`` 0 = all."""
+        order_id = request.order_id
+        check_text("orderId", order_id, _MAX_ORDER_ID)
+        check_amount(request.amount, minimum=0)
+        params = {**self._credentials(), "orderId": order_id, "amount": request.amount}
+        return self._call(
+            "deposit.do",
+            params=params,
+            parse=ActionResponse.model_validate,
+            log_fields={"orderId": order_id, "amount": request.amount},
+        )
+
+    def decline(self, request: DeclineRequest) -> GatewayResult:
+        """Cancel an unpaid order: POST to ``decline.do`` (per the dialect) by ``orderId``
+        (first) or ``orderNumber``."""
+        form: dict[str, Any] = self._credentials()
+        if request.order_id is not None:
+            check_text("orderId", request.order_id, _MAX_ORDER_ID)
+            form["orderId"] = request.order_id
+        elif request.order_number is not None:
+            check_order_number(request.order_number)
+            form["orderNumber"] = request.order_number
+        else:
+            raise GatewayError("decline needs order_number or order_id")
+        return self._call(
+            "decline.do",
+            params=form,
+            parse=ActionResponse.model_validate,
+            log_fields={"orderNumber": request.order_number, "orderId": request.order_id},
         )
 
     # -- internals ------------------------------------------------------------------------------

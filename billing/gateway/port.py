@@ -68,6 +68,27 @@ class ReverseRequest:
     order_id: str
 
 
+@dataclass(frozen=True)
+class DepositRequest:
+    """deposit.do: capture the amount held by a two-phase (APPROVED) order.
+
+    ``amount`` 0 captures the whole held amount (the gateway's default). The call is sent
+    at most once per attempt: a repeat or a timeout is settled by the order's status."""
+
+    order_id: str
+    amount: int = 0
+
+
+@dataclass(frozen=True)
+class DeclineRequest:
+    """decline.do: cancel an order that is not paid or authorised yet (CREATED,
+    PREREGISTERED): it becomes final, DECLINED with actionCode 4005. It can never take
+    money, so a repeat is harmless; the order's status says whether it worked."""
+
+    order_id: str | None = None
+    order_number: str | None = None
+
+
 class Gateway(Protocol):
     """What the acquirer does for us. Every method returns a result and never raises for
     the gateway's or the network's behaviour (a request that breaks the gateway's own
@@ -82,5 +103,9 @@ class Gateway(Protocol):
     def refund(self, request: RefundRequest) -> GatewayResult: ...
 
     def reverse(self, request: ReverseRequest) -> GatewayResult: ...
+
+    def deposit(self, request: DepositRequest) -> GatewayResult: ...
+
+    def decline(self, request: DeclineRequest) -> GatewayResult: ...
 
     def close(self) -> None: ...

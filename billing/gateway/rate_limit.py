@@ -62,7 +62,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from billing.errors import ConfigurationError
-from billing.gateway.port import ChargeRequest, Gateway, RefundRequest, ReverseRequest
+from billing.gateway.port import (
+    ChargeRequest,
+    DeclineRequest,
+    DepositRequest,
+    Gateway,
+    RefundRequest,
+    ReverseRequest,
+)
 from billing.gateway.results import RATE_LIMITED, ConnectionFailed, GatewayResult
 
 __all__ = [
@@ -341,6 +348,13 @@ class RateLimitedGateway:
 
     def reverse(self, request: ReverseRequest) -> GatewayResult:
         return self._wait_for_slot("reverse.do", request.order_id) or self.inner.reverse(request)
+
+    def deposit(self, request: DepositRequest) -> GatewayResult:
+        return self._wait_for_slot("deposit.do", request.order_id) or self.inner.deposit(request)
+
+    def decline(self, request: DeclineRequest) -> GatewayResult:
+        order = request.order_id or request.order_number
+        return self._wait_for_slot("decline.do", order) or self.inner.decline(request)
 
     def close(self) -> None:
         """Close the inner gateway and the limiter, when they can be closed."""

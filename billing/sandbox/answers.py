@@ -59,7 +59,9 @@ def order_block(order: Order) -> dict[str, Any]:
         "terminalId": "11111111",
         "paymentAmountInfo": {
             "paymentState": order.state.value,
-            "approvedAmount": order.amount if order.charged else 0,
+            "approvedAmount": order.amount
+            if order.charged or order.state is OrderState.APPROVED
+            else 0,
             "depositedAmount": order.deposited_amount,
             "refundedAmount": order.refunded_amount,
         },

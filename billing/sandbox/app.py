@@ -7,7 +7,9 @@ query string); with a ``dialect`` strict (``rbs``: ``/payment/rest``, form bodie
 for recurrentPayment.do; ``all2pay``: ``/v1``, JSON only), refusing a wrongly encoded
 request with HTTP 415 and another path with 404 (:mod:`billing.sandbox.strict`). Several
 merchant logins (``logins``, ``tokens``) are let in besides the main one; any other
-credential gets the gateway's own answer (errorCode 5, "Access denied").
+credential gets the gateway's own answer (errorCode 5, "Access denied"). Methods:
+``recurrentPayment.do``, ``getOrderStatusExtended.do``, ``refund.do``, ``reverse.do``,
+``deposit.do`` and ``decline.do``.
 Test controls live under ``/sandbox``: ``GET ledger`` (``?state=REFUNDED``,
 ``?bindingId=...``), ``GET requests`` (``?since=MS``: every gateway call served, as
 ``[epoch ms, method]``, for checking a rate limit), ``POST reset``, ``GET health``.
@@ -20,7 +22,9 @@ Refusals follow the RBS codes of these methods (the all2pay page is silent on th
 "5" bad credentials, no order id, or an amount that is not a whole number ≥ 0;
 "6" unknown order; "7" the order is in the wrong state, the amount is more than is left
 to refund, or a reversal after the day of the deposit. The rules themselves are in
-:mod:`billing.sandbox.ledger`. After a refund getOrderStatusExtended.do shows the
+:mod:`billing.sandbox.ledger`; two-phase mode (``two_phase``: approvals held until
+``deposit.do``) and ``decline.do`` are described in :mod:`billing.sandbox.order_calls`.
+After a refund getOrderStatusExtended.do shows the
 order REFUNDED (orderStatus 4), ``paymentAmountInfo.refundedAmount`` and a ``refunds``
 list (with each ``externalRefundId``); after a reversal it is REVERSED (orderStatus 3)
 with ``depositedAmount`` 0.
@@ -34,7 +38,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -50,6 +53,7 @@ from billing.sandbox.answers import (
     status_body,
 )
 from billing.sandbox.behaviours import (
+    CAPTURE_BEHAVIOURS,
     PENDING_ACTION_CODE,
     PENDING_DESCRIPTION,
     Fault,
@@ -62,6 +66,8 @@ from billing.sandbox.behaviours import (
     plan_for,
 )
 from billing.sandbox.ledger import Ledger, Order, OrderState, Refusal
+from billing.sandbox.order_calls import admitted, change_order, decline, deposit
+from billing.sandbox.order_calls import answer as _answer
 from billing.sandbox.requests import (
     ChargeParams,
     authorized,
@@ -111,6 +117,8 @@ class SandboxConfig:
     #: Probability (0..1) that a recurrentPayment.do call gets a chaos fault.
     fault_rate: float = 0.0
     seed: int = 0
+    #: A two-phase merchant: approvals are held (APPROVED) until deposit.do captures them.
+    two_phase: bool = False
 
     def __post_init__(self) -> None:
         for name in ("latency", "slow_delay", "timeout_delay"):
@@ -170,7 +178,9 @@ def _runtime(request: Request) -> _Runtime:
     return runtime
 
 
-def _new_order(charge: ChargeParams, plan: Plan, *, final: bool, pending_queries: int) -> Order:
+def _new_order(
+    charge: ChargeParams, plan: Plan, *, final: bool, pending_queries: int, hold: bool
+) -> Order:
     now = now_ms()
     order = Order(
         order_id=str(uuid.uuid4()),
@@ -185,6 +195,8 @@ def _new_order(charge: ChargeParams, plan: Plan, *, final: bool, pending_queries
         description=charge.description,
         client_id=charge.client_id,
         merchant_params=charge.merchant_params,
+        hold=hold,
+        capture_behaviour=CAPTURE_BEHAVIOURS.get(behaviour_for(charge.binding_id).kind, ""),
     )
     return _settled(order, plan, pending_queries) if final else order
 
@@ -192,7 +204,13 @@ def _new_order(charge: ChargeParams, plan: Plan, *, final: bool, pending_queries
 def _settled(order: Order, plan: Plan, pending_queries: int) -> Order:
     """``order`` as the plan leaves it once processing is over."""
     if plan.result is Result.APPROVED:
-        return order.deposited(now_ms())
+        return order.approved(now_ms())
+    if plan.result is Result.STUCK:
+        return replace(
+            order,
+            action_code=plan.action_code,
+            action_code_description=plan.action_description,
+        )
     if plan.result is Result.DECLINED:
         return replace(
             order,
@@ -239,7 +257,13 @@ async def recurrent_payment(request: Request) -> Response:
         plan = apply_fault(plan, fault)
         if plan.records_order:
             final = plan.timing is not Timing.SLOW
-            order = _new_order(charge, plan, final=final, pending_queries=rt.config.pending_queries)
+            order = _new_order(
+                charge,
+                plan,
+                final=final,
+                pending_queries=rt.config.pending_queries,
+                hold=rt.config.two_phase,
+            )
             ledger.add(order)
     if plan.timing is Timing.SLOW:
         await rt.pause(rt.config.slow_delay)
@@ -285,69 +309,32 @@ async def order_status(request: Request) -> Response:
     return JSONResponse(status_body(order))
 
 
-def _answer(code: str, message: str) -> JSONResponse:
-    """The errorCode/errorMessage answer of refund.do and reverse.do."""
-    return JSONResponse({"errorCode": code, "errorMessage": message})
-
-
-def _find_order(ledger: Ledger, params: dict[str, Any]) -> Order | JSONResponse:
-    """The order named by ``orderId`` (first) or ``orderNumber``, or the error answer."""
-    order_id = param_text(params, "orderId")
-    order_number = param_text(params, "orderNumber")
-    if order_id:
-        order = ledger.find_by_id(order_id)
-        missing = "Unregistered orderId"
-    elif order_number:
-        order = ledger.find_by_number(order_number)
-        missing = "Order not found"
-    else:
-        return _answer("5", "[orderId] is empty")
-    return _answer("6", missing) if order is None else order
-
-
 async def refund(request: Request) -> Response:
     """``refund.do``: give back (part of) a deposited order; see the module docstring."""
-    rt = _runtime(request)
-    rt.ledger.record_request("refund.do", now_ms())
-    params = await read_params(request)
-    await rt.pause(rt.config.latency)
-    if not authorized(params, rt.config):
-        return _answer("5", "Access denied")
+    begun = await admitted(request, "refund.do")
+    if isinstance(begun, Response):
+        return begun
+    rt, params = begun
     amount = parse_refund_amount(params.get("amount"))
     if isinstance(amount, Refusal):
         return _answer("5", amount.message)
     external = param_text(params, "externalRefundId") or None
     if external is not None and len(external) > _MAX_REFUND_ID:
         return _answer("5", "Incorrect value of [externalRefundId]")
-    with rt.ledger.atomic() as ledger:
-        order = _find_order(ledger, params)
-        if isinstance(order, JSONResponse):
-            return order
-        after = order.refund(amount, external, str(uuid.uuid4()), now_ms())
-        if isinstance(after, Refusal):
-            return _answer("7", after.message)
-        if after is not order:
-            ledger.put(after)
-    return _answer("0", "Success")
+    refund_id = str(uuid.uuid4())
+    return change_order(
+        rt, params, lambda order: order.refund(amount, external, refund_id, now_ms())
+    )
 
 
 async def reverse(request: Request) -> Response:
-    """``reverse.do``: cancel a DEPOSITED order on the (UTC) day of its deposit."""
-    rt = _runtime(request)
-    rt.ledger.record_request("reverse.do", now_ms())
-    params = await read_params(request)
-    await rt.pause(rt.config.latency)
-    if not authorized(params, rt.config):
-        return _answer("5", "Access denied")
-    with rt.ledger.atomic() as ledger:
-        order = _find_order(ledger, params)
-        if isinstance(order, JSONResponse):
-            return order
-        after = order.reverse(now_ms())
-        if isinstance(after, Refusal):
-            return _answer("7", after.message)
-        ledger.put(after)
-    return _answer("0", "Success")
+    """``reverse.do``: release a hold, or cancel a DEPOSITED order on the (UTC) day of its
+    deposit."""
+    begun = await admitted(request, "reverse.do")
+    if isinstance(begun, Response):
+        return begun
+    rt, params = begun
+    return change_order(rt, params, lambda order: order.reverse(now_ms()))
 
 
 async def ledger_view(request: Request) -> Response:
@@ -415,6 +402,8 @@ def create_app(
             ),
             Route(f"{base}/refund.do", strict(dialect, "refund.do", refund), methods=["POST"]),
             Route(f"{base}/reverse.do", strict(dialect, "reverse.do", reverse), methods=["POST"]),
+            Route(f"{base}/deposit.do", strict(dialect, "deposit.do", deposit), methods=["POST"]),
+            Route(f"{base}/decline.do", strict(dialect, "decline.do", decline), methods=["POST"]),
             Route("/sandbox/ledger", ledger_view, methods=["GET"]),
             Route("/sandbox/requests", requests_view, methods=["GET"]),
             Route("/sandbox/reset", reset, methods=["POST"]),

@@ -25,6 +25,12 @@ token              recurrentPayment.do answer (and what the "bank" records)
 ``pending``        ``success: true`` with orderStatus 0 (order CREATED, actionCode -30001);
                    becomes DEPOSITED through status queries (see the ledger)
 ``flaky``          odd calls for that binding get HTTP 500 (no order), even calls approve
+``stuck``          the binding's first order stays CREATED (orderStatus 0) for good: neither
+                   paid nor declined until decline.do; later orders approve
+``holdrefuse``     approves; two-phase: the first deposit.do of each order is refused
+                   (errorCode 7), a later one captures
+``holdtimeout``    approves; two-phase: deposit.do captures at once but answers only after
+                   ``timeout_delay``
 =================  ==========================================================================
 
 Chaos faults (:class:`Fault`) wrap any plan: ``HTTP_500`` before charging, ``TIMEOUT``
@@ -57,6 +63,9 @@ class Kind(StrEnum):
     TIMEOUT = "timeout"
     PENDING = "pending"
     FLAKY = "flaky"
+    STUCK = "stuck"
+    HOLDREFUSE = "holdrefuse"
+    HOLDTIMEOUT = "holdtimeout"
 
 
 class Result(StrEnum):
@@ -65,6 +74,7 @@ class Result(StrEnum):
     APPROVED = "approved"  # order DEPOSITED
     DECLINED = "declined"  # order DECLINED (orderStatus 6)
     PENDING = "pending"  # order CREATED (orderStatus 0), settled by status queries
+    STUCK = "stuck"  # order CREATED (orderStatus 0) for good, until decline.do
     REFUSED = "refused"  # error body, no order
     HTTP_500 = "http_500"  # HTML error page with status 500, no order
     HTML_PAGE = "html_page"  # HTML page with status 200, no order
@@ -110,7 +120,7 @@ class Plan:
     @property
     def records_order(self) -> bool:
         """Whether the gateway registers an order for this call."""
-        return self.result in (Result.APPROVED, Result.DECLINED, Result.PENDING)
+        return self.result in (Result.APPROVED, Result.DECLINED, Result.PENDING, Result.STUCK)
 
 
 INSUFFICIENT_FUNDS = "The funds on the card are not sufficient"
@@ -156,7 +166,13 @@ _FIXED: dict[Kind, Plan] = {
     Kind.PENDING: Plan(
         Result.PENDING, action_code=PENDING_ACTION_CODE, action_description=PENDING_DESCRIPTION
     ),
+    Kind.HOLDREFUSE: _APPROVE,
+    Kind.HOLDTIMEOUT: _APPROVE,
 }
+_STUCK = Plan(Result.STUCK, action_code=PENDING_ACTION_CODE, action_description=PENDING_DESCRIPTION)
+
+#: What deposit.do does with an order, by the behaviour of its binding.
+CAPTURE_BEHAVIOURS = {Kind.HOLDREFUSE: "refuse_once", Kind.HOLDTIMEOUT: "hang"}
 
 _RECOVER = re.compile(r"recover([0-9]{0,6})")
 
@@ -181,6 +197,8 @@ def plan_for(behaviour: Behaviour, *, call_number: int, prior_orders: int) -> Pl
     """
     if behaviour.kind is Kind.RECOVER:
         return _INSUFFICIENT if prior_orders < behaviour.count else _APPROVE
+    if behaviour.kind is Kind.STUCK:
+        return _STUCK if prior_orders == 0 else _APPROVE
     if behaviour.kind is Kind.FLAKY:
         return _HTTP_500 if call_number % 2 == 1 else _APPROVE
     return _FIXED[behaviour.kind]

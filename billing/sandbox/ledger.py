@@ -15,7 +15,13 @@ gateway documents it and where it is silent, as chosen here:
   refunds nothing more, whatever the amount of the repeat and the order's state now
   (the scope, per order, is our choice: a repeat on another order is a new refund);
 * a reversal needs a DEPOSITED order (not partially refunded) deposited the same UTC
-  day; the order becomes REVERSED (orderStatus 3).
+  day; the order becomes REVERSED (orderStatus 3). A held (APPROVED) order can always be
+  reversed: that releases the hold;
+* two-phase: an approved order of a two-phase merchant is held (APPROVED, orderStatus 1)
+  until deposit.do captures it (:meth:`Order.capture`; amount 0 = all, less = a partial
+  capture, more = refused); a capture of an order that is not held is refused;
+* decline.do (:meth:`Order.decline`) makes an order that is not paid or authorised yet
+  (CREATED) final: DECLINED with actionCode 4005; any other order is refused.
 
 An order refunded or reversed was still charged once: :meth:`Ledger.deposited_count`
 counts it.
@@ -45,6 +51,7 @@ class OrderState(StrEnum):
     """paymentState of an order as the gateway reports it."""
 
     CREATED = "CREATED"
+    APPROVED = "APPROVED"  # two-phase: the funds are held until deposit.do
     DEPOSITED = "DEPOSITED"
     DECLINED = "DECLINED"
     REVERSED = "REVERSED"
@@ -54,6 +61,7 @@ class OrderState(StrEnum):
 #: orderStatus (getOrderStatusExtended.do) for each state.
 ORDER_STATUS = {
     OrderState.CREATED: 0,
+    OrderState.APPROVED: 1,
     OrderState.DEPOSITED: 2,
     OrderState.REVERSED: 3,
     OrderState.REFUNDED: 4,
@@ -118,6 +126,13 @@ class Order:
     refunded_amount: int = 0
     refunds: tuple[RefundRecord, ...] = ()
     reversed_ms: int | None = None
+    #: Two-phase: an approval holds the funds (APPROVED) until deposit.do.
+    hold: bool = False
+    #: What deposit.do does for this order: "" captures, "refuse_once" refuses the first
+    #: capture, "hang" captures but answers only after the timeout delay.
+    capture_behaviour: str = ""
+    #: The amount captured by deposit.do (None: all of it, or not captured).
+    captured_amount: int | None = None
 
     @property
     def order_status(self) -> int:
@@ -131,7 +146,9 @@ class Order:
     @property
     def deposited_amount(self) -> int:
         """What was debited and not reversed (refunds do not change it)."""
-        return self.amount if self.state in (OrderState.DEPOSITED, OrderState.REFUNDED) else 0
+        if self.state not in (OrderState.DEPOSITED, OrderState.REFUNDED):
+            return 0
+        return self.amount if self.captured_amount is None else self.captured_amount
 
     @property
     def refundable_amount(self) -> int:
@@ -168,7 +185,10 @@ class Order:
         )
 
     def reverse(self, now_ms: int) -> Order | Refusal:
-        """This order after reverse.do: only DEPOSITED, only on the (UTC) day of the deposit."""
+        """This order after reverse.do: a held order is released; a DEPOSITED one is reversed
+        only on the (UTC) day of the deposit."""
+        if self.state is OrderState.APPROVED:
+            return replace(self, state=OrderState.REVERSED, reversed_ms=now_ms)
         if self.state is not OrderState.DEPOSITED:
             return Refusal(f"Payment must be in a correct state (the order is {self.state.value})")
         deposited_on = _utc_day(self.deposited_ms if self.deposited_ms is not None else now_ms)
@@ -178,6 +198,40 @@ class Order:
                 "UTC): refund it instead"
             )
         return replace(self, state=OrderState.REVERSED, reversed_ms=now_ms)
+
+    def capture(self, amount: int | None, now_ms: int) -> Order | Refusal:
+        """This order after deposit.do: only a held (APPROVED) order; ``amount`` None/0
+        captures all of it, a smaller amount is a partial (final) capture."""
+        if self.state is not OrderState.APPROVED:
+            return Refusal(f"Payment must be in a correct state (the order is {self.state.value})")
+        if amount is not None and amount > self.amount:
+            return Refusal(f"Deposit amount {amount} is more than the {self.amount} held")
+        captured = self.deposited(now_ms)
+        return captured if amount is None else replace(captured, captured_amount=amount)
+
+    def decline(self) -> Order | Refusal:
+        """This order after decline.do: only one not paid or authorised yet (CREATED)."""
+        if self.state is not OrderState.CREATED:
+            return Refusal(f"Incorrect order state (the order is {self.state.value})")
+        return replace(
+            self,
+            state=OrderState.DECLINED,
+            action_code=4005,
+            action_code_description="Declined by merchant",
+            pending_queries_left=None,
+        )
+
+    def approved(self, now_ms: int) -> Order:
+        """This order once the bank approves it: held for a two-phase merchant, else paid."""
+        if self.hold:
+            return replace(
+                self,
+                state=OrderState.APPROVED,
+                action_code=0,
+                action_code_description="",
+                pending_queries_left=None,
+            )
+        return self.deposited(now_ms)
 
     def deposited(self, now_ms: int) -> Order:
         """This order, paid."""
@@ -273,7 +327,7 @@ class Ledger:
                 left = order.pending_queries_left - 1
                 self._by_id[order_id] = replace(order, pending_queries_left=left)
                 return order
-            paid = order.deposited(now_ms)
+            paid = order.approved(now_ms)
             self._by_id[order_id] = paid
             return paid
 

@@ -7,12 +7,16 @@ attempt go through the subscription's account. Reads one column; never calls the
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.gateway.accounts import gateway_for
+from billing.domain.two_phase import TwoPhase
+from billing.gateway.accounts import MerchantGateways, gateway_for
 from billing.gateway.port import Gateway
-from billing.storage.tables import Subscription
+from billing.storage.database import Database
+from billing.storage.tables import ChargeAttempt, Subscription
 
 
 def account_of(session: Session, subscription_id: int) -> str:
@@ -25,3 +29,25 @@ def account_of(session: Session, subscription_id: int) -> str:
 def gateway_of(session: Session, gateway: Gateway, subscription_id: int) -> Gateway:
     """The gateway of the subscription's merchant account."""
     return gateway_for(gateway, account_of(session, subscription_id))
+
+
+def gateway_of_attempt(db: Database, gateway: Gateway, attempt_id: int) -> Gateway:
+    """The gateway of the merchant account the attempt's subscription belongs to."""
+    with db.transaction() as session:
+        subscription_id = session.scalars(
+            select(ChargeAttempt.subscription_id).where(ChargeAttempt.id == attempt_id)
+        ).one_or_none()
+        if subscription_id is None:
+            return gateway
+        return gateway_of(session, gateway, subscription_id)
+
+
+def two_phase_of(
+    session: Session, gateway: Gateway, subscription_id: int, default: TwoPhase
+) -> TwoPhase:
+    """The two-phase settings of the subscription's merchant account: its own flag, the
+    refused-capture rule shared by every account (``BILLING_GATEWAY_CAPTURE_FAILED``)."""
+    if not isinstance(gateway, MerchantGateways):
+        return default
+    found = gateway.account(account_of(session, subscription_id))
+    return default if found is None else replace(default, enabled=found.two_phase)

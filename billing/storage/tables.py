@@ -137,6 +137,12 @@ class ChargeAttempt(Base):
     status_checks: Mapped[int] = mapped_column(Integer, default=0)
     #: Set when this attempt took money for an invoice that was already paid.
     needs_refund: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Two-phase: deposit.do stored before the call (sent at most once automatically) and
+    #: what came of it (:class:`billing.domain.two_phase.CaptureResult`).
+    capture_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    capture_result: Mapped[str | None] = mapped_column(String(16))
+    #: A stuck order: when decline.do was last sent for it.
+    decline_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -65,6 +65,9 @@ pause_backoff = ["2s", "5s"]
 
 [catch_up]
 mode = "latest"
+
+[stuck_orders]
+decline_after = "5s"
 """
 
 

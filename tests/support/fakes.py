@@ -7,7 +7,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from billing.gateway.port import ChargeRequest, RefundRequest, ReverseRequest
+from billing.gateway.port import (
+    ChargeRequest,
+    DeclineRequest,
+    DepositRequest,
+    RefundRequest,
+    ReverseRequest,
+)
 from billing.gateway.results import (
     ConnectionFailed,
     GatewayResult,
@@ -77,7 +83,8 @@ class FakeGateway:
 
     ``approve``, ``insufficient``, ``notfound``, ``auth`` (access denied), ``timeout``
     (charged, then the client times out), ``down`` (connection refused), ``pending``
-    (the order stays registered but unpaid), ``http500`` (refused before charging),
+    (the order stays registered but unpaid), ``stuck`` (the binding's first order stays
+    registered but unpaid, later ones approve), ``http500`` (refused before charging),
     ``proxy502`` (charged, but a proxy answered 502).
 
     It also gives money back. ``refund_mode``: ``ok`` (errorCode 0), ``refuse``
@@ -88,6 +95,12 @@ class FakeGateway:
     ``reverse_mode`` likewise (``ok``, ``refuse``, ``timeout``, ``lost``). With
     ``report_refunds`` the order status shows them: a ``refunds`` block (by
     externalRefundId), ``refundedAmount`` and the REFUNDED / REVERSED state.
+
+    Two-phase (``two_phase``): an approved charge is held (orderStatus 1, APPROVED) until
+    deposit.do captures it. ``deposit_mode``: ``ok``, ``refuse`` (errorCode 7, still held),
+    ``timeout`` (captured, the answer lost), ``lost`` (no answer, not captured).
+    decline.do (``decline_mode`` ``ok`` / ``refuse`` / ``timeout``) declines an unpaid
+    (``pending``) order with actionCode 4005 and refuses any other with errorCode 7.
     """
 
     def __init__(self) -> None:
@@ -106,6 +119,11 @@ class FakeGateway:
         self.auth_ok = True
         self.before_answer: Callable[[str], None] | None = None
         self.before_charge: Callable[[str], None] | None = None
+        self.two_phase = False
+        self.deposit_mode = "ok"
+        self.decline_mode = "ok"
+        self.deposit_calls: list[str] = []
+        self.decline_calls: list[str] = []
 
     def deposited(self) -> list[str]:
         return [n for n, o in self.orders.items() if o["orderStatus"] == 2]
@@ -129,12 +147,16 @@ class FakeGateway:
         if behaviour == "notfound":
             return JsonReply(200, error_body("2", "The binding is not found"))
         order_id = str(uuid.uuid4())
-        status = {"insufficient": 6, "pending": 0}.get(behaviour, 2)
+        status = {"insufficient": 6, "pending": 0}.get(behaviour, 1 if self.two_phase else 2)
+        if behaviour == "stuck":  # the binding's first order stays unpaid; later ones approve
+            first = not any(o.get("binding") == binding_id for o in self.orders.values())
+            status = 0 if first else (1 if self.two_phase else 2)
         self.orders[order_number] = {
             "orderStatus": status,
             "orderId": order_id,
             "amount": amount,
             "actionCode": 116 if status == 6 else 0,
+            "binding": binding_id,
         }
         if self.before_answer is not None:
             self.before_answer(order_number)
@@ -142,11 +164,48 @@ class FakeGateway:
             return ReadTimedOut("read timeout")
         if behaviour == "proxy502":  # the gateway charged; the proxy in front gave up
             return HttpErrorReply(502, "<html>Bad Gateway</html>")
-        if behaviour == "pending":
+        if status == 0:
             return JsonReply(200, {"success": True, "data": {"orderId": order_id}})
         if status == 6:
             return JsonReply(200, declined_body(order_number, amount, order_id, 116))
-        return JsonReply(200, paid_body(order_number, amount, order_id))
+        body = paid_body(order_number, amount, order_id)
+        if status == 1:
+            body["orderStatus"]["orderStatus"] = 1
+            body["orderStatus"]["paymentAmountInfo"] = {"paymentState": "APPROVED"}
+        return JsonReply(200, body)
+
+    def _by_id(self, order_id: str) -> dict[str, Any] | None:
+        return next((o for o in self.orders.values() if o["orderId"] == order_id), None)
+
+    def deposit(self, request: DepositRequest) -> GatewayResult:
+        self.deposit_calls.append(request.order_id)
+        order = self._by_id(request.order_id)
+        if order is None:
+            return JsonReply(200, {"errorCode": "6", "errorMessage": "Unregistered orderId"})
+        if self.deposit_mode == "refuse":
+            return JsonReply(200, {"errorCode": "7", "errorMessage": "Capture is not possible"})
+        if self.deposit_mode == "lost":
+            return ReadTimedOut("read timeout")
+        if order["orderStatus"] != 1:
+            return JsonReply(
+                200, {"errorCode": "7", "errorMessage": "Payment must be in a correct state"}
+            )
+        order["orderStatus"] = 2
+        if self.deposit_mode == "timeout":
+            return ReadTimedOut("read timeout")
+        return JsonReply(200, OK)
+
+    def decline(self, request: DeclineRequest) -> GatewayResult:
+        self.decline_calls.append(request.order_id or request.order_number or "")
+        order = self.orders.get(request.order_number or "") or self._by_id(request.order_id or "")
+        if order is None:
+            return JsonReply(200, {"errorCode": "6", "errorMessage": "Unregistered orderId"})
+        if self.decline_mode == "refuse" or order["orderStatus"] != 0:
+            return JsonReply(200, {"errorCode": "7", "errorMessage": "Incorrect order state"})
+        order["orderStatus"], order["actionCode"] = 6, 4005
+        if self.decline_mode == "timeout":
+            return ReadTimedOut("read timeout")
+        return JsonReply(200, OK)
 
     def order_status(
         self, *, order_number: str | None = None, order_id: str | None = None
@@ -157,7 +216,9 @@ class FakeGateway:
         order = self.orders.get(order_number or "")
         if order is None:
             return JsonReply(200, {"errorCode": "6", "errorMessage": "Unregistered orderId"})
-        state = {2: "DEPOSITED", 0: "CREATED"}.get(order["orderStatus"], "DECLINED")
+        state = {2: "DEPOSITED", 0: "CREATED", 1: "APPROVED", 3: "REVERSED"}.get(
+            order["orderStatus"], "DECLINED"
+        )
         body: dict[str, Any] = {
             "errorCode": "0",
             "errorMessage": "Success",
@@ -210,6 +271,9 @@ class FakeGateway:
         if self.reverse_mode == "lost":
             return ReadTimedOut("read timeout")
         self.reversed.add(request.order_id)
+        held = self._by_id(request.order_id)
+        if held is not None and held["orderStatus"] == 1:
+            held["orderStatus"] = 3  # a released hold
         if self.reverse_mode == "timeout":
             return ReadTimedOut("read timeout")
         return JsonReply(200, OK)

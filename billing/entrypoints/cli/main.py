@@ -42,6 +42,8 @@ for _command in (
     invoices.refund,
     invoices.reverse,
     operator.resolve,
+    operator.capture,
+    operator.release,
     operator.audit,
     refunds.refunds,
     system.db,

@@ -1,5 +1,6 @@
 """Operator commands outside one resource: ``billing resolve`` (an attempt waiting for an
-operator) and ``billing audit`` (the invariant check anyone can run).
+operator), ``billing capture`` / ``billing release`` (a held two-phase order) and
+``billing audit`` (the invariant check anyone can run).
 
 They parse, call one use case or read model and render; they decide nothing about money.
 ``audit`` exits 1 when an invariant fails, so it can guard a cron job or a deploy.
@@ -31,6 +32,28 @@ def _render_resolved(body: dict[str, Any]) -> None:
         f"attempt {body['attempt_id']} (invoice {body['invoice_id']}, order "
         f"{body['order_number']}): {body['state']}: {body['message']}"
     )
+
+
+@click.command("capture")
+@click.argument("attempt_id", type=int)
+@reason_option
+@json_option
+def capture(attempt_id: int, reason: str, as_json: bool) -> None:
+    """Capture an attempt's held (two-phase, APPROVED) order with deposit.do; recorded as
+    paid only once the order status says DEPOSITED."""
+    body = _app().actions.held_orders.capture(attempt_id, actor=_actor(), reason=reason)
+    _emit(body, as_json, _render_resolved)
+
+
+@click.command("release")
+@click.argument("attempt_id", type=int)
+@reason_option
+@json_option
+def release(attempt_id: int, reason: str, as_json: bool) -> None:
+    """Release an attempt's held (two-phase, APPROVED) order with reverse.do: no money is
+    taken; the invoice follows its retry schedule (void it to stop charging)."""
+    body = _app().actions.held_orders.release(attempt_id, actor=_actor(), reason=reason)
+    _emit(body, as_json, _render_resolved)
 
 
 @click.command("audit")

@@ -191,6 +191,11 @@ def _exec(argv: list[str]) -> NoReturn:
     metavar="TOKEN",
     help="A merchant token let in instead of a login (repeatable).",
 )
+@click.option(
+    "--two-phase",
+    is_flag=True,
+    help="Two-phase merchant: approvals are held (APPROVED) until deposit.do captures them.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -202,11 +207,27 @@ def sandbox(
     dialect: str | None,
     logins: tuple[str, ...],
     tokens: tuple[str, ...],
+    two_phase: bool,
 ) -> None:
     """Serve the local gateway emulator (behaviour chosen by the bindingId's first word).
 
-    Modes: lenient by default; strict per dialect with --dialect; several merchant logins
-    with --login/--token (a wrong credential is refused the way the gateway does)."""
+    \b
+    Modes:
+      lenient (default)    /payment/rest, any body encoding, login sandbox:sandbox
+      --dialect D          strict: serve dialect D only (rbs or all2pay), refusing a wrong
+                           encoding (HTTP 415) or path (404) as that router does
+      --login/--token      more merchant logins; any other credential gets errorCode 5
+      one-phase (default)  an approved charge is DEPOSITED at once
+      --two-phase          an approved charge is held (APPROVED, orderStatus 1) until
+                           deposit.do captures it; reverse.do releases a hold
+      --fault-rate R       a share R of charges get an injected fault (500, timeout, slow)
+    \b
+    Behaviours (the bindingId's first word): approve, insufficient, recoverN, notfound,
+    disabled, expired, stolen, zerodecline, syserror, http500, html, slow, timeout,
+    pending (CREATED, paid after a status query), stuck (first order CREATED for good,
+    until decline.do), flaky, holdrefuse (two-phase: first deposit.do refused),
+    holdtimeout (two-phase: deposit.do answers only after --timeout-delay).
+    decline.do makes a CREATED order DECLINED (actionCode 4005)."""
     from billing.domain.dialects import Dialect
     from billing.sandbox import SandboxConfig, serve
 
@@ -228,6 +249,7 @@ def sandbox(
             dialect=Dialect(dialect) if dialect else None,
             logins=tuple(pairs),
             tokens=tokens,
+            two_phase=two_phase,
         ),
     )
 

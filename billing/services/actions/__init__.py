@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from billing.services.actions.held_orders import HeldOrderActions
 from billing.services.actions.invoices import InvoiceActions
 from billing.services.actions.pausing import PauseActions
 from billing.services.actions.refunds import RefundActions
@@ -22,10 +23,12 @@ class Actions:
     retries: RetryActions
     refunds: RefundActions
     resolve: ResolveActions
+    held_orders: HeldOrderActions
 
 
 __all__ = [
     "Actions",
+    "HeldOrderActions",
     "InvoiceActions",
     "PauseActions",
     "RefundActions",

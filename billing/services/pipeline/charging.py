@@ -32,8 +32,10 @@ from billing.domain.model import (
     Outcome,
     SubscriptionStatus,
 )
+from billing.domain.two_phase import TwoPhase
 from billing.gateway.accounts import fiscal_receipts, gateway_for
 from billing.gateway.classify import classify_payment, classify_status
+from billing.gateway.codes import HELD, PENDING
 from billing.gateway.port import CHARGE_LANGUAGE, ChargeRequest, Gateway
 from billing.observability.logs import log_context
 from billing.services.audit import record_event
@@ -44,12 +46,10 @@ from billing.services.lease import (
     clock_lease,
 )
 from billing.services.pipeline.attempt_rows import lock_attempt
-from billing.services.pipeline.settlement import (
-    DECLINED_ORDER,
-    RECHECKABLE_STATES,
-    UNSETTLED_STATUS,
-    Settlement,
-)
+from billing.services.pipeline.capture import HeldOrders
+from billing.services.pipeline.order_status import settles as _settles
+from billing.services.pipeline.settlement import RECHECKABLE_STATES, Settlement
+from billing.services.pipeline.stuck_orders import StuckOrders
 from billing.services.ports import Clock, system_clock
 from billing.storage.circuit_row import load_circuit
 from billing.storage.database import Database
@@ -83,6 +83,7 @@ class Charger:
         outage_threshold: int = 20,
         longest_call: timedelta | None = None,
         lease_clock: LeaseClock | None = None,
+        two_phase: TwoPhase | None = None,
     ) -> None:
         self.db = db
         self.gateway = gateway
@@ -104,6 +105,10 @@ class Charger:
             lease=self.lease,
             lease_clock=self.lease_clock,
         )
+        #: What follows a status that is neither paid nor final: capture a held order
+        #: (two-phase merchants), decline an order stuck unpaid (the policy's thresholds).
+        self.held = HeldOrders(db, gateway, two_phase or TwoPhase(), clock=clock)
+        self.stuck = StuckOrders(db, gateway, policy.stuck_orders, clock=clock)
 
     def charge(self, attempt_id: int) -> str:
         """Send the attempt to the gateway once; returns a word saying what happened.
@@ -145,16 +150,14 @@ class Charger:
         if outcome.category is Category.UNKNOWN or _may_have_been_processed(outcome):
             # The order may exist: its status, not the charge answer, decides.
             status = classify_status(gateway.order_status(order_number=request.charge.order_number))
-            if _settles(status):
+            if _settles(status) or status.reason in (HELD, PENDING):
                 outcome = status
             elif outcome.category is Category.TRANSIENT:
                 # A 5xx or an HTML page from something in front of the gateway: the charge
                 # may still be processed behind it. A new orderNumber is used only once the
                 # gateway says, after the call has certainly ended, that it has no such order.
                 outcome = replace(outcome, category=Category.UNKNOWN)
-        return self.settlement.finish(
-            attempt_id, outcome, {AttemptState.SENDING}, status_check=False
-        )
+        return self._finish(attempt_id, outcome, {AttemptState.SENDING}, status_check=False)
 
     def _claim_for_sending(
         self, session: Session, attempt: ChargeAttempt, now: datetime
@@ -254,9 +257,24 @@ class Charger:
             if outcome.category is not Category.UNKNOWN:
                 self.settlement.update_circuit(outcome, now, account)
             outcome = replace(outcome, category=Category.UNKNOWN)
-        return self.settlement.finish(
+        return self._finish(
             attempt_id, outcome, {AttemptState.SENDING, AttemptState.UNKNOWN}, status_check=True
         )
+
+    def _finish(
+        self, attempt_id: int, outcome: Outcome, expected: set[AttemptState], *, status_check: bool
+    ) -> str:
+        """Settle the outcome, after capturing a held order or declining a stuck one."""
+        followed: Outcome | str | None = None
+        if outcome.reason == HELD:
+            followed = self.held.follow_up(attempt_id, outcome, expected)
+        elif outcome.reason == PENDING and outcome.category is Category.UNKNOWN:
+            followed = self.stuck.follow_up(attempt_id, outcome, expected)
+        if isinstance(followed, str):
+            return followed
+        if followed is not None:
+            outcome, status_check = followed, True
+        return self.settlement.finish(attempt_id, outcome, expected, status_check=status_check)
 
 
 def _may_have_been_processed(outcome: Outcome) -> bool:
@@ -267,15 +285,6 @@ def _may_have_been_processed(outcome: Outcome) -> bool:
         and outcome.http_status is not None
         and outcome.error_code is None
     )
-
-
-def _settles(status: Outcome) -> bool:
-    """Whether a status-query answer settles the attempt: a final order state does (a
-    declined order, orderStatus 6, whatever its action code); "pending", "not found" or a
-    failed query does not."""
-    if status.order_not_found:
-        return False
-    return status.category not in UNSETTLED_STATUS or status.order_status == DECLINED_ORDER
 
 
 def _skip(session: Session, attempt: ChargeAttempt, reason: str, why: str, now: datetime) -> str:

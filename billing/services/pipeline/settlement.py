@@ -182,15 +182,22 @@ class Settlement:
                 end_recheck(session, attempt, self.lease, self.lease_clock, now)
 
     def settle_resolved(
-        self, session: Session, attempt: ChargeAttempt, outcome: Outcome, now: datetime
+        self,
+        session: Session,
+        attempt: ChargeAttempt,
+        outcome: Outcome,
+        now: datetime,
+        *,
+        retry_now: bool = True,
     ) -> Decision:
         """An operator checked an attempt that waited for them: the gateway did not charge
         it (``outcome`` is a decline or a not-received failure). Settled by the dunning
         decision like an automatic outcome; a retry it plans runs at once (the wait for the
-        operator already took its time). The caller holds the attempt's row lock."""
+        operator already took its time) unless ``retry_now`` is False. The caller holds the
+        attempt's row lock."""
         decision = self._settle(session, attempt, outcome, now, manual_keeps_plan=False)
         invoice = session.get_one(Invoice, attempt.invoice_id)
-        if decision.action is Action.RETRY and invoice.status == InvoiceStatus.OPEN:
+        if retry_now and decision.action is Action.RETRY and invoice.status == InvoiceStatus.OPEN:
             invoice.next_attempt_at = now
         return decision
 

@@ -270,3 +270,28 @@ def test_dataclasses_refuse_invalid_values(build: object) -> None:
     assert callable(build)
     with pytest.raises(ConfigurationError, match="dunning policy: "):
         build()
+
+
+def test_stuck_orders_thresholds_are_read_from_the_policy_file() -> None:
+    from billing.domain.dunning_policy import StuckOrderPolicy
+
+    assert parse_policy("").stuck_orders == StuckOrderPolicy(decline_after=timedelta(minutes=30))
+    policy = parse_policy('[stuck_orders]\ndecline_after = "45m"\n')
+    assert policy.stuck_orders.decline_after == timedelta(minutes=45)
+    assert parse_policy('[stuck_orders]\ndecline_after = ""\n').stuck_orders.decline_after is None
+    # a table without the key keeps the default; other tables are untouched
+    assert parse_policy("[stuck_orders]\n").stuck_orders == StuckOrderPolicy()
+    assert policy.soft_decline == parse_policy("").soft_decline
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[stuck_orders]\ndecline_after = "0s"\n', "stuck_orders.decline_after"),
+        ("[stuck_orders]\ndecline_after = 30\n", "stuck_orders.decline_after"),
+        ('[stuck_orders]\nafter = "30m"\n', "stuck_orders.after: unknown key"),
+    ],
+)
+def test_bad_stuck_orders_thresholds_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        parse_policy(text)

@@ -16,6 +16,7 @@ from billing.entrypoints.cli.main import cli
 COMMANDS = {
     "admin",
     "audit",
+    "capture",
     "callbacks",
     "db",
     "demo",
@@ -23,6 +24,7 @@ COMMANDS = {
     "invoices",
     "reconcile",
     "refund",
+    "release",
     "resolve",
     "refunds",
     "retry",

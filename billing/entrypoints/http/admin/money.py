@@ -127,3 +127,19 @@ def resolve(attempt_id: Id, body: schemas.ReasonOnly, who: Money, app: Services)
     first: DEPOSITED → paid (or flagged as a second charge); no such order or declined →
     not charged, and the invoice may be retried; still pending → 409, nothing changed."""
     return app.actions.resolve.resolve(attempt_id, actor=who.name, reason=body.reason)
+
+
+@payments.post("/{attempt_id}/capture", response_model=schemas.ResolveOut)
+def capture(attempt_id: Id, body: schemas.ReasonOnly, who: Money, app: Services) -> dict[str, Any]:
+    """Capture a held (two-phase, APPROVED) order with deposit.do. `result` is `paid` once the
+    order status says DEPOSITED, else `capture_not_confirmed` (nothing recorded); an order
+    that is not held → 409, nothing changed."""
+    return app.actions.held_orders.capture(attempt_id, actor=who.name, reason=body.reason)
+
+
+@payments.post("/{attempt_id}/release", response_model=schemas.ResolveOut)
+def release(attempt_id: Id, body: schemas.ReasonOnly, who: Money, app: Services) -> dict[str, Any]:
+    """Release a held (two-phase, APPROVED) order with reverse.do. `result` is `released` once
+    the order is REVERSED (no money taken; the invoice follows its retry schedule), else
+    `release_not_confirmed`; an order that is not held → 409, nothing changed."""
+    return app.actions.held_orders.release(attempt_id, actor=who.name, reason=body.reason)

@@ -301,7 +301,10 @@ class ResolveOut(_Response):
     subscription_id: int
     order_number: str
     state: str = Field(description="The attempt's state after resolving: paid, failed, declined")
-    result: str = Field(description="paid, second_charge (flagged to refund) or not_charged")
+    result: str = Field(
+        description="paid, second_charge (flagged to refund), not_charged; for a held order "
+        "also released, capture_not_confirmed or release_not_confirmed"
+    )
     message: str
 
 

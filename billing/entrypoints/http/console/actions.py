@@ -111,8 +111,22 @@ def attempt_actions(kit: Kit) -> list[Route]:
         done = app.actions.resolve.resolve(attempt_id, actor=operator.name, reason=reason(form, ""))
         return f"Attempt {attempt_id} resolved: {done['message']}"
 
+    def capture(operator: Operator, form: dict[str, Any], attempt_id: int) -> str:
+        done = app.actions.held_orders.capture(
+            attempt_id, actor=operator.name, reason=reason(form, "")
+        )
+        return f"Attempt {attempt_id}: {done['message']}"
+
+    def release(operator: Operator, form: dict[str, Any], attempt_id: int) -> str:
+        done = app.actions.held_orders.release(
+            attempt_id, actor=operator.name, reason=reason(form, "")
+        )
+        return f"Attempt {attempt_id}: {done['message']}"
+
     post = ["POST"]
     return [
         Route("/attempts/{target:int}/refund", kit.action(refund), methods=post),
         Route("/attempts/{target:int}/resolve", kit.action(resolve), methods=post),
+        Route("/attempts/{target:int}/capture", kit.action(capture), methods=post),
+        Route("/attempts/{target:int}/release", kit.action(release), methods=post),
     ]
