@@ -174,6 +174,14 @@ def audit(
             )
 
     # (3): every invoice paid, or waiting with a documented next step, or closed.
+    # One collection at a time, oldest first: a newer open invoice waits for the oldest
+    # (invoices of one subscription are opened in period order, so the lowest id).
+    oldest_open: dict[int, int] = {}
+    for inv in invoices:
+        if inv.status == "open":
+            oldest_open[inv.subscription_id] = min(
+                oldest_open.get(inv.subscription_id, inv.id), inv.id
+            )
     for inv in invoices:
         result.invoices_by_status[inv.status] += 1
         sub = subs.get(inv.subscription_id)
@@ -197,6 +205,8 @@ def audit(
                 result.open_by_step["retry scheduled"] += 1
             elif any(a.state in IN_FLIGHT for a in own):
                 result.open_by_step["charge in flight"] += 1
+            elif sub_status in RETRYING_STATUSES and oldest_open[inv.subscription_id] < inv.id:
+                result.open_by_step["waiting for an older invoice"] += 1
             else:
                 fail(
                     "3 invoice state",

@@ -4,7 +4,9 @@ It decides, from facts read out of the database, which invariants fail:
 
 * every open invoice has a next step: a planned attempt, an attempt in flight, an attempt
   waiting for an operator, a wait for a new card (needs_payment_method), a suspended,
-  held or paused subscription (a deadline or an operator decides), or a final state;
+  held or paused subscription (a deadline or an operator decides), an older open invoice
+  of its subscription collected first (one collection at a time, oldest first; that one is
+  checked too), or a final state;
 * no invoice keeps two deposited (paid) attempts unless the extra one is flagged
   ``needs_refund`` (or was given back in full);
 * every attempt recorded paid belongs to a paid invoice (or is flagged to refund), and
@@ -47,6 +49,8 @@ class OpenInvoice:
     subscription_status: str
     next_attempt_at: datetime | None
     attempt_states: frozenset[str]
+    #: An older open invoice of the same (not canceled) subscription is collected first.
+    waits_for_older: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ def check_next_step(invoice: OpenInvoice) -> Problem | None:
     if invoice.attempt_states & {s.value for s in waiting}:
         return None
     if invoice.subscription_status in {s.value for s in WAITING_STATUSES}:
+        return None
+    if invoice.waits_for_older and invoice.subscription_status != SubscriptionStatus.CANCELED:
         return None
     return Problem(
         "next_step",
@@ -166,7 +172,11 @@ def run_audit(db: Database) -> AuditReport:
     with db.transaction() as session:
         open_rows = session.execute(
             select(
-                Invoice.id, Invoice.subscription_id, Subscription.status, Invoice.next_attempt_at
+                Invoice.id,
+                Invoice.subscription_id,
+                Subscription.status,
+                Invoice.next_attempt_at,
+                Invoice.period_start,
             )
             .join(Subscription, Subscription.id == Invoice.subscription_id)
             .where(Invoice.status == InvoiceStatus.OPEN)
@@ -211,9 +221,19 @@ def run_audit(db: Database) -> AuditReport:
             .where(Invoice.status == InvoiceStatus.PAID)
             .order_by(Invoice.id)
         ).all()
-    for invoice_id, sub_id, sub_status, next_at in open_rows:
+    oldest: dict[int, tuple[datetime, int]] = {}
+    for invoice_id, sub_id, _status, _next_at, period in open_rows:
+        oldest[sub_id] = min(oldest.get(sub_id, (period, invoice_id)), (period, invoice_id))
+    for invoice_id, sub_id, sub_status, next_at, period in open_rows:
         found = check_next_step(
-            OpenInvoice(invoice_id, sub_id, sub_status, next_at, frozenset(states[invoice_id]))
+            OpenInvoice(
+                invoice_id,
+                sub_id,
+                sub_status,
+                next_at,
+                frozenset(states[invoice_id]),
+                waits_for_older=oldest[sub_id] < (period, invoice_id),
+            )
         )
         if found is not None:
             report.problems.append(found)

@@ -108,6 +108,23 @@ def test_an_open_invoice_with_no_next_step_fails_the_audit_and_is_named(db_url: 
     assert [(p["check"], p["invoice_id"]) for p in body["problems"]] == [("next_step", stuck)]
 
 
+def test_a_newer_invoice_waiting_for_an_older_one_has_a_next_step(db_url: str) -> None:
+    # One collection at a time, oldest first: November's retry is planned, December waits.
+    runner = CliRunner()
+    sub_id = _subscribe(runner)
+    older = _invoice(db_url, sub_id, month=11, status="open", next_attempt_at=NOW)
+    _invoice(db_url, sub_id, month=12, status="open", next_attempt_at=None)
+    result = runner.invoke(cli, ["audit"])
+    assert result.exit_code == 0, result.output
+    # ... but when the older one has no next step itself, it is named (and only it).
+    db = Database(db_url)
+    with db.transaction() as s:
+        s.get_one(Invoice, older).next_attempt_at = None
+    db.dispose()
+    body = json.loads(runner.invoke(cli, ["audit", "--json"]).stdout)
+    assert [(p["check"], p["invoice_id"]) for p in body["problems"]] == [("next_step", older)]
+
+
 def test_two_unflagged_payments_for_one_invoice_fail_the_audit(db_url: str) -> None:
     runner = CliRunner()
     sub_id = _subscribe(runner)
