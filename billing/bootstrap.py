@@ -42,6 +42,7 @@ from billing.services.actions import (
     SubscriptionActions,
 )
 from billing.services.lease import clock_lease, database_lease_clock
+from billing.services.pipeline.batch_charging import BatchCharger
 from billing.services.pipeline.charging import Charger
 from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.services.pipeline.upcoming import UpcomingNotices
@@ -66,6 +67,8 @@ class App:
     actors: Actors
     dispatcher: Dispatcher
     charger: Charger
+    #: The month-start path: batches of attempt ids claimed, sent and settled together.
+    batch_charger: BatchCharger
     scheduler: Scheduler
     actions: Actions
     read: Reads
@@ -79,7 +82,7 @@ class App:
     upcoming: UpcomingNotices
 
     def close(self) -> None:
-        for part in (self.gateway, self.webhook_delivery.sender, self.clock):
+        for part in (self.batch_charger, self.gateway, self.webhook_delivery.sender, self.clock):
             close = getattr(part, "close", None)
             if callable(close):
                 close()
@@ -120,7 +123,8 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             read_timeout=settings.gateway_read_timeout,
             write_timeout=settings.gateway_write_timeout,
             pool_timeout=settings.gateway_pool_timeout,
-            max_connections=settings.gateway_max_connections,
+            # A call of the batch path never waits for a connection of its own process.
+            max_connections=max(settings.gateway_max_connections, settings.charge_concurrency),
         )
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
@@ -171,9 +175,15 @@ def build_app(
         longest_call=timedelta(seconds=settings.longest_gateway_call),
         lease_clock=lease_clock,
     )
-    actors = declare_actors(broker, lambda: charger, queue_name=settings.queue_name)
+    batch_charger = BatchCharger(charger, concurrency=settings.charge_concurrency)
+    actors = declare_actors(
+        broker,
+        lambda: charger,
+        queue_name=settings.queue_name,
+        batch_charger=lambda: batch_charger,
+    )
     if dispatcher is None:
-        dispatcher = DramatiqDispatcher(actors)
+        dispatcher = DramatiqDispatcher(actors, batch_size=settings.charge_batch_size)
     delivering = _webhook_delivery(settings, db, broker, clock, webhook_sender, webhook_queue)
     lead = (
         parse_duration(settings.invoice_upcoming_before)
@@ -200,6 +210,7 @@ def build_app(
         actors=actors,
         dispatcher=dispatcher,
         charger=charger,
+        batch_charger=batch_charger,
         scheduler=scheduler,
         actions=Actions(
             subscriptions=SubscriptionActions(db, clock=clock, idempotency_ttl=key_ttl),

@@ -210,6 +210,9 @@ def _prefetch(session: Session, staged: Sequence[Staged]) -> None:
         session.scalars(select(Subscription).where(Subscription.id.in_(subs))).all()
     if invoices:
         session.scalars(select(Invoice).where(Invoice.id.in_(invoices))).all()
+    attempts = {s.attempt_id for s in staged if s.attempt_id is not None}
+    if attempts:
+        session.scalars(select(ChargeAttempt).where(ChargeAttempt.id.in_(attempts))).all()
 
 
 def render(session: Session, item: Staged) -> dict[str, Any]:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.domain import circuit_breaker as breaker
 from billing.domain.dunning import Action, Decision, decide, next_retry_after_new_binding
 from billing.domain.dunning_policy import DunningPolicy
 from billing.domain.manual_retry import after_manual
@@ -43,11 +42,11 @@ from billing.services.pipeline.attempt_rows import (
     move_subscription,
     record_outcome,
 )
+from billing.services.pipeline.circuit_watch import CircuitWatch
 from billing.services.pipeline.not_received import end_recheck, plan_recheck
 from billing.services.ports import Clock, system_clock
-from billing.storage.circuit_row import load_circuit, save_circuit
 from billing.storage.database import Database
-from billing.storage.tables import ChargeAttempt, GatewayCircuit, Invoice, Subscription
+from billing.storage.tables import ChargeAttempt, Invoice, Subscription
 
 log = logging.getLogger("billing.charging")
 
@@ -88,6 +87,11 @@ class Settlement:
         self.outage_threshold = outage_threshold
         self.lease = lease
         self.lease_clock = lease_clock or clock_lease(clock)
+        self.circuit = CircuitWatch(
+            db,
+            pause_backoff=policy.merchant_config.pause_backoff,
+            outage_threshold=outage_threshold,
+        )
 
     def recheck(
         self, attempt_id: int, outcome: Outcome, now: datetime, *, answered: bool = False
@@ -138,7 +142,10 @@ class Settlement:
         expected: set[AttemptState],
         *,
         status_check: bool,
+        count_for_breaker: bool = True,
     ) -> str:
+        """Settle ``attempt_id`` if it is still in an ``expected`` state. The batch path
+        counts its outcomes for the breaker together (``count_for_breaker=False`` here)."""
         now = self.clock()
         with self.db.transaction() as session:
             attempt = lock_attempt(session, attempt_id)
@@ -158,7 +165,8 @@ class Settlement:
             # Settled as "no money taken" meanwhile (a stalled send looked lost), yet the
             # gateway took the money: record it (and flag a second charge), never drop it.
             return self.recheck(attempt_id, outcome, now)
-        self.update_circuit(outcome, now)
+        if count_for_breaker:
+            self.update_circuit(outcome, now)
         count_charge_outcome(outcome.category.value, outcome.reason)
         alert = (Category.MERCHANT_CONFIG, Category.REQUEST_REJECTED)
         level = logging.ERROR if outcome.category in alert else logging.INFO
@@ -357,40 +365,5 @@ class Settlement:
         release_next(session, subscription, now, f"invoice {invoice.id} paid")
 
     def update_circuit(self, outcome: Outcome, now: datetime) -> None:
-        category = outcome.category
-        if category is Category.UNKNOWN or outcome.reason == RATE_LIMITED:
-            return  # our own throttling says nothing about the gateway's health
-        with self.db.transaction() as session:
-            if category not in (Category.TRANSIENT, Category.MERCHANT_CONFIG):
-                # Cheap path for the common case: reset a non-zero outage count, if any.
-                session.execute(
-                    update(GatewayCircuit)
-                    .where(
-                        GatewayCircuit.state == "closed", GatewayCircuit.consecutive_failures > 0
-                    )
-                    .values(consecutive_failures=0, updated_at=now)
-                )
-                return
-            current = load_circuit(session, for_update=True)
-            after = breaker.after_outcome(
-                current,
-                category,
-                outcome.reason,
-                now,
-                pause_backoff=self.policy.merchant_config.pause_backoff,
-                outage_threshold=self.outage_threshold,
-            )
-            if after != current:
-                save_circuit(session, after, now)
-                if after.state != current.state:
-                    record_event(
-                        session,
-                        now,
-                        "charging_paused",
-                        after.reason or "",
-                        from_state=current.state,
-                        to_state=after.state,
-                    )
-                    log.error(
-                        "CHARGING PAUSED for everyone until %s: %s", after.retry_at, after.reason
-                    )
+        """Count the outcome for the breaker (in memory); the row changes only on a pause."""
+        self.circuit.observe([outcome], now)
