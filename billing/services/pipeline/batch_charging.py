@@ -58,6 +58,7 @@ class _Claim:
     reconcile: list[int]
     held: int = 0
     skipped: int = 0
+    final: int = 0
 
 
 class BatchCharger:
@@ -92,6 +93,7 @@ class BatchCharger:
         results["stalled"] += len(claim.sends) - len(sent)
         results["paused"] += claim.held
         results["skipped"] += claim.skipped
+        results["already_final"] += claim.final
         for attempt_id in claim.reconcile:
             # Redelivered, or sent by a worker that died: never sent again.
             results[self.charger.reconcile(attempt_id)] += 1
@@ -119,7 +121,7 @@ class BatchCharger:
                 missing = sorted(set(ids) - {row.id for row in rows})
                 log.warning("charge: attempts %s do not exist", missing)
             allowed = load_circuit(session).allows_charging(now)
-            to_send, reconcile, held, skipped = [], [], [], 0
+            to_send, reconcile, held, skipped, final = [], [], [], 0, 0
             for row in rows:
                 verdict = claim_verdict(
                     AttemptState(row.state),
@@ -138,6 +140,8 @@ class BatchCharger:
                     held.append(row.id)
                 elif verdict.step is Step.RECONCILE:
                     reconcile.append(row.id)
+                else:
+                    final += 1
             if held:  # the scheduler sends them again once charging resumes
                 session.execute(
                     update(ChargeAttempt)
@@ -146,7 +150,7 @@ class BatchCharger:
                 )
                 log.warning("charge: %d attempt(s) held back: charging is paused", len(held))
             sends = self._start_sending(session, to_send, now) if to_send else []
-        return _Claim(sends, reconcile, held=len(held), skipped=skipped)
+        return _Claim(sends, reconcile, held=len(held), skipped=skipped, final=final)
 
     def _start_sending(
         self, session: Session, rows: list[Row[Any]], now: datetime
