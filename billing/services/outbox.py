@@ -131,7 +131,7 @@ def write_events(session: Session, staged: Sequence[Staged]) -> None:
     session.flush()
     if postgres:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
-    _prefetch(session, staged)
+    loaded = _prefetch(session, staged)  # held until rendered: the identity map is weak
     counts = Counter(s.subscription_id for s in staged if s.subscription_id is not None)
     last = _allocate_sequences(session, counts, postgres=postgres)
     first = {sub: last[sub] - count + 1 for sub, count in counts.items()}
@@ -165,6 +165,7 @@ def write_events(session: Session, staged: Sequence[Staged]) -> None:
             }
         )
     bulk_insert(session, OutboxEvent, rows)
+    del loaded  # every payload is rendered
 
 
 def _allocate_sequences(
@@ -202,17 +203,21 @@ def _allocate_sequences(
     return last
 
 
-def _prefetch(session: Session, staged: Sequence[Staged]) -> None:
-    """Load every row the payloads show in a few queries (the identity map keeps them)."""
+def _prefetch(session: Session, staged: Sequence[Staged]) -> list[object]:
+    """Load every row the payloads show in a few queries. The identity map only keeps
+    what is referenced, so the caller holds the returned rows while it renders."""
+    loaded: list[object] = []
     subs = {s.subscription_id for s in staged if s.subscription_id is not None}
     invoices = {s.invoice_id for s in staged if s.invoice_id is not None}
-    if subs:
-        session.scalars(select(Subscription).where(Subscription.id.in_(subs))).all()
-    if invoices:
-        session.scalars(select(Invoice).where(Invoice.id.in_(invoices))).all()
     attempts = {s.attempt_id for s in staged if s.attempt_id is not None}
+    if subs:
+        loaded += session.scalars(select(Subscription).where(Subscription.id.in_(subs))).all()
+    if invoices:
+        loaded += session.scalars(select(Invoice).where(Invoice.id.in_(invoices))).all()
     if attempts:
-        session.scalars(select(ChargeAttempt).where(ChargeAttempt.id.in_(attempts))).all()
+        query = select(ChargeAttempt).where(ChargeAttempt.id.in_(attempts))
+        loaded += session.scalars(query).all()
+    return loaded
 
 
 def render(session: Session, item: Staged) -> dict[str, Any]:
