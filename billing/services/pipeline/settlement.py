@@ -212,59 +212,9 @@ class Settlement:
     ) -> Decision:
         invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
         subscription = session.get_one(Subscription, attempt.subscription_id, with_for_update=True)
-        prior = session.scalars(
-            select(ChargeAttempt)
-            .where(
-                ChargeAttempt.invoice_id == invoice.id,
-                ChargeAttempt.id != attempt.id,
-                ChargeAttempt.category.is_not(None),
-            )
-            .order_by(ChargeAttempt.attempt_number)
-        ).all()
-        summaries = [
-            AttemptSummary(
-                category=Category(p.category),
-                trigger=AttemptTrigger(p.trigger),
-                binding_version=p.binding_version,
-                confirm_before_decline=p.reason == CONFIRM_REASON,
-                at=p.sent_at or p.created_at,
-                counted=p.reason != RATE_LIMITED,
-            )
-            for p in prior
-            if p.category is not None and p.state != AttemptState.UNKNOWN
-        ]
-        reached = reached_bank(outcome.reason)
-        rate_limited = outcome.reason == RATE_LIMITED
-        outcome = cap_transient(
-            self.policy.transient, summaries, outcome, now, counted=not rate_limited
+        outcome, decision = self._decide(
+            session, attempt, invoice, subscription, outcome, now, manual_keeps_plan
         )
-        decision = decide(
-            self.policy,
-            summaries,
-            outcome,
-            now,
-            binding_version=subscription.binding_version,
-            trigger=AttemptTrigger(attempt.trigger),
-            first_unknown_at=attempt.sent_at,
-            checks_so_far=max(attempt.status_checks - 1, 0),
-        )
-        declined = outcome.category in DECLINED_CATEGORIES
-        replaced = declined and attempt.binding_version < subscription.binding_version
-        if replaced:
-            # The card was replaced while this charge was in flight: the old card's decline
-            # says nothing about the new one; try it now (a fresh dunning run).
-            decision = next_retry_after_new_binding(now)
-        decision = apply_card_budget(
-            session, self.policy.card_budget, subscription, attempt, reached, decision
-        )
-        if attempt.trigger == AttemptTrigger.MANUAL and manual_keeps_plan and not replaced:
-            decision = after_manual(
-                decision,
-                outcome,
-                planned_at=invoice.next_attempt_at,
-                status=SubscriptionStatus(subscription.status),
-                cancel_at=subscription.cancel_at,
-            )
         record_outcome(attempt, outcome, decision, now)
         action = decision.action
         if action is Action.RECONCILE:
@@ -313,6 +263,54 @@ class Settlement:
             return decision
         move_subscription(session, subscription, invoice, decision, now)
         return decision
+
+    def _decide(
+        self,
+        session: Session,
+        attempt: ChargeAttempt,
+        invoice: Invoice,
+        subscription: Subscription,
+        outcome: Outcome,
+        now: datetime,
+        manual_keeps_plan: bool,
+    ) -> tuple[Outcome, Decision]:
+        """The outcome as dunning counts it (a too-long run of outages ends as a decline)
+        and the decision for it: the pure dunning rules, a replaced card, the card's attempt
+        budget and a manual retry's kept plan."""
+        summaries = _prior_summaries(session, invoice.id, attempt.id)
+        reached = reached_bank(outcome.reason)
+        rate_limited = outcome.reason == RATE_LIMITED
+        outcome = cap_transient(
+            self.policy.transient, summaries, outcome, now, counted=not rate_limited
+        )
+        decision = decide(
+            self.policy,
+            summaries,
+            outcome,
+            now,
+            binding_version=subscription.binding_version,
+            trigger=AttemptTrigger(attempt.trigger),
+            first_unknown_at=attempt.sent_at,
+            checks_so_far=max(attempt.status_checks - 1, 0),
+        )
+        declined = outcome.category in DECLINED_CATEGORIES
+        replaced = declined and attempt.binding_version < subscription.binding_version
+        if replaced:
+            # The card was replaced while this charge was in flight: the old card's decline
+            # says nothing about the new one; try it now (a fresh dunning run).
+            decision = next_retry_after_new_binding(now)
+        decision = apply_card_budget(
+            session, self.policy.card_budget, subscription, attempt, reached, decision
+        )
+        if attempt.trigger == AttemptTrigger.MANUAL and manual_keeps_plan and not replaced:
+            decision = after_manual(
+                decision,
+                outcome,
+                planned_at=invoice.next_attempt_at,
+                status=SubscriptionStatus(subscription.status),
+                cancel_at=subscription.cancel_at,
+            )
+        return outcome, decision
 
     def _mark_paid(
         self,
@@ -367,3 +365,28 @@ class Settlement:
     def update_circuit(self, outcome: Outcome, now: datetime) -> None:
         """Count the outcome for the breaker (in memory); the row changes only on a pause."""
         self.circuit.observe([outcome], now)
+
+
+def _prior_summaries(session: Session, invoice_id: int, attempt_id: int) -> list[AttemptSummary]:
+    """The invoice's earlier finished attempts, oldest first, as the dunning rules read them."""
+    prior = session.scalars(
+        select(ChargeAttempt)
+        .where(
+            ChargeAttempt.invoice_id == invoice_id,
+            ChargeAttempt.id != attempt_id,
+            ChargeAttempt.category.is_not(None),
+        )
+        .order_by(ChargeAttempt.attempt_number)
+    ).all()
+    return [
+        AttemptSummary(
+            category=Category(p.category),
+            trigger=AttemptTrigger(p.trigger),
+            binding_version=p.binding_version,
+            confirm_before_decline=p.reason == CONFIRM_REASON,
+            at=p.sent_at or p.created_at,
+            counted=p.reason != RATE_LIMITED,
+        )
+        for p in prior
+        if p.category is not None and p.state != AttemptState.UNKNOWN
+    ]
