@@ -45,6 +45,7 @@ from billing.services.actions import (
     SubscriptionActions,
 )
 from billing.services.lease import clock_lease, database_lease_clock
+from billing.services.pipeline.batch_charging import BatchCharger
 from billing.services.pipeline.charging import Charger
 from billing.services.pipeline.scheduler_pass import Scheduler
 from billing.services.pipeline.upcoming import UpcomingNotices
@@ -70,6 +71,8 @@ class App:
     actors: Actors
     dispatcher: Dispatcher
     charger: Charger
+    #: The month-start path: batches of attempt ids claimed, sent and settled together.
+    batch_charger: BatchCharger
     scheduler: Scheduler
     actions: Actions
     read: Reads
@@ -83,7 +86,7 @@ class App:
     upcoming: UpcomingNotices
 
     def close(self) -> None:
-        for part in (self.gateway, self.webhook_delivery.sender, self.clock):
+        for part in (self.batch_charger, self.gateway, self.webhook_delivery.sender, self.clock):
             close = getattr(part, "close", None)
             if callable(close):
                 close()
@@ -130,7 +133,8 @@ def gateway_config(settings: Settings, account: MerchantAccount | None = None) -
             read_timeout=settings.gateway_read_timeout,
             write_timeout=settings.gateway_write_timeout,
             pool_timeout=settings.gateway_pool_timeout,
-            max_connections=settings.gateway_max_connections,
+            # A call of the batch path never waits for a connection of its own process.
+            max_connections=max(settings.gateway_max_connections, settings.charge_concurrency),
         )
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
@@ -212,8 +216,14 @@ def build_app(
         lease_clock=lease_clock,
         two_phase=two_phase_settings(settings),
     )
-    actors = declare_actors(broker, lambda: charger, queue_name=settings.queue_name)
-    dispatcher = dispatcher or DramatiqDispatcher(actors)
+    batch_charger = BatchCharger(charger, concurrency=settings.charge_concurrency)
+    actors = declare_actors(
+        broker,
+        lambda: charger,
+        queue_name=settings.queue_name,
+        batch_charger=lambda: batch_charger,
+    )
+    dispatcher = dispatcher or DramatiqDispatcher(actors, batch_size=settings.charge_batch_size)
     delivering = _webhook_delivery(settings, db, broker, clock, webhook_sender, webhook_queue)
     lead = (
         parse_duration(settings.invoice_upcoming_before)
@@ -240,6 +250,7 @@ def build_app(
         actors=actors,
         dispatcher=dispatcher,
         charger=charger,
+        batch_charger=batch_charger,
         scheduler=scheduler,
         actions=_actions(settings, db, gateways, dispatcher, charger, clock),
         read=Reads(db, policy=policy, clock=clock),

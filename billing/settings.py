@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     queue_name: str = "billing"
     worker_processes: int = Field(default=2, ge=1)
     worker_threads: int = Field(default=8, ge=1)
+    #: Attempts per charge message: a worker claims, sends and settles them together.
+    charge_batch_size: int = Field(default=50, ge=1, le=1000)
+    #: Gateway calls in flight at once per worker process (the batch path's thread pool;
+    #: the gateway connection pool is at least as large).
+    charge_concurrency: int = Field(default=100, ge=1, le=1000)
     #: Consecutive gateway outages (transient answers) before charging pauses for everyone.
     circuit_outage_threshold: int = Field(default=20, ge=1)
     log_level: str = "INFO"

@@ -7,8 +7,9 @@ sustained (10th to 90th percentile of the payment times), CPU seconds per 1,000 
 each process group, database transactions per charge, peak RSS per worker process, invoices
 deposited more than once at the sandbox (must be 0), the busiest sliding second of gateway
 calls (against ``--rate-limit``) and, measured first on the same sandbox with the same
-concurrency, the raw limit: a plain httpx client calling recurrentPayment.do. Numbers, not
-assertions; exits 1 if the run timed out or an invoice was charged twice.
+concurrency (processes x ``--charge-concurrency`` calls in flight), the raw limit: a plain
+httpx client calling recurrentPayment.do. Numbers, not assertions; exits 1 if the run timed
+out or an invoice was charged twice.
 
 PostgreSQL and Redis are shared with the machine: their CPU is the bench database's backends
 plus PostgreSQL's own server processes, and the whole Redis server (``INFO cpu``).
@@ -273,15 +274,23 @@ FROM generate_series(1, :n) AS g
 
 def _env(args: argparse.Namespace, url: str, root: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
-    return env | {
-        "BILLING_DATABASE_URL": url,
-        "BILLING_REDIS_URL": args.redis_url,
-        "BILLING_GATEWAY_URL": f"{root}/payment/rest",
-        "BILLING_GATEWAY_USERNAME": "sandbox",
-        "BILLING_GATEWAY_PASSWORD": "sandbox",
-        "BILLING_GATEWAY_RATE_LIMIT": str(args.rate_limit),
-        "PYTHONUNBUFFERED": "1",
+    tuning = {
+        "BILLING_CHARGE_CONCURRENCY": str(args.charge_concurrency),
+        "BILLING_CHARGE_BATCH_SIZE": str(args.batch_size),
     }
+    return (
+        env
+        | tuning
+        | {
+            "BILLING_DATABASE_URL": url,
+            "BILLING_REDIS_URL": args.redis_url,
+            "BILLING_GATEWAY_URL": f"{root}/payment/rest",
+            "BILLING_GATEWAY_USERNAME": "sandbox",
+            "BILLING_GATEWAY_PASSWORD": "sandbox",
+            "BILLING_GATEWAY_RATE_LIMIT": str(args.rate_limit),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
 
 
 class Bench:
@@ -313,11 +322,12 @@ class Bench:
             subprocess.run(
                 upgrade, env=self.procs.env, cwd=ROOT, check=True, capture_output=True, timeout=120
             )
-            concurrency = args.processes * args.threads
+            # The same calls in flight as the workers: P processes x the batch path's pool.
+            concurrency = args.processes * args.charge_concurrency
             raw_n = int(
                 args.raw_requests or min(10_000, 8000 * concurrency / max(args.latency_ms, 10))
             )
-            raw = raw_limit(self.root, raw_n, args.processes, args.threads)
+            raw = raw_limit(self.root, raw_n, args.processes, args.charge_concurrency)
             _log(f"raw limit: {raw:,.0f} charges/s ({raw_n} calls); starting billing processes")
             scheduler = self.procs.start("scheduler", "scheduler")
             worker = self.procs.start("worker", "worker", "--processes", str(args.processes),
@@ -398,6 +408,9 @@ class Bench:
             "paid": len(times),
             "latency_ms": args.latency_ms,
             "processes x threads": f"{args.processes} x {args.threads}",
+            "calls in flight per process (batch size)": (
+                f"{args.charge_concurrency} ({args.batch_size})"
+            ),
             "wall_seconds": round((times[-1] - due_ms) / 1000, 1) if times else None,
             "first_paid_after_seconds": round((times[0] - due_ms) / 1000, 1) if times else None,
             "charges_per_second (p10-p90)": round(sustained_rate(times), 1),
@@ -441,6 +454,10 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=2, help="worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker process")
     parser.add_argument("--rate-limit", type=int, default=0, help="BILLING_GATEWAY_RATE_LIMIT")
+    parser.add_argument(
+        "--charge-concurrency", type=int, default=100, help="BILLING_CHARGE_CONCURRENCY"
+    )
+    parser.add_argument("--batch-size", type=int, default=50, help="BILLING_CHARGE_BATCH_SIZE")
     parser.add_argument("--raw-requests", type=int, default=0, help="0: about 8 s worth")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds for the charges")
     parser.add_argument("--keep", action="store_true", help="keep the database and the logs")

@@ -35,6 +35,10 @@ _NAMED_VALUE: Final = re.compile(
 )
 
 
+#: Every match of ``_NAMED_VALUE`` in ASCII text contains one of these (lowercased).
+_NAMED_KEYS: Final = ("password", "token", "binding")
+
+
 def _variants(value: str) -> set[str]:
     """The forms a value is echoed in: as is, JSON-escaped, URL-encoded (both styles)."""
     forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
@@ -85,6 +89,8 @@ def redact_text(text: str, secrets: Secrets) -> str:
     for value, replacement in secrets.pairs:
         if value in text:
             text = text.replace(value, replacement)
+    if text.isascii() and not any(key in text.lower() for key in _NAMED_KEYS):
+        return text  # no name the pattern looks for (checked per charge: keep it cheap)
     return _NAMED_VALUE.sub(_named, text)
 
 

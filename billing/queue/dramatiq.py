@@ -1,7 +1,8 @@
 """The Dramatiq adapter: the broker, the project's actors and the Dispatcher port over them.
 
-A message carries only an attempt id; the database is the truth. This module must never
-decide anything about money: an actor is one line that hands the id to a use case.
+A message carries only attempt ids (one, or a batch); the database is the truth. This
+module must never decide anything about money: an actor is one line that hands the ids to a
+use case.
 
 Building a broker opens no connection (the Redis client connects on first use). Actors
 are declared on an explicit broker by :func:`declare_actors` (nothing is bound at import
@@ -23,6 +24,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from billing.errors import BrokerError
+from billing.services.pipeline.batch_charging import BatchCharger
 from billing.services.pipeline.charging import Charger
 from billing.services.pipeline.webhook_delivery import WebhookDelivering
 
@@ -36,10 +38,16 @@ RETRY_OPTIONS: dict[str, Any] = {"max_retries": 50, "min_backoff": 1_000, "max_b
 class Actors:
     charge: dramatiq.Actor[[int], None]
     reconcile: dramatiq.Actor[[int], None]
+    #: ``charge_attempts([id, ...])``: one message per batch of attempt ids (only ids).
+    charge_batch: dramatiq.Actor[[list[int]], None] | None = None
 
 
 def declare_actors(
-    broker: dramatiq.Broker, charger: Callable[[], Charger], *, queue_name: str = "billing"
+    broker: dramatiq.Broker,
+    charger: Callable[[], Charger],
+    *,
+    queue_name: str = "billing",
+    batch_charger: Callable[[], BatchCharger] | None = None,
 ) -> Actors:
     def charge_attempt(attempt_id: int) -> None:
         result = charger().charge(attempt_id)
@@ -55,17 +63,44 @@ def declare_actors(
         )
         return decorator(fn)
 
-    return Actors(charge=declare(charge_attempt), reconcile=declare(reconcile_attempt))
+    batch = None
+    if batch_charger is not None:
+        batches = batch_charger
+
+        def charge_attempts(attempt_ids: list[int]) -> None:
+            results = batches().charge_batch([int(i) for i in attempt_ids])
+            log.debug("charge_attempts(%d ids): %s", len(attempt_ids), results)
+
+        batch = dramatiq.actor(
+            actor_name="charge_attempts", broker=broker, queue_name=queue_name, **RETRY_OPTIONS
+        )(charge_attempts)
+    return Actors(
+        charge=declare(charge_attempt), reconcile=declare(reconcile_attempt), charge_batch=batch
+    )
 
 
 class DramatiqDispatcher:
-    """The Dispatcher port over dramatiq actors; broker failures become BrokerError."""
+    """The Dispatcher port over dramatiq actors; broker failures become BrokerError.
 
-    def __init__(self, actors: Actors) -> None:
+    Attempts to charge go out as batches of at most ``batch_size`` ids per message (when a
+    batch actor is declared): a worker claims, sends and settles each batch together."""
+
+    def __init__(self, actors: Actors, *, batch_size: int = 50) -> None:
         self.actors = actors
+        self.batch_size = batch_size
 
     def charge(self, attempt_ids: Sequence[int]) -> None:
-        self._send(self.actors.charge, attempt_ids)
+        batch = self.actors.charge_batch
+        if batch is None:
+            self._send(self.actors.charge, attempt_ids)
+            return
+        ids = list(attempt_ids)
+        chunks = [ids[i : i + self.batch_size] for i in range(0, len(ids), self.batch_size)]
+        try:
+            for chunk in chunks:
+                batch.send(chunk)
+        except (redis.RedisError, dramatiq.errors.BrokerError, OSError) as exc:
+            raise BrokerError(f"cannot enqueue on the broker: {type(exc).__name__}") from exc
 
     def reconcile(self, attempt_ids: Sequence[int]) -> None:
         self._send(self.actors.reconcile, attempt_ids)

@@ -38,6 +38,9 @@ def serve(host: str = "127.0.0.1", port: int = 8080, config: SandboxConfig | Non
         log_level="info",
         access_log=False,
         lifespan="off",
+        # Longer than a client's idle keep-alive (httpx: 5 s): a pooled connection is never
+        # closed by the server at the moment the client reuses it (a reset, "maybe sent").
+        timeout_keep_alive=75,
     )
 
 
@@ -99,6 +102,7 @@ class SandboxServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=75,
         )
         server = uvicorn.Server(uv_config)
         thread = threading.Thread(

@@ -9,12 +9,15 @@ carries the event and the change together, or neither.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from billing.errors import ValidationError
-from billing.services.outbox import stage
+from billing.services.outbox import stage, stage_values
+from billing.storage.bulk import bulk_insert
 from billing.storage.tables import Event
 
 #: Actors that are the machine itself; everyone else's events form the audit log.
@@ -49,6 +52,30 @@ def record_event(
     )
     session.add(event)
     stage(session, event)
+
+
+def record_events(session: Session, events: Sequence[dict[str, Any]]) -> None:
+    """:func:`record_event` for many changes at once (one insert): each dict has ``at``,
+    ``kind``, ``reason`` and optionally the ids, states and ``actor``."""
+    rows: list[dict[str, Any]] = [
+        {key: event.get(key) for key in _EVENT_COLUMNS} | {"actor": event.get("actor", "system")}
+        for event in events
+    ]
+    bulk_insert(session, Event, rows)
+    for row in rows:
+        stage_values(session, row)
+
+
+_EVENT_COLUMNS = (
+    "at",
+    "kind",
+    "reason",
+    "subscription_id",
+    "invoice_id",
+    "attempt_id",
+    "from_state",
+    "to_state",
+)
 
 
 def clean_reason(reason: str | None) -> str:

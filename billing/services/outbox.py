@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -76,6 +76,27 @@ def stage(session: Session, event: Event) -> None:
     )
 
 
+def stage_values(session: Session, row: Mapping[str, Any]) -> None:
+    """:func:`stage` for an ``events`` row written set-wise (a dict of its columns)."""
+    event_type = public_type(row["kind"], row.get("from_state"), row.get("to_state"))
+    if event_type is None:
+        return
+    stage_public(
+        session,
+        Staged(
+            event_type,
+            row["at"],
+            row["reason"],
+            row.get("subscription_id"),
+            row.get("invoice_id"),
+            row.get("attempt_id"),
+            row.get("from_state"),
+            row.get("to_state"),
+            row.get("actor", "system"),
+        ),
+    )
+
+
 def stage_public(session: Session, staged: Staged) -> None:
     session.info.setdefault(_STAGED, []).append(staged)
 
@@ -120,7 +141,7 @@ def write_events(session: Session, staged: Sequence[Staged]) -> None:
     session.flush()
     if postgres:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
-    _prefetch(session, staged)
+    loaded = _prefetch(session, staged)  # held until rendered: the identity map is weak
     counts = Counter(s.subscription_id for s in staged if s.subscription_id is not None)
     last = _allocate_sequences(session, counts, postgres=postgres)
     first = {sub: last[sub] - count + 1 for sub, count in counts.items()}
@@ -154,6 +175,7 @@ def write_events(session: Session, staged: Sequence[Staged]) -> None:
             }
         )
     bulk_insert(session, OutboxEvent, rows)
+    del loaded  # every payload is rendered
 
 
 def _allocate_sequences(
@@ -191,14 +213,21 @@ def _allocate_sequences(
     return last
 
 
-def _prefetch(session: Session, staged: Sequence[Staged]) -> None:
-    """Load every row the payloads show in a few queries (the identity map keeps them)."""
+def _prefetch(session: Session, staged: Sequence[Staged]) -> list[object]:
+    """Load every row the payloads show in a few queries. The identity map only keeps
+    what is referenced, so the caller holds the returned rows while it renders."""
+    loaded: list[object] = []
     subs = {s.subscription_id for s in staged if s.subscription_id is not None}
     invoices = {s.invoice_id for s in staged if s.invoice_id is not None}
+    attempts = {s.attempt_id for s in staged if s.attempt_id is not None}
     if subs:
-        session.scalars(select(Subscription).where(Subscription.id.in_(subs))).all()
+        loaded += session.scalars(select(Subscription).where(Subscription.id.in_(subs))).all()
     if invoices:
-        session.scalars(select(Invoice).where(Invoice.id.in_(invoices))).all()
+        loaded += session.scalars(select(Invoice).where(Invoice.id.in_(invoices))).all()
+    if attempts:
+        query = select(ChargeAttempt).where(ChargeAttempt.id.in_(attempts))
+        loaded += session.scalars(query).all()
+    return loaded
 
 
 def render(session: Session, item: Staged) -> dict[str, Any]:

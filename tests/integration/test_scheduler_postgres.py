@@ -117,28 +117,29 @@ def test_concurrent_deliveries_of_one_attempt_charge_once(pg_url: str) -> None:
     db.dispose()
 
 
-def test_concurrent_outages_on_a_fresh_database_are_all_counted_by_the_breaker(
+def test_concurrent_outages_in_one_worker_pause_charging_once_on_a_fresh_database(
     pg_url: str,
 ) -> None:
+    """Outages are counted in the worker's memory (no row every charge updates); the
+    threshold reached by threads at once stores one pause, with its count."""
     from billing.domain.model import Category, Outcome
     from billing.storage.circuit_row import load_circuit
+    from billing.storage.tables import Event
 
     clock = ManualClock(datetime(2026, 12, 1, 3, 0, tzinfo=UTC))
     policy = load_policy(FAST_POLICY)
     outage = Outcome(category=Category.TRANSIENT, reason="system_error")
+    db = Database(pg_url)
+    charger = Charger(db, FakeGateway(), policy, clock=clock, outage_threshold=8)
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 
     def report() -> None:
-        db = Database(pg_url)
         try:
-            charger = Charger(db, FakeGateway(), policy, clock=clock, outage_threshold=100)
             barrier.wait()
             charger.settlement.update_circuit(outage, clock())
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
-        finally:
-            db.dispose()
 
     threads = [threading.Thread(target=report) for _ in range(8)]
     for thread in threads:
@@ -146,7 +147,10 @@ def test_concurrent_outages_on_a_fresh_database_are_all_counted_by_the_breaker(
     for thread in threads:
         thread.join()
     assert errors == []
-    db = Database(pg_url)
     with db.transaction() as session:
-        assert load_circuit(session).consecutive_failures == 8
+        circuit = load_circuit(session)
+        pauses = session.scalars(select(Event.kind).where(Event.kind == "charging_paused")).all()
+    assert not circuit.allows_charging(clock())
+    assert circuit.consecutive_failures == 8 and circuit.trips == 1
+    assert list(pauses) == ["charging_paused"]
     db.dispose()

@@ -140,12 +140,13 @@ class ServiceWorld:
         return self.app.scheduler
 
     def work(self) -> None:
-        """Run what the queue holds, like a worker would, until it is empty."""
+        """Run what the queue holds, like a worker would (charges by the batch), until it
+        is empty."""
         while self.dispatcher.charges or self.dispatcher.reconciles:
             charges, self.dispatcher.charges = self.dispatcher.charges, []
             reconciles, self.dispatcher.reconciles = self.dispatcher.reconciles, []
-            for attempt_id in charges:
-                self.charger.charge(attempt_id)
+            if charges:  # as the workers do: one batch message per chunk of ids
+                self.app.batch_charger.charge_batch(charges)
             for attempt_id in reconciles:
                 self.charger.reconcile(attempt_id)
 

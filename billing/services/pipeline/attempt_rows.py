@@ -8,6 +8,7 @@ the gateway or decides what comes next (that is the dunning decision's job).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -87,25 +88,33 @@ def lock_attempt(session: Session, attempt_id: int) -> ChargeAttempt | None:
 def record_outcome(
     attempt: ChargeAttempt, outcome: Outcome, decision: Decision, now: datetime
 ) -> None:
-    attempt.category = outcome.category.value
-    attempt.reason = outcome.reason[:64]
-    attempt.message = (outcome.message or decision.reason)[:512]
-    attempt.error_code = outcome.error_code
-    attempt.action_code = outcome.action_code
-    attempt.http_status = outcome.http_status
-    attempt.gateway_order_id = outcome.order_id or attempt.gateway_order_id
-    attempt.updated_at = now
+    for name, value in outcome_columns(attempt.gateway_order_id, outcome, decision, now).items():
+        setattr(attempt, name, value)
+
+
+def outcome_columns(
+    gateway_order_id: str | None, outcome: Outcome, decision: Decision, now: datetime
+) -> dict[str, Any]:
+    """The attempt's columns after ``outcome`` and its ``decision``: the one mapping the
+    single (ORM) and the batch (bulk) settlements both write."""
+    columns: dict[str, Any] = {
+        "category": outcome.category.value,
+        "reason": outcome.reason[:64],
+        "message": (outcome.message or decision.reason)[:512],
+        "error_code": outcome.error_code,
+        "action_code": outcome.action_code,
+        "http_status": outcome.http_status,
+        "gateway_order_id": outcome.order_id or gateway_order_id,
+        "updated_at": now,
+    }
     if decision.action is Action.RECONCILE:
-        attempt.state = AttemptState.UNKNOWN
-        attempt.next_check_at = decision.at
-        return
-    attempt.next_check_at = None
-    attempt.finished_at = now
+        return columns | {"state": AttemptState.UNKNOWN.value, "next_check_at": decision.at}
     if decision.action is Action.NEEDS_OPERATOR:
-        attempt.state = AttemptState.NEEDS_OPERATOR
+        state = AttemptState.NEEDS_OPERATOR
     elif outcome.category is Category.PAID:
-        attempt.state = AttemptState.PAID
+        state = AttemptState.PAID
     elif outcome.category in DECLINED_CATEGORIES:
-        attempt.state = AttemptState.DECLINED
+        state = AttemptState.DECLINED
     else:
-        attempt.state = AttemptState.FAILED
+        state = AttemptState.FAILED
+    return columns | {"state": state.value, "next_check_at": None, "finished_at": now}

@@ -22,15 +22,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from billing.domain.claiming import Step, claim_verdict
 from billing.domain.dunning_policy import DunningPolicy
 from billing.domain.model import (
     FINAL_STATES,
     AttemptState,
     AttemptTrigger,
     Category,
-    InvoiceStatus,
     Outcome,
-    SubscriptionStatus,
 )
 from billing.domain.two_phase import TwoPhase
 from billing.gateway.accounts import fiscal_receipts, gateway_for
@@ -59,7 +58,7 @@ log = logging.getLogger("billing.charging")
 
 
 @dataclass(frozen=True)
-class _Claimed:
+class Claimed:
     """An attempt moved to ``sending``: what to send, and when (on this host's clock, only
     ever compared with this host's clock) it was claimed."""
 
@@ -118,7 +117,7 @@ class Charger:
 
     def _charge(self, attempt_id: int) -> str:
         now = self.clock()
-        request: _Claimed | None = None
+        request: Claimed | None = None
         with self.db.transaction() as session:
             attempt = lock_attempt(session, attempt_id)
             if attempt is None:
@@ -137,13 +136,25 @@ class Charger:
             log.info("charge: attempt %s may have reached the gateway; reconciling", attempt_id)
             return self.reconcile(attempt_id)
 
+        outcome = self.send_claimed(request)
+        if outcome is None:
+            return "stalled"
+        return self.finish(attempt_id, outcome, {AttemptState.SENDING}, status_check=False)
+
+    def send_claimed(self, request: Claimed) -> Outcome | None:
+        """Send one claimed attempt once and classify what came back; ``None`` when too
+        little of its lease is left to start the call (it stays ``sending``: the
+        reconciliation by order status decides). Never writes: the caller settles."""
         left = self.lease.remaining(self.clock() - request.claimed_at)
         if left <= timedelta(0):
             # This worker stalled after claiming the attempt: a call started now could still
             # be under way when the send is ruled stale (and "not received"), and a second
             # order would follow. Sending now could charge twice; the reconciliation decides.
-            log.warning("charge: attempt %s: too little of its lease left; not sending", attempt_id)
-            return "stalled"
+            log.warning(
+                "charge: order %s: too little of its lease left; not sending",
+                request.charge.order_number,
+            )
+            return None
         gateway = gateway_for(self.gateway, request.account)
         result = gateway.charge(replace(request.charge, send_within=left.total_seconds()))
         outcome = classify_payment(result)
@@ -157,17 +168,24 @@ class Charger:
                 # may still be processed behind it. A new orderNumber is used only once the
                 # gateway says, after the call has certainly ended, that it has no such order.
                 outcome = replace(outcome, category=Category.UNKNOWN)
-        return self._finish(attempt_id, outcome, {AttemptState.SENDING}, status_check=False)
+        return outcome
 
     def _claim_for_sending(
         self, session: Session, attempt: ChargeAttempt, now: datetime
-    ) -> _Claimed | str:
+    ) -> Claimed | str:
         invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
-        if invoice.status != InvoiceStatus.OPEN:
-            return _skip(session, attempt, "invoice_closed", f"invoice is {invoice.status}", now)
         subscription = session.get_one(Subscription, attempt.subscription_id)
         account = subscription.merchant_account
-        if not load_circuit(session, account).allows_charging(now):
+        verdict = claim_verdict(
+            AttemptState(attempt.state),
+            AttemptTrigger(attempt.trigger),
+            invoice.status,
+            subscription.status,
+            charging_allowed=load_circuit(session, account).allows_charging(now),
+        )
+        if verdict.step is Step.SKIP:
+            return skip_unsent(session, attempt, verdict.reason, verdict.why, now)
+        if verdict.step is Step.HOLD:
             attempt.enqueued_at = None  # the scheduler sends it again once charging resumes
             attempt.updated_at = now
             log.warning(
@@ -175,17 +193,7 @@ class Charger:
                 attempt.id,
                 account,
             )
-            return "paused"
-        stopped = {
-            SubscriptionStatus.PAUSED.value,
-            SubscriptionStatus.CANCELED.value,
-            SubscriptionStatus.HELD.value,
-        }
-        if subscription.status in stopped and attempt.trigger != AttemptTrigger.MANUAL:
-            status = subscription.status
-            return _skip(
-                session, attempt, f"subscription_{status}", f"subscription is {status}", now
-            )
+            return verdict.step.value
         attempt.binding_version = subscription.binding_version
         attempt.state = AttemptState.SENDING
         # Elapsed time is measured on this host only, from just before the lease starts (on
@@ -193,22 +201,17 @@ class Charger:
         claimed_at = self.clock()
         attempt.sent_at = self.lease_clock(session)
         attempt.updated_at = now
-        charge = ChargeRequest(
-            order_number=attempt.order_number,
-            binding_id=subscription.binding_id,
-            amount=attempt.amount,
-            currency=attempt.currency,
-            description=subscription.description,
-            client_id=subscription.customer_id,
-            language=CHARGE_LANGUAGE,
+        charge = charge_request(
+            attempt.order_number,
+            attempt.amount,
+            attempt.currency,
+            subscription.binding_id,
+            subscription.description,
+            subscription.customer_id,
         )
         if fiscal_receipts(self.gateway, account):
-            charge = replace(
-                charge,
-                customer_email=subscription.customer_email,
-                customer_phone=subscription.customer_phone,
-            )
-        return _Claimed(charge, claimed_at=claimed_at, account=account)
+            charge = with_contacts(charge, subscription.customer_email, subscription.customer_phone)
+        return Claimed(charge, claimed_at=claimed_at, account=account)
 
     def reconcile(self, attempt_id: int) -> str:
         """Settle an attempt whose outcome is unknown by asking the gateway for its status.
@@ -257,12 +260,18 @@ class Charger:
             if outcome.category is not Category.UNKNOWN:
                 self.settlement.update_circuit(outcome, now, account)
             outcome = replace(outcome, category=Category.UNKNOWN)
-        return self._finish(
+        return self.finish(
             attempt_id, outcome, {AttemptState.SENDING, AttemptState.UNKNOWN}, status_check=True
         )
 
-    def _finish(
-        self, attempt_id: int, outcome: Outcome, expected: set[AttemptState], *, status_check: bool
+    def finish(
+        self,
+        attempt_id: int,
+        outcome: Outcome,
+        expected: set[AttemptState],
+        *,
+        status_check: bool,
+        count_for_breaker: bool = True,
     ) -> str:
         """Settle the outcome, after capturing a held order or declining a stuck one."""
         followed: Outcome | str | None = None
@@ -274,7 +283,13 @@ class Charger:
             return followed
         if followed is not None:
             outcome, status_check = followed, True
-        return self.settlement.finish(attempt_id, outcome, expected, status_check=status_check)
+        return self.settlement.finish(
+            attempt_id,
+            outcome,
+            expected,
+            status_check=status_check,
+            count_for_breaker=count_for_breaker,
+        )
 
 
 def _may_have_been_processed(outcome: Outcome) -> bool:
@@ -287,7 +302,29 @@ def _may_have_been_processed(outcome: Outcome) -> bool:
     )
 
 
-def _skip(session: Session, attempt: ChargeAttempt, reason: str, why: str, now: datetime) -> str:
+def charge_request(
+    order_number: str,
+    amount: int,
+    currency: str,
+    binding_id: str,
+    description: str | None,
+    customer_id: str,
+) -> ChargeRequest:
+    """The recurrentPayment.do request of a claimed attempt (its stored orderNumber)."""
+    return ChargeRequest(
+        order_number=order_number,
+        binding_id=binding_id,
+        amount=amount,
+        currency=currency,
+        description=description,
+        client_id=customer_id,
+        language=CHARGE_LANGUAGE,
+    )
+
+
+def skip_unsent(
+    session: Session, attempt: ChargeAttempt, reason: str, why: str, now: datetime
+) -> str:
     """Close a never-sent attempt that must not be sent: no money moved."""
     attempt.state = AttemptState.FAILED
     attempt.reason = reason
@@ -305,3 +342,9 @@ def _skip(session: Session, attempt: ChargeAttempt, reason: str, why: str, now: 
         to_state="failed",
     )
     return reason
+
+
+def with_contacts(charge: ChargeRequest, email: str | None, phone: str | None) -> ChargeRequest:
+    """The charge with the customer's email/phone for the fiscal receipt (54-FZ), sent in
+    ``additionalParameters`` when the merchant account issues receipts."""
+    return replace(charge, customer_email=email, customer_phone=phone)

@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.domain import circuit_breaker as breaker
 from billing.domain.dunning import Action, Decision, decide, next_retry_after_new_binding
 from billing.domain.dunning_policy import DunningPolicy
 from billing.domain.manual_retry import after_manual
@@ -43,11 +42,11 @@ from billing.services.pipeline.attempt_rows import (
     move_subscription,
     record_outcome,
 )
+from billing.services.pipeline.circuit_watch import CircuitWatch
 from billing.services.pipeline.not_received import end_recheck, plan_recheck
 from billing.services.ports import Clock, system_clock
-from billing.storage.circuit_row import load_circuit, save_circuit
 from billing.storage.database import Database
-from billing.storage.tables import ChargeAttempt, GatewayCircuit, Invoice, Subscription
+from billing.storage.tables import ChargeAttempt, Invoice, Subscription
 
 log = logging.getLogger("billing.charging")
 
@@ -88,6 +87,11 @@ class Settlement:
         self.outage_threshold = outage_threshold
         self.lease = lease
         self.lease_clock = lease_clock or clock_lease(clock)
+        self.circuit = CircuitWatch(
+            db,
+            pause_backoff=policy.merchant_config.pause_backoff,
+            outage_threshold=outage_threshold,
+        )
 
     def recheck(
         self, attempt_id: int, outcome: Outcome, now: datetime, *, answered: bool = False
@@ -138,7 +142,10 @@ class Settlement:
         expected: set[AttemptState],
         *,
         status_check: bool,
+        count_for_breaker: bool = True,
     ) -> str:
+        """Settle ``attempt_id`` if it is still in an ``expected`` state. The batch path
+        counts its outcomes for the breaker together (``count_for_breaker=False`` here)."""
         now = self.clock()
         with self.db.transaction() as session:
             attempt = lock_attempt(session, attempt_id)
@@ -159,7 +166,8 @@ class Settlement:
             # Settled as "no money taken" meanwhile (a stalled send looked lost), yet the
             # gateway took the money: record it (and flag a second charge), never drop it.
             return self.recheck(attempt_id, outcome, now)
-        self.update_circuit(outcome, now, account)
+        if count_for_breaker:
+            self.update_circuit(outcome, now, account)
         count_charge_outcome(outcome.category.value, outcome.reason)
         alert = (Category.MERCHANT_CONFIG, Category.REQUEST_REJECTED)
         level = logging.ERROR if outcome.category in alert else logging.INFO
@@ -212,59 +220,9 @@ class Settlement:
     ) -> Decision:
         invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
         subscription = session.get_one(Subscription, attempt.subscription_id, with_for_update=True)
-        prior = session.scalars(
-            select(ChargeAttempt)
-            .where(
-                ChargeAttempt.invoice_id == invoice.id,
-                ChargeAttempt.id != attempt.id,
-                ChargeAttempt.category.is_not(None),
-            )
-            .order_by(ChargeAttempt.attempt_number)
-        ).all()
-        summaries = [
-            AttemptSummary(
-                category=Category(p.category),
-                trigger=AttemptTrigger(p.trigger),
-                binding_version=p.binding_version,
-                confirm_before_decline=p.reason == CONFIRM_REASON,
-                at=p.sent_at or p.created_at,
-                counted=p.reason != RATE_LIMITED,
-            )
-            for p in prior
-            if p.category is not None and p.state != AttemptState.UNKNOWN
-        ]
-        reached = reached_bank(outcome.reason)
-        rate_limited = outcome.reason == RATE_LIMITED
-        outcome = cap_transient(
-            self.policy.transient, summaries, outcome, now, counted=not rate_limited
+        outcome, decision = self._decide(
+            session, attempt, invoice, subscription, outcome, now, manual_keeps_plan
         )
-        decision = decide(
-            self.policy,
-            summaries,
-            outcome,
-            now,
-            binding_version=subscription.binding_version,
-            trigger=AttemptTrigger(attempt.trigger),
-            first_unknown_at=attempt.sent_at,
-            checks_so_far=max(attempt.status_checks - 1, 0),
-        )
-        declined = outcome.category in DECLINED_CATEGORIES
-        replaced = declined and attempt.binding_version < subscription.binding_version
-        if replaced:
-            # The card was replaced while this charge was in flight: the old card's decline
-            # says nothing about the new one; try it now (a fresh dunning run).
-            decision = next_retry_after_new_binding(now)
-        decision = apply_card_budget(
-            session, self.policy.card_budget, subscription, attempt, reached, decision
-        )
-        if attempt.trigger == AttemptTrigger.MANUAL and manual_keeps_plan and not replaced:
-            decision = after_manual(
-                decision,
-                outcome,
-                planned_at=invoice.next_attempt_at,
-                status=SubscriptionStatus(subscription.status),
-                cancel_at=subscription.cancel_at,
-            )
         record_outcome(attempt, outcome, decision, now)
         action = decision.action
         if action is Action.RECONCILE:
@@ -313,6 +271,54 @@ class Settlement:
             return decision
         move_subscription(session, subscription, invoice, decision, now)
         return decision
+
+    def _decide(
+        self,
+        session: Session,
+        attempt: ChargeAttempt,
+        invoice: Invoice,
+        subscription: Subscription,
+        outcome: Outcome,
+        now: datetime,
+        manual_keeps_plan: bool,
+    ) -> tuple[Outcome, Decision]:
+        """The outcome as dunning counts it (a too-long run of outages ends as a decline)
+        and the decision for it: the pure dunning rules, a replaced card, the card's attempt
+        budget and a manual retry's kept plan."""
+        summaries = _prior_summaries(session, invoice.id, attempt.id)
+        reached = reached_bank(outcome.reason)
+        rate_limited = outcome.reason == RATE_LIMITED
+        outcome = cap_transient(
+            self.policy.transient, summaries, outcome, now, counted=not rate_limited
+        )
+        decision = decide(
+            self.policy,
+            summaries,
+            outcome,
+            now,
+            binding_version=subscription.binding_version,
+            trigger=AttemptTrigger(attempt.trigger),
+            first_unknown_at=attempt.sent_at,
+            checks_so_far=max(attempt.status_checks - 1, 0),
+        )
+        declined = outcome.category in DECLINED_CATEGORIES
+        replaced = declined and attempt.binding_version < subscription.binding_version
+        if replaced:
+            # The card was replaced while this charge was in flight: the old card's decline
+            # says nothing about the new one; try it now (a fresh dunning run).
+            decision = next_retry_after_new_binding(now)
+        decision = apply_card_budget(
+            session, self.policy.card_budget, subscription, attempt, reached, decision
+        )
+        if attempt.trigger == AttemptTrigger.MANUAL and manual_keeps_plan and not replaced:
+            decision = after_manual(
+                decision,
+                outcome,
+                planned_at=invoice.next_attempt_at,
+                status=SubscriptionStatus(subscription.status),
+                cancel_at=subscription.cancel_at,
+            )
+        return outcome, decision
 
     def _mark_paid(
         self,
@@ -365,51 +371,31 @@ class Settlement:
         release_next(session, subscription, now, f"invoice {invoice.id} paid")
 
     def update_circuit(self, outcome: Outcome, now: datetime, account: str = "default") -> None:
-        """Count ``outcome`` in the breaker of merchant ``account`` (only that account pauses)."""
-        category = outcome.category
-        if category is Category.UNKNOWN or outcome.reason == RATE_LIMITED:
-            return  # our own throttling says nothing about the gateway's health
-        with self.db.transaction() as session:
-            if category not in (Category.TRANSIENT, Category.MERCHANT_CONFIG):
-                # Cheap path for the common case: reset a non-zero outage count, if any.
-                session.execute(
-                    update(GatewayCircuit)
-                    .where(
-                        GatewayCircuit.account == account,
-                        GatewayCircuit.state == "closed",
-                        GatewayCircuit.consecutive_failures > 0,
-                    )
-                    .values(consecutive_failures=0, updated_at=now)
-                )
-                return
-            current = load_circuit(session, account, for_update=True)
-            after = breaker.after_outcome(
-                current,
-                category,
-                outcome.reason,
-                now,
-                pause_backoff=self.policy.merchant_config.pause_backoff,
-                outage_threshold=self.outage_threshold,
-            )
-            if after != current:
-                save_circuit(session, after, now, account)
-                if after.state != current.state:
-                    record_event(
-                        session,
-                        now,
-                        "charging_paused",
-                        _for_account(account, after.reason or ""),
-                        from_state=current.state,
-                        to_state=after.state,
-                    )
-                    log.error(
-                        "CHARGING PAUSED for merchant account %s until %s: %s",
-                        account,
-                        after.retry_at,
-                        after.reason,
-                    )
+        """Count the outcome for merchant ``account``'s breaker (in memory); the row changes
+        only on a pause, and only that account pauses."""
+        self.circuit.observe([outcome], now, account)
 
 
-def _for_account(account: str, text: str) -> str:
-    """``text`` naming the merchant account, unless it is the one (default) account."""
-    return text if account == "default" else f"merchant account {account}: {text}"
+def _prior_summaries(session: Session, invoice_id: int, attempt_id: int) -> list[AttemptSummary]:
+    """The invoice's earlier finished attempts, oldest first, as the dunning rules read them."""
+    prior = session.scalars(
+        select(ChargeAttempt)
+        .where(
+            ChargeAttempt.invoice_id == invoice_id,
+            ChargeAttempt.id != attempt_id,
+            ChargeAttempt.category.is_not(None),
+        )
+        .order_by(ChargeAttempt.attempt_number)
+    ).all()
+    return [
+        AttemptSummary(
+            category=Category(p.category),
+            trigger=AttemptTrigger(p.trigger),
+            binding_version=p.binding_version,
+            confirm_before_decline=p.reason == CONFIRM_REASON,
+            at=p.sent_at or p.created_at,
+            counted=p.reason != RATE_LIMITED,
+        )
+        for p in prior
+        if p.category is not None and p.state != AttemptState.UNKNOWN
+    ]
