@@ -17,9 +17,11 @@ settles them by order status). It must never send an attempt that is not ``pendi
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -75,7 +77,24 @@ class BatchCharger:
     def __init__(self, charger: Charger, *, concurrency: int = 64) -> None:
         self.charger = charger
         self.settlement = BatchSettlement(charger.settlement, charger.finish)
+        self.concurrency = concurrency
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="charge")
+        self._free = concurrency
+        self._slots = threading.Condition()
+
+    @contextmanager
+    def _reserve(self, count: int) -> Iterator[None]:
+        """Hold ``count`` of the pool's threads before claiming: a claimed attempt never
+        waits in a queue while its send lease runs down."""
+        with self._slots:
+            self._slots.wait_for(lambda: self._free >= count)
+            self._free -= count
+        try:
+            yield
+        finally:
+            with self._slots:
+                self._free += count
+                self._slots.notify_all()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -83,6 +102,14 @@ class BatchCharger:
     def charge_batch(self, attempt_ids: Sequence[int]) -> dict[str, int]:
         """Claim, send and settle ``attempt_ids``; returns how many ended how."""
         ids = sorted(set(attempt_ids))
+        results: Counter[str] = Counter()
+        for start in range(0, len(ids), self.concurrency):
+            chunk = ids[start : start + self.concurrency]
+            with self._reserve(len(chunk)):
+                results.update(self._charge_chunk(chunk))
+        return {word: count for word, count in results.items() if count}
+
+    def _charge_chunk(self, ids: list[int]) -> Counter[str]:
         claim = self._claim(ids)
         outcomes = list(self._pool.map(self._send, claim.sends))
         sent = [
@@ -106,7 +133,7 @@ class BatchCharger:
         for attempt_id in claim.reconcile:
             # Redelivered, or sent by a worker that died: never sent again.
             results[self.charger.reconcile(attempt_id)] += 1
-        return {word: count for word, count in results.items() if count}
+        return results
 
     def _send(self, attempt: SentAttempt) -> Outcome | None:
         with log_context(
