@@ -20,8 +20,8 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 from standardwebhooks import Webhook
 
-from tests.e2e.conftest import ROOT, Stack, free_port, wait_until
-from tests.e2e.test_console_browser import CHROMIUM, CHROMIUM_ARGS, _up
+from tests.e2e.conftest import ROOT, Stack, wait_until
+from tests.e2e.test_console_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.e2e
 
@@ -72,21 +72,13 @@ def test_an_operator_adds_an_endpoint_and_redelivers_a_refused_event(
     slow = {"BILLING_DUNNING_POLICY": str(ROOT / "config" / "dunning.toml")}
     stack.start("worker", "worker", env=slow)
     stack.start("scheduler", "scheduler", env=slow)
-    port = free_port()
-    stack.start(
-        "admin",
-        "admin",
-        "serve",
-        "--port",
-        str(port),
-        env={
+    base = stack.serve_admin(
+        {
             **slow,
             "BILLING_ADMIN_TOKENS": f"alice:operator:{TOKEN}",
             "BILLING_CONSOLE_HTTPS_ONLY": "false",
-        },
+        }
     )
-    base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _up(f"{base}/api/health"), 30, "the admin app")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
