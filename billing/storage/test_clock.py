@@ -2,8 +2,8 @@
 process reads in test mode, so the scheduler, workers, API and events move together.
 
 Reads go through a small engine of their own, outside any transaction (the clock is read
-inside the callers' transactions; SQLite's write lock must not wait on itself), and are
-kept for half a second. Decides nothing about when to move it (billing.services.test_clock
+inside the callers' transactions; SQLite's write lock must not wait on itself), fresh on
+every call (a cached value outlives a move of the clock). Decides nothing about when to move it (billing.services.test_clock
 does, refusing outside test mode). Must never be built outside test mode. Before the first
 ``set`` it reads the wall clock.
 """
@@ -11,7 +11,6 @@ does, refusing outside test mode). Must never be built outside test mode. Before
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, create_engine, text
@@ -19,27 +18,23 @@ from sqlalchemy import Engine, create_engine, text
 from billing.storage.database import Database
 from billing.storage.outbox_tables import TestClock
 
-CACHE_SECONDS = 0.5
-
 
 class DatabaseClock:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._engine: Engine | None = None
         self._lock = threading.Lock()
-        self._cached: tuple[float, datetime | None] | None = None
 
     def __call__(self) -> datetime:
-        with self._lock:
-            cached = self._cached
-            if cached is None or time.monotonic() - cached[0] > CACHE_SECONDS:
-                cached = (time.monotonic(), self._read())
-                self._cached = cached
-        return cached[1] if cached[1] is not None else datetime.now(UTC)
+        # Read on every call: a value cached even for half a second outlived a move of the
+        # clock (a worker recorded March's payment at February's time).
+        value = self._read()
+        return value if value is not None else datetime.now(UTC)
 
     def _read(self) -> datetime | None:
-        if self._engine is None:
-            self._engine = create_engine(self.db.engine.url, pool_size=1, max_overflow=2)
+        with self._lock:
+            if self._engine is None:
+                self._engine = create_engine(self.db.engine.url, pool_size=1, max_overflow=2)
         with self._engine.connect() as connection:
             if self.db.is_sqlite:
                 connection.exec_driver_sql("PRAGMA busy_timeout=30000")
@@ -62,8 +57,6 @@ class DatabaseClock:
                 session.add(TestClock(id=1, now=when, updated_at=now))
             else:
                 row.now, row.updated_at = when, now
-        with self._lock:
-            self._cached = (time.monotonic(), when.astimezone(UTC))
         return when
 
     def close(self) -> None:
