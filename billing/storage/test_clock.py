@@ -3,9 +3,9 @@ process reads in test mode, so the scheduler, workers, API and events move toget
 
 Reads go through a small engine of their own, outside any transaction (the clock is read
 inside the callers' transactions; SQLite's write lock must not wait on itself), fresh on
-every call (a cached value outlives a move of the clock). Decides nothing about when to move it (billing.services.test_clock
-does, refusing outside test mode). Must never be built outside test mode. Before the first
-``set`` it reads the wall clock.
+every call (a cached value outlives a move of the clock). Decides nothing about when to
+move it (billing.services.test_clock does, refusing outside test mode). Must never be
+built outside test mode. Before the first ``set`` it reads the wall clock.
 """
 
 from __future__ import annotations
