@@ -13,12 +13,16 @@ import argparse
 import multiprocessing
 import os
 import statistics
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, as scripts/chaos.py
 
 from billing.gateway.rate_limit import (
     DEFAULT_MARGIN,
@@ -27,6 +31,7 @@ from billing.gateway.rate_limit import (
     RedisCallLimiter,
 )
 from billing.gateway.results import GatewayResult, JsonReply
+from tests.support.rate_window import max_in_closed_window
 
 
 class _Recording:
@@ -83,18 +88,6 @@ def _process(
         worker.join()
     limiter.close()
     queue.put((os.getpid(), recording.pairs, recording.attempts))
-
-
-def max_in_window(times: list[float], window: float = 1.0) -> int:
-    """The largest number of times in any closed window [t, t + window]."""
-    ordered = sorted(times)
-    best = 0
-    start = 0
-    for end, t in enumerate(ordered):
-        while ordered[start] < t - window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def row(label: str, value: object) -> None:
@@ -167,13 +160,13 @@ def main() -> None:
     row("calls made in the run", len(in_run))
     row("achieved calls/s overall", f"{len(in_run) / args.seconds:.1f}")
     row("steady-state ceiling limit/(1+margin)", f"{args.limit / (1 + args.margin):.1f}")
-    row("max calls in any 1 s window, at the gateway", max_in_window(calls, 1.0))
-    row("max grants in any 1 s window, Redis time", max_in_window(grants, 1.0))
+    row("max calls in any 1 s window, at the gateway", max_in_closed_window(calls, 1.0))
+    row("max grants in any 1 s window, Redis time", max_in_closed_window(grants, 1.0))
     row(
         f"max grants in any {1 + args.margin:g} s window, Redis time",
-        max_in_window(grants, 1 + args.margin),
+        max_in_closed_window(grants, 1 + args.margin),
     )
-    row("max calls in any 100 ms window, at the gateway", max_in_window(calls, 0.1))
+    row("max calls in any 100 ms window, at the gateway", max_in_closed_window(calls, 0.1))
     row("calls in each whole second of the run", per_second)
     row(
         "grant -> gateway delay (ms)",

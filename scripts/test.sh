@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up .venv and run every check: ruff (lint + format), mypy --strict, import-linter, pytest.
+# Set up .venv and run every check: ruff (lint + format), mypy --strict, import-linter,
+# sizes --check, pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -28,5 +29,7 @@ echo "== mypy --strict"
 .venv/bin/mypy
 echo "== import contracts (layers, pure domain)"
 .venv/bin/lint-imports
+echo "== sizes (functions <= 80 lines, modules <= 400 lines; migrations exempt)"
+.venv/bin/python scripts/sizes.py --check --top 5
 echo "== pytest"
 .venv/bin/pytest "$@"

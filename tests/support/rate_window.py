@@ -1,4 +1,8 @@
-"""Measuring a rate limit from the outside: how many calls fell in any one window."""
+"""Measuring a rate limit from the outside: how many calls fell in any one window.
+
+The one implementation: the rate-limit tests and scripts/bench_ratelimit.py both use it.
+It only counts; it must never sleep, call Redis or decide a limit.
+"""
 
 from __future__ import annotations
 
