@@ -44,7 +44,7 @@ from billing.services.actions import (
     RetryActions,
     SubscriptionActions,
 )
-from billing.services.lease import clock_lease, database_lease_clock
+from billing.services.lease import LeaseClock, clock_lease, database_lease_clock
 from billing.services.pipeline.batch_charging import BatchCharger
 from billing.services.pipeline.charging import Charger
 from billing.services.pipeline.scheduler_pass import Scheduler
@@ -191,20 +191,12 @@ def build_app(
     LOG_REDACTION.remember(settings_secrets(settings))  # whatever logs, from now on
     db = Database(settings.database_url, pool_size=max(settings.worker_threads, 5))
     db.livemode = not settings.test_mode
-    if settings.test_mode and clock is system_clock:
-        clock = DatabaseClock(db)
-    # Testing only: a host whose wall clock drifted. Its leases stay on the database's clock.
-    drifted = clock is system_clock and settings.clock_offset_seconds != 0
-    if drifted:
-        clock = offset_clock(settings.clock_offset_seconds)
+    clock, lease_clock = _clocks(settings, db, clock)
     if policy is None:
         policy = load_policy(settings.dunning_policy) if settings.dunning_policy else DEFAULT_POLICY
     gateways = build_gateways(settings, gateway)
     broker = broker or build_broker(settings.redis_url)
     stale = timedelta(seconds=settings.stale_sending_after)
-    # Lease times come from the database's clock, the one clock every host shares; a clock
-    # passed in (tests drive a manual one) is used for leases too.
-    lease_clock = database_lease_clock if clock is system_clock or drifted else clock_lease(clock)
     charger = Charger(
         db,
         gateways,
@@ -225,11 +217,7 @@ def build_app(
     )
     dispatcher = dispatcher or DramatiqDispatcher(actors, batch_size=settings.charge_batch_size)
     delivering = _webhook_delivery(settings, db, broker, clock, webhook_sender, webhook_queue)
-    lead = (
-        parse_duration(settings.invoice_upcoming_before)
-        if settings.invoice_upcoming_before
-        else None
-    )
+    lead = _upcoming_lead(settings)
     scheduler = Scheduler(
         db,
         dispatcher,
@@ -262,6 +250,28 @@ def build_app(
         test_clock=TestClockActions(db, clock, enabled=settings.test_mode, upcoming_lead=lead),
         upcoming=UpcomingNotices(db, lead, clock=clock, batch_size=settings.scheduler_batch_size),
     )
+
+
+def _clocks(settings: Settings, db: Database, clock: Clock) -> tuple[Clock, LeaseClock]:
+    """The app's clock and the clock its leases are taken on. In test mode the system clock
+    gives way to the one stored in the database; a drifted host (testing only) offsets its
+    wall clock but keeps its leases on the database's."""
+    if settings.test_mode and clock is system_clock:
+        clock = DatabaseClock(db)
+    drifted = clock is system_clock and settings.clock_offset_seconds != 0
+    if drifted:
+        clock = offset_clock(settings.clock_offset_seconds)
+    # Lease times come from the database's clock, the one clock every host shares; a clock
+    # passed in (tests drive a manual one) is used for leases too.
+    lease_clock = database_lease_clock if clock is system_clock or drifted else clock_lease(clock)
+    return clock, lease_clock
+
+
+def _upcoming_lead(settings: Settings) -> timedelta | None:
+    """How long before its due date an invoice.upcoming notice goes out (None: never)."""
+    if not settings.invoice_upcoming_before:
+        return None
+    return parse_duration(settings.invoice_upcoming_before)
 
 
 def _actions(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
@@ -141,61 +142,75 @@ def _exec(argv: list[str]) -> NoReturn:
     os.execv(argv[0], argv)  # noqa: S606 - our own interpreter and fixed arguments
 
 
+# The sandbox command's options, applied by _sandbox_options (kept out of the command so
+# its definition stays short).
+_SANDBOX_OPTIONS = (
+    click.option("--host", default="127.0.0.1", show_default=True),
+    click.option("--port", default=8088, show_default=True, type=int),
+    click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds per call."),
+    click.option(
+        "--timeout-delay",
+        default=30.0,
+        show_default=True,
+        type=float,
+        help="How long 'timeout' bindings stall after charging.",
+    ),
+    click.option(
+        "--slow-delay",
+        default=1.0,
+        show_default=True,
+        type=float,
+        help="Extra delay of 'slow' bindings.",
+    ),
+    click.option(
+        "--fault-rate",
+        default=0.0,
+        show_default=True,
+        type=float,
+        help="Share of charges answered with an injected fault (500, timeout, slow).",
+    ),
+    click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault draw."),
+    click.option(
+        "--dialect",
+        type=click.Choice(["rbs", "all2pay"]),
+        default=None,
+        help="Strict mode: serve this dialect only, refusing what its router refuses. rbs = "
+        "/payment/rest, form bodies but JSON for recurrentPayment.do; all2pay = /v1, JSON only. "
+        "A wrong encoding gets HTTP 415, a wrong path 404. Default: lenient (/payment/rest, any "
+        "encoding).",
+    ),
+    click.option(
+        "--login",
+        "logins",
+        multiple=True,
+        metavar="USER:PASSWORD",
+        help="Another merchant login let in (repeat for several merchant accounts); any other "
+        "credential gets errorCode 5 'Access denied'. The main login is sandbox:sandbox.",
+    ),
+    click.option(
+        "--token",
+        "tokens",
+        multiple=True,
+        metavar="TOKEN",
+        help="A merchant token let in instead of a login (repeatable).",
+    ),
+    click.option(
+        "--two-phase",
+        is_flag=True,
+        help="Two-phase merchant: approvals are held (APPROVED) until deposit.do captures them.",
+    ),
+)
+
+
+def _sandbox_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Apply the sandbox command's options, first listed first in --help."""
+    for option in reversed(_SANDBOX_OPTIONS):
+        command = option(command)
+    return command
+
+
 @click.command("sandbox")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8088, show_default=True, type=int)
-@click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds per call.")
-@click.option(
-    "--timeout-delay",
-    default=30.0,
-    show_default=True,
-    type=float,
-    help="How long 'timeout' bindings stall after charging.",
-)
-@click.option(
-    "--slow-delay",
-    default=1.0,
-    show_default=True,
-    type=float,
-    help="Extra delay of 'slow' bindings.",
-)
-@click.option(
-    "--fault-rate",
-    default=0.0,
-    show_default=True,
-    type=float,
-    help="Share of charges answered with an injected fault (500, timeout, slow).",
-)
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault draw.")
-@click.option(
-    "--dialect",
-    type=click.Choice(["rbs", "all2pay"]),
-    default=None,
-    help="Strict mode: serve this dialect only, refusing what its router refuses. rbs = "
-    "/payment/rest, form bodies but JSON for recurrentPayment.do; all2pay = /v1, JSON only. "
-    "A wrong encoding gets HTTP 415, a wrong path 404. Default: lenient (/payment/rest, any "
-    "encoding).",
-)
-@click.option(
-    "--login",
-    "logins",
-    multiple=True,
-    metavar="USER:PASSWORD",
-    help="Another merchant login let in (repeat for several merchant accounts); any other "
-    "credential gets errorCode 5 'Access denied'. The main login is sandbox:sandbox.",
-)
-@click.option(
-    "--token",
-    "tokens",
-    multiple=True,
-    metavar="TOKEN",
-    help="A merchant token let in instead of a login (repeatable).",
-)
-@click.option(
-    "--two-phase",
-    is_flag=True,
-    help="Two-phase merchant: approvals are held (APPROVED) until deposit.do captures them.",
-)
+@_sandbox_options
 def sandbox(
     host: str,
     port: int,
@@ -231,12 +246,6 @@ def sandbox(
     from billing.domain.dialects import Dialect
     from billing.sandbox import SandboxConfig, serve
 
-    pairs = []
-    for entry in logins:
-        user, sep, password = entry.partition(":")
-        if not (sep and user and password):
-            raise click.BadParameter("must be USER:PASSWORD", param_hint="--login")
-        pairs.append((user, password))
     serve(
         host,
         port,
@@ -247,11 +256,22 @@ def sandbox(
             fault_rate=fault_rate,
             seed=seed,
             dialect=Dialect(dialect) if dialect else None,
-            logins=tuple(pairs),
+            logins=_login_pairs(logins),
             tokens=tokens,
             two_phase=two_phase,
         ),
     )
+
+
+def _login_pairs(logins: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """--login USER:PASSWORD entries as (user, password) pairs; a malformed one is refused."""
+    pairs = []
+    for entry in logins:
+        user, sep, password = entry.partition(":")
+        if not (sep and user and password):
+            raise click.BadParameter("must be USER:PASSWORD", param_hint="--login")
+        pairs.append((user, password))
+    return tuple(pairs)
 
 
 @click.group()

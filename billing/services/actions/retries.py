@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 
+from billing.domain.circuit_breaker import Circuit
 from billing.domain.model import (
     CHARGEABLE_STATUSES,
     IN_FLIGHT_STATES,
@@ -151,24 +152,7 @@ class RetryActions:
         A dry run only counts them and writes nothing."""
         actor, reason = clean_actor(actor), clean_reason(reason)
         value = clean_failure_filter(clean_failure(failure))
-        in_flight = exists().where(
-            ChargeAttempt.invoice_id == Invoice.id,
-            ChargeAttempt.state.in_(IN_FLIGHT_STATES),
-        )
-        query = (
-            select(Subscription.id)
-            .join(Invoice, Invoice.subscription_id == Subscription.id)
-            .where(
-                Subscription.status.in_(CHARGEABLE_STATUSES),
-                Invoice.status == InvoiceStatus.OPEN,
-                or_(Invoice.last_category == value, Invoice.last_reason == value),
-                ~in_flight,
-                ~recheck_pending(Invoice.id),
-            )
-            .group_by(Subscription.id)
-            .order_by(Subscription.id)
-            .limit(max(1, min(limit, MAX_BULK)))
-        )
+        query = _bulk_candidates(value, limit)
         now = self.clock()
         with self.db.transaction() as session:
             ids = list(session.scalars(query))
@@ -193,15 +177,12 @@ class RetryActions:
             if refused:  # what the real run would skip, and why
                 report["skipped"] = [{"subscription_id": i, "error": e} for i, e in refused.items()]
             return report
-        if all_paused and accounts == {"default"}:
-            raise ChargingPausedError(
-                f"charging is paused for everyone until {circuit.retry_at}: {circuit.reason}"
-            )
         if all_paused:
-            raise ChargingPausedError(
-                f"charging is paused for merchant account(s) {', '.join(sorted(accounts))}; "
-                "see billing status"
-            )
+            _refuse_paused(accounts, circuit)
+        return self._retry_each(ids, value, actor=actor, reason=reason)
+
+    def _retry_each(self, ids: list[int], value: str, *, actor: str, reason: str) -> dict[str, Any]:
+        """Retry ``ids`` one by one; a pause stops the rest, other refusals skip one."""
         retried: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
         for position, sub_id in enumerate(ids):
@@ -224,6 +205,41 @@ class RetryActions:
             "retried": retried,
             "skipped": skipped,
         }
+
+
+def _bulk_candidates(value: str, limit: int) -> Select[Any]:
+    """Chargeable subscriptions whose open invoice last failed with ``value`` and has
+    nothing in flight or waiting for a recheck (at most ``limit``, capped at MAX_BULK)."""
+    in_flight = exists().where(
+        ChargeAttempt.invoice_id == Invoice.id,
+        ChargeAttempt.state.in_(IN_FLIGHT_STATES),
+    )
+    return (
+        select(Subscription.id)
+        .join(Invoice, Invoice.subscription_id == Subscription.id)
+        .where(
+            Subscription.status.in_(CHARGEABLE_STATUSES),
+            Invoice.status == InvoiceStatus.OPEN,
+            or_(Invoice.last_category == value, Invoice.last_reason == value),
+            ~in_flight,
+            ~recheck_pending(Invoice.id),
+        )
+        .group_by(Subscription.id)
+        .order_by(Subscription.id)
+        .limit(max(1, min(limit, MAX_BULK)))
+    )
+
+
+def _refuse_paused(accounts: set[str], circuit: Circuit) -> NoReturn:
+    """Refuse a bulk retry whose every subscription waits for a paused account."""
+    if accounts == {"default"}:
+        raise ChargingPausedError(
+            f"charging is paused for everyone until {circuit.retry_at}: {circuit.reason}"
+        )
+    raise ChargingPausedError(
+        f"charging is paused for merchant account(s) {', '.join(sorted(accounts))}; "
+        "see billing status"
+    )
 
 
 def _new_manual_attempt(

@@ -201,28 +201,9 @@ class SubscriptionActions:
                 timezone=sub.timezone if timezone is None else timezone,
                 description=sub.description if description is None else (description or None),
             ).validated()
-            changes = []
-            if merged.amount != sub.amount:
-                changes.append(f"amount {sub.amount} → {merged.amount} from the next invoice")
-                sub.amount = merged.amount
-            if merged.currency != sub.currency:
-                changes.append(f"currency {sub.currency} → {merged.currency} from the next invoice")
-                sub.currency = merged.currency
-            if merged.description != sub.description:
-                changes.append("description changed")
-                sub.description = merged.description
-            if customer_email is not None and email != sub.customer_email:
-                changes.append(f"customer email {mask_email(email) or 'cleared'}")
-                sub.customer_email = email
-            if customer_phone is not None and phone != sub.customer_phone:
-                changes.append(f"customer phone {mask_phone(phone) or 'cleared'}")
-                sub.customer_phone = phone
-            if merged.schedule != sub.schedule or merged.timezone != sub.timezone:
-                if merged.schedule != sub.schedule:
-                    changes.append(f"schedule '{sub.schedule}' → '{merged.schedule}'")
-                if merged.timezone != sub.timezone:
-                    changes.append(f"timezone {sub.timezone} → {merged.timezone}")
-                changes += change_schedule(session, sub, merged.schedule, merged.timezone, now)
+            changes = _apply_update(
+                session, sub, merged, now, (email, phone), (customer_email, customer_phone)
+            )
             if not changes:
                 raise ValidationError("nothing to change: the values given are the current ones")
             sub.updated_at = now
@@ -272,6 +253,44 @@ class SubscriptionActions:
             if sub.status in WAITING_FOR_CARD or sub.status == SubscriptionStatus.PAST_DUE:
                 _retry_with_new_card(session, sub, now, actor)
             return subscription_summary(sub)
+
+
+def _apply_update(
+    session: Session,
+    sub: Subscription,
+    merged: NewSubscription,
+    now: datetime,
+    contacts: tuple[str | None, str | None],
+    given: tuple[str | None, str | None],
+) -> list[str]:
+    """Write onto ``sub`` what ``merged`` and the cleaned ``contacts`` (email, phone) change,
+    a contact only when ``given`` (as asked: ``""`` clears it); the changes in words, for the
+    audit event (empty: nothing changed)."""
+    email, phone = contacts
+    customer_email, customer_phone = given
+    changes: list[str] = []
+    if merged.amount != sub.amount:
+        changes.append(f"amount {sub.amount} → {merged.amount} from the next invoice")
+        sub.amount = merged.amount
+    if merged.currency != sub.currency:
+        changes.append(f"currency {sub.currency} → {merged.currency} from the next invoice")
+        sub.currency = merged.currency
+    if merged.description != sub.description:
+        changes.append("description changed")
+        sub.description = merged.description
+    if customer_email is not None and email != sub.customer_email:
+        changes.append(f"customer email {mask_email(email) or 'cleared'}")
+        sub.customer_email = email
+    if customer_phone is not None and phone != sub.customer_phone:
+        changes.append(f"customer phone {mask_phone(phone) or 'cleared'}")
+        sub.customer_phone = phone
+    if merged.schedule != sub.schedule or merged.timezone != sub.timezone:
+        if merged.schedule != sub.schedule:
+            changes.append(f"schedule '{sub.schedule}' → '{merged.schedule}'")
+        if merged.timezone != sub.timezone:
+            changes.append(f"timezone {sub.timezone} → {merged.timezone}")
+        changes += change_schedule(session, sub, merged.schedule, merged.timezone, now)
+    return changes
 
 
 def insert_subscription(

@@ -19,11 +19,13 @@ anything, nor call the gateway.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from billing.domain.model import IN_FLIGHT_STATES, AttemptState, InvoiceStatus, SubscriptionStatus
 from billing.gateway.classify_action import RefundState
@@ -166,61 +168,71 @@ def check_paid_invoice(invoice_id: int, subscription_id: int, paid_attempts: int
     )
 
 
-def run_audit(db: Database) -> AuditReport:
-    """Read the facts and run every check. Reads only."""
-    report = AuditReport()
-    with db.transaction() as session:
-        open_rows = session.execute(
-            select(
-                Invoice.id,
-                Invoice.subscription_id,
-                Subscription.status,
-                Invoice.next_attempt_at,
-                Invoice.period_start,
-            )
-            .join(Subscription, Subscription.id == Invoice.subscription_id)
-            .where(Invoice.status == InvoiceStatus.OPEN)
-            .order_by(Invoice.id)
-        ).all()
-        states: dict[int, set[str]] = defaultdict(set)
-        for invoice_id, state in session.execute(
-            select(ChargeAttempt.invoice_id, ChargeAttempt.state)
-            .join(Invoice, Invoice.id == ChargeAttempt.invoice_id)
-            .where(Invoice.status == InvoiceStatus.OPEN)
-            .distinct()
-        ):
-            states[invoice_id].add(state)
-        refunded = (
-            select(func.coalesce(func.sum(Refund.amount), 0))
-            .where(
-                Refund.attempt_id == ChargeAttempt.id, Refund.state == RefundState.SUCCEEDED.value
-            )
-            .scalar_subquery()
+def _read_open(session: Session) -> tuple[Sequence[Any], dict[int, set[str]]]:
+    """The open invoices (id, subscription, its status, next attempt, period start) and the
+    states of their attempts, by invoice id."""
+    open_rows = session.execute(
+        select(
+            Invoice.id,
+            Invoice.subscription_id,
+            Subscription.status,
+            Invoice.next_attempt_at,
+            Invoice.period_start,
         )
-        paid_rows = session.execute(
-            select(
-                ChargeAttempt.id,
-                ChargeAttempt.invoice_id,
-                ChargeAttempt.subscription_id,
-                Invoice.status,
-                ChargeAttempt.needs_refund,
-                ChargeAttempt.amount,
-                refunded,
-            )
-            .join(Invoice, Invoice.id == ChargeAttempt.invoice_id)
-            .where(ChargeAttempt.state == AttemptState.PAID)
-            .order_by(ChargeAttempt.id)
-        ).all()
-        paid_count = (
-            select(func.count(ChargeAttempt.id))
-            .where(ChargeAttempt.invoice_id == Invoice.id, ChargeAttempt.state == AttemptState.PAID)
-            .scalar_subquery()
+        .join(Subscription, Subscription.id == Invoice.subscription_id)
+        .where(Invoice.status == InvoiceStatus.OPEN)
+        .order_by(Invoice.id)
+    ).all()
+    states: dict[int, set[str]] = defaultdict(set)
+    for invoice_id, state in session.execute(
+        select(ChargeAttempt.invoice_id, ChargeAttempt.state)
+        .join(Invoice, Invoice.id == ChargeAttempt.invoice_id)
+        .where(Invoice.status == InvoiceStatus.OPEN)
+        .distinct()
+    ):
+        states[invoice_id].add(state)
+    return open_rows, states
+
+
+def _read_paid(session: Session) -> tuple[Sequence[Any], Sequence[Any]]:
+    """The paid attempts (with their invoice's status and what was refunded of them) and
+    the paid invoices with how many of their attempts are recorded paid."""
+    refunded = (
+        select(func.coalesce(func.sum(Refund.amount), 0))
+        .where(Refund.attempt_id == ChargeAttempt.id, Refund.state == RefundState.SUCCEEDED.value)
+        .scalar_subquery()
+    )
+    paid_rows = session.execute(
+        select(
+            ChargeAttempt.id,
+            ChargeAttempt.invoice_id,
+            ChargeAttempt.subscription_id,
+            Invoice.status,
+            ChargeAttempt.needs_refund,
+            ChargeAttempt.amount,
+            refunded,
         )
-        paid_invoices = session.execute(
-            select(Invoice.id, Invoice.subscription_id, paid_count)
-            .where(Invoice.status == InvoiceStatus.PAID)
-            .order_by(Invoice.id)
-        ).all()
+        .join(Invoice, Invoice.id == ChargeAttempt.invoice_id)
+        .where(ChargeAttempt.state == AttemptState.PAID)
+        .order_by(ChargeAttempt.id)
+    ).all()
+    paid_count = (
+        select(func.count(ChargeAttempt.id))
+        .where(ChargeAttempt.invoice_id == Invoice.id, ChargeAttempt.state == AttemptState.PAID)
+        .scalar_subquery()
+    )
+    paid_invoices = session.execute(
+        select(Invoice.id, Invoice.subscription_id, paid_count)
+        .where(Invoice.status == InvoiceStatus.PAID)
+        .order_by(Invoice.id)
+    ).all()
+    return paid_rows, paid_invoices
+
+
+def _check_open(open_rows: Sequence[Any], states: dict[int, set[str]]) -> list[Problem]:
+    """Every open invoice has a next step (an older open invoice of its subscription goes
+    first)."""
+    problems: list[Problem] = []
     oldest: dict[int, tuple[datetime, int]] = {}
     for invoice_id, sub_id, _status, _next_at, period in open_rows:
         oldest[sub_id] = min(oldest.get(sub_id, (period, invoice_id)), (period, invoice_id))
@@ -236,7 +248,17 @@ def run_audit(db: Database) -> AuditReport:
             )
         )
         if found is not None:
-            report.problems.append(found)
+            problems.append(found)
+    return problems
+
+
+def run_audit(db: Database) -> AuditReport:
+    """Read the facts and run every check. Reads only."""
+    report = AuditReport()
+    with db.transaction() as session:
+        open_rows, states = _read_open(session)
+        paid_rows, paid_invoices = _read_paid(session)
+    report.problems += _check_open(open_rows, states)
     attempts = [
         PaidAttempt(a, i, s, status, bool(flag), int(amount), int(back or 0))
         for a, i, s, status, flag, amount, back in paid_rows
