@@ -3,7 +3,8 @@
 Every call returns a :data:`~billing.gateway.results.GatewayResult`; a transport
 problem never escapes as an httpx exception. Only our own mistakes (a request the
 gateway's rules forbid, a bad base URL) raise :class:`billing.errors.GatewayError`,
-before anything is sent.
+before anything is sent. This module builds and sends the calls; how a parameter is
+encoded and how an answer becomes a result lives in :mod:`billing.gateway.wire`.
 
 Mapping (httpx 0.28 exception tree, see ``httpx/_exceptions.py``):
 
@@ -26,15 +27,13 @@ request id header) goes through :mod:`billing.gateway.redact` first.
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from billing import __version__
 from billing.domain.dialects import Dialect, Encoding, parse_dialect, route
@@ -48,7 +47,7 @@ from billing.gateway.port import (
     RefundRequest,
     ReverseRequest,
 )
-from billing.gateway.redact import Secrets, redact_cut, redact_json
+from billing.gateway.redact import Secrets
 from billing.gateway.request_checks import (
     ascii_digits,
     check_amount,
@@ -60,25 +59,14 @@ from billing.gateway.results import (
     ConnectionFailed,
     ConnectionLost,
     GatewayResult,
-    HttpErrorReply,
-    JsonReply,
-    NotJsonReply,
     ReadTimedOut,
 )
+from billing.gateway.wire import SNIPPET_LIMIT as SNIPPET_LIMIT
+from billing.gateway.wire import form_value, log_result, to_result, transport_detail
 from billing.observability.metrics import observe_gateway_call
 
 __all__ = ["GatewayClient", "GatewayConfig"]
 
-log = logging.getLogger("billing.gateway")
-
-SNIPPET_LIMIT: Final = 500
-_DETAIL_LIMIT: Final = 300
-_REQUEST_ID_HEADERS: Final = (
-    "x-request-id",
-    "request-id",
-    "x-correlation-id",
-    "x-trace-id",
-)
 _MAX_BINDING_ID: Final = 255
 _MAX_DESCRIPTION: Final = 512
 _MAX_CLIENT_ID: Final = 255
@@ -347,7 +335,7 @@ class GatewayClient:
         if route(self._config.dialect, method).encoding is Encoding.JSON:
             body: dict[str, Any] = {"json": params}
         else:
-            body = {"data": {name: _form_value(value) for name, value in params.items()}}
+            body = {"data": {name: form_value(value) for name, value in params.items()}}
         try:
             response = self._http.post(url, **body)
         except httpx.InvalidURL:
@@ -358,16 +346,16 @@ class GatewayClient:
             httpx.PoolTimeout,
             httpx.UnsupportedProtocol,
         ) as exc:
-            result = ConnectionFailed(detail=_detail(exc, secrets))
+            result = ConnectionFailed(detail=transport_detail(exc, secrets))
         except httpx.ReadTimeout as exc:
-            result = ReadTimedOut(detail=_detail(exc, secrets))
+            result = ReadTimedOut(detail=transport_detail(exc, secrets))
         except httpx.RequestError as exc:  # WriteTimeout, Read/WriteError, protocol, decoding
-            result = ConnectionLost(detail=_detail(exc, secrets))
+            result = ConnectionLost(detail=transport_detail(exc, secrets))
         else:
-            result = _to_result(response, parse, secrets)
+            result = to_result(response, parse, secrets)
         elapsed = time.perf_counter() - started
         observe_gateway_call(method, type(result).__name__, elapsed)
-        _log_result(method, log_fields, result, elapsed * 1000)
+        log_result(method, log_fields, result, elapsed * 1000)
         return result
 
 
@@ -383,92 +371,3 @@ def _additional_parameters(request: ChargeRequest) -> dict[str, str]:
     if request.customer_phone:
         extra["phone"] = request.customer_phone
     return extra
-
-
-def _form_value(value: object) -> str:
-    """A parameter as the form encoding carries it: nested objects as JSON text."""
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-# -- response mapping ---------------------------------------------------------------------------
-
-
-def _to_result(
-    response: httpx.Response, parse: Callable[[Any], object], secrets: Secrets
-) -> GatewayResult:
-    status = response.status_code
-    request_id = _request_id(response.headers, secrets)
-    content_type = response.headers.get("content-type", "")[:100]
-    body = _json_object(response.content)
-
-    if status >= 500:
-        return HttpErrorReply(status, _snippet(response, secrets), request_id)
-    if body is not None and (200 <= status <= 299 or 400 <= status <= 499):
-        redact_json(body, secrets)
-        try:
-            parse(body)
-        except ValidationError:
-            pass  # unreadable: handled like a body that is not JSON
-        else:
-            return JsonReply(status, body, request_id)
-    if 200 <= status <= 299:
-        return NotJsonReply(status, content_type, _snippet(response, secrets), request_id)
-    return HttpErrorReply(status, _snippet(response, secrets), request_id)
-
-
-def _json_object(content: bytes) -> dict[str, Any] | None:
-    try:
-        parsed = json.loads(content)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
-def _request_id(headers: httpx.Headers, secrets: Secrets) -> str | None:
-    for name in _REQUEST_ID_HEADERS:
-        value = headers.get(name)
-        if isinstance(value, str) and value:
-            return redact_cut(value, secrets, 128)
-    return None
-
-
-def _snippet(response: httpx.Response, secrets: Secrets) -> str:
-    return redact_cut(response.text, secrets, SNIPPET_LIMIT)
-
-
-def _detail(exc: Exception, secrets: Secrets) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return redact_cut(text, secrets, _DETAIL_LIMIT)
-
-
-def _log_result(
-    method: str, fields: Mapping[str, object], result: GatewayResult, elapsed_ms: float
-) -> None:
-    http_status = getattr(result, "http_status", None)
-    request_id = getattr(result, "request_id", None)
-    level = logging.INFO if isinstance(result, JsonReply) else logging.WARNING
-    context = " ".join(f"{key}={value}" for key, value in fields.items() if value is not None)
-    log.log(
-        level,
-        "gateway %s %s -> %s http_status=%s elapsed_ms=%.0f request_id=%s",
-        method,
-        context,
-        type(result).__name__,
-        http_status,
-        elapsed_ms,
-        request_id,
-        extra={
-            "gateway_method": method,
-            "gateway_result": type(result).__name__,
-            "http_status": http_status,
-            "elapsed_ms": round(elapsed_ms, 1),
-        },
-    )
-    detail = getattr(result, "detail", None)
-    if detail:
-        log.warning("gateway %s %s: %s", method, context, detail)
-
-
-# -- local validation ---------------------------------------------------------------------------
