@@ -6,12 +6,11 @@ Precedence: explicit arguments > environment > ``.env`` in the working directory
 naming the closest setting (difflib), never an error. Every mistake (a bad log level, a
 malformed Redis URL, an unwritable SQLite path, a weak console session secret…) is refused
 here, before anything starts, as one line naming the setting; a secret's value is never
-echoed.
+echoed. Reading ``.env`` and spotting unknown names is :mod:`billing.settings_sources`.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from collections.abc import Iterable
@@ -33,20 +32,20 @@ from billing.domain.two_phase import CaptureFailure
 from billing.errors import ConfigurationError
 from billing.settings_checks import check_database_url, check_redis_url, check_session_secret
 from billing.settings_merchants import DEFAULT_ACCOUNT, MerchantAccount, check_merchants
+from billing.settings_sources import ENV_FILE, dotenv_names, known_dotenv_values, unknown_names
 
 DEFAULT_DATABASE_URL = "sqlite:///billing.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
-#: Read from the working directory, below the environment and above the TOML file.
-ENV_FILE = ".env"
-#: ``BILLING_*`` names that are not settings yet are known (files, compose, tests, benches).
-NOT_SETTINGS = (
-    "BILLING_CONFIG_FILE",
-    "BILLING_ENV_FILE",
-    "BILLING_TEST_",
-    "BILLING_CHAOS_",
-    "BILLING_BENCH_",
-    "BILLING_MERCHANTS__",
+#: Optional settings an empty value leaves unset (``BILLING_REDIS_URL=`` is no Redis URL).
+OPTIONAL = (
+    "redis_url",
+    "console_session_secret",
+    "admin_tokens",
+    "webhook_url",
+    "webhook_secret",
+    "callback_secret",
+    "callback_public_key",
 )
 
 
@@ -183,6 +182,11 @@ class Settings(BaseSettings):
         )
         return {DEFAULT_ACCOUNT: default, **self.merchants}
 
+    @field_validator(*OPTIONAL, mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -199,11 +203,6 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown log format; use one of {', '.join(LOG_FORMATS)}")
         return fmt
 
-    @field_validator("redis_url", mode="before")
-    @classmethod
-    def _empty_redis_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
-
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
@@ -211,22 +210,12 @@ class Settings(BaseSettings):
             check_redis_url(value)
         return value
 
-    @field_validator("console_session_secret", mode="before")
-    @classmethod
-    def _empty_secret_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
-
     @field_validator("console_session_secret")
     @classmethod
     def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             check_session_secret(value.get_secret_value())
         return value
-
-    @field_validator("admin_tokens", mode="before")
-    @classmethod
-    def _empty_tokens_are_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
     @field_validator("admin_tokens")
     @classmethod
@@ -250,11 +239,6 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
         check_database_url(value)
         return value
-
-    @field_validator("webhook_url", "webhook_secret", mode="before")
-    @classmethod
-    def _empty_webhook_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
     @field_validator("webhook_secret")
     @classmethod
@@ -289,11 +273,6 @@ class Settings(BaseSettings):
                 "BILLING_WEBHOOK_URL and BILLING_WEBHOOK_SECRET are set together or not at all"
             )
         return self
-
-    @field_validator("callback_secret", "callback_public_key", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
     @field_validator("callback_public_key")
     @classmethod
@@ -400,46 +379,6 @@ def load_settings(**overrides: Any) -> Settings:
 _warned: set[str] = set()
 
 
-def dotenv_names(path: Path) -> list[str]:
-    """The variable names a ``.env`` file sets (none when it does not exist)."""
-    if not path.is_file():
-        return []
-    from dotenv import dotenv_values
-
-    return list(dotenv_values(path))
-
-
-def known_dotenv_values(settings_cls: type[BaseSettings], path: Path) -> dict[str, Any]:
-    """The settings a ``.env`` file sets, by field name; unknown names are left to the
-    warning of :func:`load_settings`, empty values count as unset."""
-    if not path.is_file():
-        return {}
-    from dotenv import dotenv_values
-
-    fields = settings_cls.model_fields
-    values: dict[str, Any] = {}
-    for name, value in dotenv_values(path).items():
-        field = name.upper().removeprefix("BILLING_").lower()
-        if name.upper().startswith("BILLING_") and field in fields and value:
-            values[field] = value
-        elif name.upper().startswith("BILLING_MERCHANTS__") and value:
-            # BILLING_MERCHANTS__EU__URL=… → merchants.eu.url (a part left out is an error)
-            _, account, key = [*field.split("__", 2), "", ""][:3]
-            values.setdefault("merchants", {}).setdefault(account, {})[key] = value
-    return values
-
-
 def unknown_variable_warnings(names: Iterable[str]) -> list[str]:
     """One line per ``BILLING_*`` name that is no setting, naming the closest one."""
-    known = [f"BILLING_{field.upper()}" for field in Settings.model_fields]
-    lines = []
-    for name in sorted({n.upper() for n in names}):
-        if not name.startswith("BILLING_") or name in known or name.startswith(NOT_SETTINGS):
-            continue
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        lines.append(f"unknown setting {name} is ignored{hint}")
-    return lines
-
-
-# -- checks (pure but for the file-system look-ups of the SQLite path) -----------------------
+    return unknown_names(names, Settings.model_fields)
