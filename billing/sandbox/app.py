@@ -10,9 +10,7 @@ merchant logins (``logins``, ``tokens``) are let in besides the main one; any ot
 credential gets the gateway's own answer (errorCode 5, "Access denied"). Methods:
 ``recurrentPayment.do``, ``getOrderStatusExtended.do``, ``refund.do``, ``reverse.do``,
 ``deposit.do`` and ``decline.do``.
-Test controls live under ``/sandbox``: ``GET ledger`` (``?state=REFUNDED``,
-``?bindingId=...``), ``GET requests`` (``?since=MS``: every gateway call served, as
-``[epoch ms, method]``, for checking a rate limit), ``POST reset``, ``GET health``.
+Test controls live under ``/sandbox`` (:mod:`billing.sandbox.controls`).
 Nothing here opens a socket; see :mod:`billing.sandbox.server` for that.
 
 ``refund.do`` (``orderId`` or else ``orderNumber``; ``amount`` optional, 0 or omitted =
@@ -65,8 +63,9 @@ from billing.sandbox.behaviours import (
     draw_fault,
     plan_for,
 )
+from billing.sandbox.controls import CONTROL_ROUTES
 from billing.sandbox.ledger import Ledger, Order, OrderState, Refusal
-from billing.sandbox.order_calls import admitted, change_order, decline, deposit
+from billing.sandbox.order_calls import admitted, change_order, decline, deposit, runtime
 from billing.sandbox.order_calls import answer as _answer
 from billing.sandbox.requests import (
     ChargeParams,
@@ -164,18 +163,7 @@ class _Runtime:
             await asyncio.sleep(min(left, _PAUSE_STEP))
 
 
-# ---------------------------------------------------------------- request parsing
-
-
-# ---------------------------------------------------------------- response bodies
-
-
 # ---------------------------------------------------------------- handlers
-
-
-def _runtime(request: Request) -> _Runtime:
-    runtime: _Runtime = request.app.state.sandbox
-    return runtime
 
 
 def _new_order(
@@ -228,7 +216,7 @@ def _settled(order: Order, plan: Plan, pending_queries: int) -> Order:
 
 async def recurrent_payment(request: Request) -> Response:
     """``recurrentPayment.do``: charge a binding."""
-    rt = _runtime(request)
+    rt = runtime(request)
     rt.ledger.record_request("recurrentPayment.do", now_ms())
     params = await read_params(request)
     await rt.pause(rt.config.latency)
@@ -287,7 +275,7 @@ def _charge_answer(plan: Plan, order: Order | None) -> Response:
 
 async def order_status(request: Request) -> Response:
     """``getOrderStatusExtended.do``: the order by orderId (first) or orderNumber."""
-    rt = _runtime(request)
+    rt = runtime(request)
     rt.ledger.record_request("getOrderStatusExtended.do", now_ms())
     params = await read_params(request)
     await rt.pause(rt.config.latency)
@@ -337,43 +325,6 @@ async def reverse(request: Request) -> Response:
     return change_order(rt, params, lambda order: order.reverse(now_ms()))
 
 
-async def ledger_view(request: Request) -> Response:
-    """``GET /sandbox/ledger``: the bank's view of every order."""
-    rt = _runtime(request)
-    state_name = request.query_params.get("state")
-    binding_id = request.query_params.get("bindingId")
-    try:
-        state = OrderState(state_name.upper()) if state_name else None
-    except ValueError:
-        return JSONResponse({"error": f"unknown state {state_name!r}"}, status_code=400)
-    orders = [
-        o.to_json()
-        for o in rt.ledger.orders(state)
-        if binding_id is None or o.binding_id == binding_id
-    ]
-    return JSONResponse({"orders": orders})
-
-
-async def requests_view(request: Request) -> Response:
-    """``GET /sandbox/requests?since=MS``: the gateway calls served, ``[ms, method]`` each."""
-    since = request.query_params.get("since", "0")
-    if not since.isdigit():
-        return JSONResponse({"error": f"since must be epoch milliseconds, not {since!r}"}, 400)
-    calls = _runtime(request).ledger.requests(int(since))
-    return JSONResponse({"requests": [[ms, method] for ms, method in calls]})
-
-
-async def reset(request: Request) -> Response:
-    """``POST /sandbox/reset``: forget every order and counter."""
-    _runtime(request).ledger.reset()
-    return JSONResponse({"ok": True})
-
-
-async def health(request: Request) -> Response:
-    """``GET /sandbox/health``."""
-    return JSONResponse({"ok": True})
-
-
 def create_app(
     config: SandboxConfig | None = None,
     *,
@@ -404,10 +355,7 @@ def create_app(
             Route(f"{base}/reverse.do", strict(dialect, "reverse.do", reverse), methods=["POST"]),
             Route(f"{base}/deposit.do", strict(dialect, "deposit.do", deposit), methods=["POST"]),
             Route(f"{base}/decline.do", strict(dialect, "decline.do", decline), methods=["POST"]),
-            Route("/sandbox/ledger", ledger_view, methods=["GET"]),
-            Route("/sandbox/requests", requests_view, methods=["GET"]),
-            Route("/sandbox/reset", reset, methods=["POST"]),
-            Route("/sandbox/health", health, methods=["GET"]),
+            *CONTROL_ROUTES,
         ]
     )
     app.state.sandbox = _Runtime(

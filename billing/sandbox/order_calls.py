@@ -28,9 +28,10 @@ if TYPE_CHECKING:
     from billing.sandbox.app import _Runtime
 
 
-def _runtime(request: Request) -> _Runtime:
-    runtime: _Runtime = request.app.state.sandbox
-    return runtime
+def runtime(request: Request) -> _Runtime:
+    """The sandbox's state (config, ledger, stop event) that ``create_app`` hung on the app."""
+    found: _Runtime = request.app.state.sandbox
+    return found
 
 
 def answer(code: str, message: str) -> JSONResponse:
@@ -55,7 +56,7 @@ def find_order(ledger: Ledger, params: dict[str, Any]) -> Order | JSONResponse:
 
 async def admitted(request: Request, method: str) -> tuple[_Runtime, dict[str, Any]] | Response:
     """The call noted, its parameters read and its credentials checked (else the answer)."""
-    rt = _runtime(request)
+    rt = runtime(request)
     rt.ledger.record_request(method, now_ms())
     params = await read_params(request)
     await rt.pause(rt.config.latency)

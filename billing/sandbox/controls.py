@@ -1,0 +1,60 @@
+"""The sandbox's test controls under ``/sandbox``: ``GET ledger`` (``?state=REFUNDED``,
+``?bindingId=...``), ``GET requests`` (``?since=MS``: every gateway call served, as
+``[epoch ms, method]``, for checking a rate limit), ``POST reset``, ``GET health``.
+
+They read or reset the ledger; they never answer as the gateway does nor change an order.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from billing.sandbox.ledger import OrderState
+from billing.sandbox.order_calls import runtime
+
+
+async def ledger_view(request: Request) -> Response:
+    """``GET /sandbox/ledger``: the bank's view of every order."""
+    rt = runtime(request)
+    state_name = request.query_params.get("state")
+    binding_id = request.query_params.get("bindingId")
+    try:
+        state = OrderState(state_name.upper()) if state_name else None
+    except ValueError:
+        return JSONResponse({"error": f"unknown state {state_name!r}"}, status_code=400)
+    orders = [
+        o.to_json()
+        for o in rt.ledger.orders(state)
+        if binding_id is None or o.binding_id == binding_id
+    ]
+    return JSONResponse({"orders": orders})
+
+
+async def requests_view(request: Request) -> Response:
+    """``GET /sandbox/requests?since=MS``: the gateway calls served, ``[ms, method]`` each."""
+    since = request.query_params.get("since", "0")
+    if not since.isdigit():
+        return JSONResponse({"error": f"since must be epoch milliseconds, not {since!r}"}, 400)
+    calls = runtime(request).ledger.requests(int(since))
+    return JSONResponse({"requests": [[ms, method] for ms, method in calls]})
+
+
+async def reset(request: Request) -> Response:
+    """``POST /sandbox/reset``: forget every order and counter."""
+    runtime(request).ledger.reset()
+    return JSONResponse({"ok": True})
+
+
+async def health(request: Request) -> Response:
+    """``GET /sandbox/health``."""
+    return JSONResponse({"ok": True})
+
+
+CONTROL_ROUTES = (
+    Route("/sandbox/ledger", ledger_view, methods=["GET"]),
+    Route("/sandbox/requests", requests_view, methods=["GET"]),
+    Route("/sandbox/reset", reset, methods=["POST"]),
+    Route("/sandbox/health", health, methods=["GET"]),
+)
