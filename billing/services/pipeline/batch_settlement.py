@@ -34,7 +34,8 @@ from billing.observability.logs import log_context
 from billing.observability.metrics import count_charge_outcome
 from billing.services.audit import record_events
 from billing.services.pipeline.attempt_rows import outcome_columns
-from billing.services.pipeline.settlement import RECOVERING, Settlement
+from billing.services.pipeline.paid_invoice import RECOVERING
+from billing.services.pipeline.settlement import Settlement
 from billing.storage.bulk import bulk_update
 from billing.storage.tables import ChargeAttempt, Invoice, Subscription
 

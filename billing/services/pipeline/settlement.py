@@ -30,12 +30,11 @@ from billing.domain.model import (
 )
 from billing.domain.retry_limits import cap_transient
 from billing.gateway.results import RATE_LIMITED
-from billing.observability.metrics import DOUBLE_CHARGES, count_charge_outcome
+from billing.observability.metrics import count_charge_outcome
 from billing.services.attempt_limits import apply_card_budget, reached_bank
 from billing.services.audit import record_event
-from billing.services.collection import release_next
 from billing.services.lease import LeaseClock, LeaseTerms, clock_lease
-from billing.services.lifecycle import cancel_subscription, recover
+from billing.services.lifecycle import cancel_subscription
 from billing.services.pipeline.attempt_rows import (
     DECLINED_CATEGORIES,
     lock_attempt,
@@ -44,6 +43,7 @@ from billing.services.pipeline.attempt_rows import (
 )
 from billing.services.pipeline.circuit_watch import CircuitWatch
 from billing.services.pipeline.not_received import end_recheck, plan_recheck
+from billing.services.pipeline.paid_invoice import mark_paid
 from billing.services.ports import Clock, system_clock
 from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt, Invoice, Subscription
@@ -57,13 +57,6 @@ RECHECKABLE_STATES = frozenset(
 )
 #: Answers to a status query that cannot settle an attempt: ask again later.
 UNSETTLED_STATUS = frozenset({Category.UNKNOWN, Category.TRANSIENT, Category.MERCHANT_CONFIG})
-#: Statuses a paid invoice brings back to active (a payment proves the card works).
-RECOVERING = (
-    SubscriptionStatus.PAST_DUE,
-    SubscriptionStatus.NEEDS_PAYMENT_METHOD,
-    SubscriptionStatus.SUSPENDED,
-    SubscriptionStatus.HELD,  # an operator's manual retry went through with the fixed data
-)
 CONFIRM_REASON = "binding_not_found"
 DECLINED_ORDER = 6  # orderStatus: authorization declined
 
@@ -131,7 +124,7 @@ class Settlement:
                 to_state="paid",
             )
             log.error("attempt %s: %s", attempt.id, attempt.message)
-            self._mark_paid(session, invoice, subscription, attempt, now)
+            mark_paid(session, invoice, subscription, attempt, now)
         count_charge_outcome(Category.PAID.value, "paid_on_recheck")
         return "paid_on_recheck"
 
@@ -253,7 +246,7 @@ class Settlement:
             to_state=attempt.state,
         )
         if action is Action.MARK_PAID:
-            self._mark_paid(session, invoice, subscription, attempt, now)
+            mark_paid(session, invoice, subscription, attempt, now)
             return decision
 
         # A failure: the invoice stays open unless the subscription is canceled.
@@ -319,56 +312,6 @@ class Settlement:
                 cancel_at=subscription.cancel_at,
             )
         return outcome, decision
-
-    def _mark_paid(
-        self,
-        session: Session,
-        invoice: Invoice,
-        subscription: Subscription,
-        attempt: ChargeAttempt,
-        now: datetime,
-    ) -> None:
-        if invoice.status in (InvoiceStatus.PAID, InvoiceStatus.VOID):
-            attempt.needs_refund = True
-            message = (
-                f"DOUBLE CHARGE: attempt {attempt.id} (order {attempt.order_number}) took money "
-                f"for invoice {invoice.id}, which is already {invoice.status}; refund it"
-            )
-            record_event(
-                session,
-                now,
-                "double_charge",
-                message,
-                subscription_id=subscription.id,
-                invoice_id=invoice.id,
-                attempt_id=attempt.id,
-            )
-            log.error(message)
-            DOUBLE_CHARGES.inc()
-            return
-        record_event(
-            session,
-            now,
-            "invoice_paid",
-            f"paid by order {attempt.order_number}",
-            subscription_id=subscription.id,
-            invoice_id=invoice.id,
-            attempt_id=attempt.id,
-            from_state=invoice.status,
-            to_state="paid",
-        )
-        invoice.status = InvoiceStatus.PAID
-        invoice.paid_at = invoice.closed_at = invoice.updated_at = now
-        invoice.next_attempt_at = None
-        recover(
-            session,
-            subscription,
-            now,
-            "open invoice paid; dunning reset",
-            statuses=RECOVERING,
-            invoice_id=invoice.id,
-        )
-        release_next(session, subscription, now, f"invoice {invoice.id} paid")
 
     def update_circuit(self, outcome: Outcome, now: datetime, account: str = "default") -> None:
         """Count the outcome for merchant ``account``'s breaker (in memory); the row changes
