@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 from billing.domain.two_phase import TwoPhase
 from billing.gateway.accounts import MerchantGateways, gateway_for
 from billing.gateway.port import Gateway
-from billing.storage.database import Database
-from billing.storage.tables import ChargeAttempt, Subscription
+from billing.storage.tables import Subscription
 
 
 def account_of(session: Session, subscription_id: int) -> str:
@@ -29,17 +28,6 @@ def account_of(session: Session, subscription_id: int) -> str:
 def gateway_of(session: Session, gateway: Gateway, subscription_id: int) -> Gateway:
     """The gateway of the subscription's merchant account."""
     return gateway_for(gateway, account_of(session, subscription_id))
-
-
-def gateway_of_attempt(db: Database, gateway: Gateway, attempt_id: int) -> Gateway:
-    """The gateway of the merchant account the attempt's subscription belongs to."""
-    with db.transaction() as session:
-        subscription_id = session.scalars(
-            select(ChargeAttempt.subscription_id).where(ChargeAttempt.id == attempt_id)
-        ).one_or_none()
-        if subscription_id is None:
-            return gateway
-        return gateway_of(session, gateway, subscription_id)
 
 
 def two_phase_of(

@@ -57,23 +57,21 @@ class Staged:
 def stage(session: Session, event: Event) -> None:
     """Remember the public event of one internal change (its ``events`` row), if it is one,
     for this commit."""
-    event_type = public_type(event.kind, event.from_state, event.to_state)
-    if event_type is None:
-        return
-    stage_public(
-        session,
-        Staged(
-            event_type,
-            event.at,
-            event.reason,
-            event.subscription_id,
-            event.invoice_id,
-            event.attempt_id,
-            event.from_state,
-            event.to_state,
-            event.actor,
-        ),
-    )
+    stage_values(session, {column: getattr(event, column) for column in _EVENT_COLUMNS})
+
+
+#: The columns of an ``events`` row a public event is built from (see :func:`stage_values`).
+_EVENT_COLUMNS = (
+    "kind",
+    "at",
+    "reason",
+    "subscription_id",
+    "invoice_id",
+    "attempt_id",
+    "from_state",
+    "to_state",
+    "actor",
+)
 
 
 def stage_values(session: Session, row: Mapping[str, Any]) -> None:

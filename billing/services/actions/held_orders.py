@@ -22,7 +22,7 @@ from billing.gateway.classify import classify_status
 from billing.gateway.classify_orders import OrderCall, OrderCallOutcome, classify_order_call
 from billing.gateway.codes import HELD, REVERSED
 from billing.gateway.port import DepositRequest, Gateway, ReverseRequest
-from billing.services.accounts import gateway_of, gateway_of_attempt
+from billing.services.accounts import gateway_of
 from billing.services.audit import clean_actor, clean_reason, record_event
 from billing.services.pipeline.attempt_rows import lock_attempt
 from billing.services.pipeline.settlement import Settlement
@@ -61,8 +61,9 @@ class HeldOrderActions:
         order_number, status = self._held_order(attempt_id, "capture")
         if status.is_paid:
             return self._paid(attempt_id, status, actor, reason, "already captured (DEPOSITED)")
-        order_id = self._store(attempt_id, status, CaptureResult.SENT, "capture", actor, reason)
-        gateway = gateway_of_attempt(self.db, self.gateway, attempt_id)
+        order_id, gateway = self._store(
+            attempt_id, status, CaptureResult.SENT, "capture", actor, reason
+        )
         answer = classify_order_call(gateway.deposit(DepositRequest(order_id)))
         self._answered(attempt_id, "capture", f"deposit.do {answer.describe}", actor, answer)
         after = classify_status(gateway.order_status(order_number=order_number))
@@ -83,10 +84,9 @@ class HeldOrderActions:
             return self._paid(
                 attempt_id, status, actor, reason, "already captured (DEPOSITED); refund it instead"
             )
-        order_id = self._store(
+        order_id, gateway = self._store(
             attempt_id, status, CaptureResult.RELEASING, "release", actor, reason
         )
-        gateway = gateway_of_attempt(self.db, self.gateway, attempt_id)
         answer = classify_order_call(gateway.reverse(ReverseRequest(order_id)))
         self._answered(attempt_id, "release", f"reverse.do {answer.describe}", actor, None)
         after = classify_status(gateway.order_status(order_number=order_number))
@@ -130,8 +130,9 @@ class HeldOrderActions:
         verb: str,
         actor: str,
         reason: str,
-    ) -> str:
-        """The call, stored with who asked and why before it is sent."""
+    ) -> tuple[str, Gateway]:
+        """The call, stored with who asked and why before it is sent; the order id and the
+        gateway of the attempt's merchant account (read on the locked row) to send it to."""
         now = self.clock()
         with self.db.transaction() as session:
             attempt = _open_attempt(session, attempt_id)
@@ -146,7 +147,7 @@ class HeldOrderActions:
             _audit(
                 session, attempt, "operator_reason", f"{verb} attempt {attempt.id}: {reason}", actor
             )
-            return order_id
+            return order_id, gateway_of(session, self.gateway, attempt.subscription_id)
 
     def _answered(
         self, attempt_id: int, verb: str, what: str, actor: str, answer: OrderCallOutcome | None

@@ -22,7 +22,7 @@ from billing.domain.stuck_orders import STUCK_ORDER_DECLINED, declined_by_us, sh
 from billing.gateway.classify import classify_status
 from billing.gateway.classify_orders import classify_order_call
 from billing.gateway.port import DeclineRequest, Gateway
-from billing.services.accounts import gateway_of_attempt
+from billing.services.accounts import gateway_of
 from billing.services.audit import record_event
 from billing.services.pipeline.attempt_rows import lock_attempt
 from billing.services.pipeline.order_status import settles
@@ -36,6 +36,8 @@ log = logging.getLogger("billing.charging")
 class _Due:
     order_id: str | None
     order_number: str
+    #: The gateway of the attempt's merchant account, found in the claiming transaction.
+    gateway: Gateway
 
 
 class StuckOrders:
@@ -63,7 +65,7 @@ class StuckOrders:
         if due is None:
             return None
         request = DeclineRequest(order_id=due.order_id, order_number=due.order_number)
-        gateway = gateway_of_attempt(self.db, self.gateway, attempt_id)
+        gateway = due.gateway
         answer = classify_order_call(gateway.decline(request))
         log.warning("attempt %s: stuck order; decline.do %s", attempt_id, answer.describe)
         after = classify_status(gateway.order_status(order_number=due.order_number))
@@ -123,4 +125,5 @@ class StuckOrders:
                 invoice_id=attempt.invoice_id,
                 attempt_id=attempt.id,
             )
-            return _Due(attempt.gateway_order_id, attempt.order_number)
+            gateway = gateway_of(session, self.gateway, attempt.subscription_id)
+            return _Due(attempt.gateway_order_id, attempt.order_number, gateway)
