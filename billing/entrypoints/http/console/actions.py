@@ -63,14 +63,15 @@ def subscription_actions(kit: Kit) -> list[Route]:
         )
         return f"Subscription {sub_id} updated."
 
-    post = ["POST"]
-    return [
-        Route("/subscriptions/{target:int}/retry", kit.action(retry), methods=post),
-        Route("/subscriptions/{target:int}/pause", kit.action(pause), methods=post),
-        Route("/subscriptions/{target:int}/resume", kit.action(resume), methods=post),
-        Route("/subscriptions/{target:int}/cancel", kit.action(cancel), methods=post),
-        Route("/subscriptions/{target:int}/update", kit.action(update), methods=post),
-    ]
+    return kit.action_routes(
+        [
+            ("/subscriptions/{target:int}/retry", retry),
+            ("/subscriptions/{target:int}/pause", pause),
+            ("/subscriptions/{target:int}/resume", resume),
+            ("/subscriptions/{target:int}/cancel", cancel),
+            ("/subscriptions/{target:int}/update", update),
+        ]
+    )
 
 
 def invoice_actions(kit: Kit) -> list[Route]:
@@ -84,11 +85,12 @@ def invoice_actions(kit: Kit) -> list[Route]:
         app.actions.invoices.write_off(invoice_id, actor=operator.name, reason=reason(form, ""))
         return f"Invoice {invoice_id} written off."
 
-    post = ["POST"]
-    return [
-        Route("/invoices/{target:int}/void", kit.action(void), methods=post),
-        Route("/invoices/{target:int}/write-off", kit.action(write_off), methods=post),
-    ]
+    return kit.action_routes(
+        [
+            ("/invoices/{target:int}/void", void),
+            ("/invoices/{target:int}/write-off", write_off),
+        ]
+    )
 
 
 def attempt_actions(kit: Kit) -> list[Route]:
@@ -123,10 +125,11 @@ def attempt_actions(kit: Kit) -> list[Route]:
         )
         return f"Attempt {attempt_id}: {done['message']}"
 
-    post = ["POST"]
-    return [
-        Route("/attempts/{target:int}/refund", kit.action(refund), methods=post),
-        Route("/attempts/{target:int}/resolve", kit.action(resolve), methods=post),
-        Route("/attempts/{target:int}/capture", kit.action(capture), methods=post),
-        Route("/attempts/{target:int}/release", kit.action(release), methods=post),
-    ]
+    return kit.action_routes(
+        [
+            ("/attempts/{target:int}/refund", refund),
+            ("/attempts/{target:int}/resolve", resolve),
+            ("/attempts/{target:int}/capture", capture),
+            ("/attempts/{target:int}/release", release),
+        ]
+    )

@@ -57,9 +57,12 @@ def clock_routes(kit: Kit) -> list[Route]:
         )
         return f"Test clock advanced to {moved['now']} ({moved['stops']} stops with a pass each)."
 
-    post = ["POST"]
     return [
         Route("/clock", kit.login_required(page)),
-        Route("/clock/set", kit.action(set_to), methods=post),
-        Route("/clock/advance", kit.action(advance), methods=post),
+        *kit.action_routes(
+            [
+                ("/clock/set", set_to),
+                ("/clock/advance", advance),
+            ]
+        ),
     ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from billing.entrypoints.http.console.sessions import SessionStore, session_verdict
@@ -41,6 +42,9 @@ PAGE_SIZE = 50
 CURRENCY_SYMBOLS = {"643": "RUB", "840": "USD", "978": "EUR"}
 
 Handler = Callable[[Request, "Operator"], Awaitable[Response]]
+
+#: A form's use case: (operator, form, target id) -> one line of feedback.
+FormAction = Callable[["Operator", dict[str, Any], int], str]
 
 
 @dataclass(frozen=True)
@@ -181,9 +185,12 @@ class Kit:
             return self.page(request, "error.html", 403, message="Viewers cannot act.")
         return form
 
-    def action(
-        self, run: Callable[[Operator, dict[str, Any], int], str]
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def action_routes(self, table: Iterable[tuple[str, FormAction]]) -> list[Route]:
+        """One POST route per ``(path, run)`` of a resource's forms, each through
+        :meth:`action`."""
+        return [Route(path, self.action(run), methods=["POST"]) for path, run in table]
+
+    def action(self, run: FormAction) -> Callable[[Request], Awaitable[Response]]:
         """A POST from a form: CSRF checked, operators only, one line of feedback. A route
         without ``{target}`` passes 0."""
 

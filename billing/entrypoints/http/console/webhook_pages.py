@@ -123,14 +123,15 @@ def endpoint_actions(kit: Kit) -> list[Route]:
         )
         return f"Delivery {delivery_id} of {done['event_id']} enqueued again."
 
-    post = ["POST"]
-    return [
-        Route("/webhooks/{target:int}/enable", kit.action(enable), methods=post),
-        Route("/webhooks/{target:int}/disable", kit.action(disable), methods=post),
-        Route("/webhooks/{target:int}/remove", kit.action(remove), methods=post),
-        Route("/webhooks/{target:int}/test", kit.action(test), methods=post),
-        Route("/webhooks/deliveries/{target:int}/redeliver", kit.action(redeliver), methods=post),
-    ]
+    return kit.action_routes(
+        [
+            ("/webhooks/{target:int}/enable", enable),
+            ("/webhooks/{target:int}/disable", disable),
+            ("/webhooks/{target:int}/remove", remove),
+            ("/webhooks/{target:int}/test", test),
+            ("/webhooks/deliveries/{target:int}/redeliver", redeliver),
+        ]
+    )
 
 
 def event_pages(kit: Kit) -> list[Route]:
