@@ -12,9 +12,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -22,6 +20,7 @@ from standardwebhooks import Webhook
 
 from tests.e2e.conftest import ROOT, Stack, wait_until
 from tests.e2e.test_console_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -29,42 +28,27 @@ TOKEN = "op-token-for-the-webhooks-browser-test-01"
 
 
 @dataclass
-class Receiver:
+class BreakableReceiver(Receiver):
     """Answers 500 while ``broken`` is set, 200 otherwise; records every request."""
 
     broken: threading.Event = field(default_factory=threading.Event)
     got: list[tuple[dict[str, str], bytes, int]] = field(default_factory=list)
 
-    def serve(self) -> tuple[ThreadingHTTPServer, str]:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                status = 500 if receiver.broken.is_set() else 200
-                receiver.got.append(({k.lower(): v for k, v in self.headers.items()}, body, status))
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *_args: Any) -> None:
-                return
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server, f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    def answer(self, headers: dict[str, str], body: bytes) -> int:
+        status = 500 if self.broken.is_set() else 200
+        self.got.append((headers, body, status))
+        return status
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[Receiver, str]]:
-    made = Receiver()
-    server, url = made.serve()
-    yield made, url
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[tuple[BreakableReceiver, str]]:
+    made = BreakableReceiver()
+    with made.serving() as url:
+        yield made, url
 
 
 def test_an_operator_adds_an_endpoint_and_redelivers_a_refused_event(
-    stack: Stack, tmp_path: Path, receiver: tuple[Receiver, str]
+    stack: Stack, tmp_path: Path, receiver: tuple[BreakableReceiver, str]
 ) -> None:
     got, url = receiver
     got.broken.set()

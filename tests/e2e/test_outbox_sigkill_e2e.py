@@ -10,20 +10,19 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
 
 from tests.e2e.conftest import Stack, wait_until
 from tests.e2e.test_webhooks_e2e import add
+from tests.support.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 
 
 @dataclass
-class HangingReceiver:
+class HangingReceiver(Receiver):
     """While ``hang`` is set, holds every request without answering (the sender is stuck in
     its HTTP call); otherwise answers 200 and records the event as accepted."""
 
@@ -33,40 +32,26 @@ class HangingReceiver:
     accepted: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def serve(self) -> tuple[ThreadingHTTPServer, str]:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                with receiver.lock:
-                    receiver.seen.append((headers, body))
-                    hanging = receiver.hang.is_set()
-                if hanging:
-                    receiver.release.wait(30)
-                    return  # never answered: the sender was killed meanwhile
-                with receiver.lock:
-                    receiver.accepted.append(headers["webhook-id"])
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *_args: Any) -> None:
-                return
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server, f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    def answer(self, headers: dict[str, str], body: bytes) -> int | None:
+        with self.lock:
+            self.seen.append((headers, body))
+            hanging = self.hang.is_set()
+        if hanging:
+            self.release.wait(30)
+            return None  # never answered: the sender was killed meanwhile
+        with self.lock:
+            self.accepted.append(headers["webhook-id"])
+        return 200
 
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[HangingReceiver, str]]:
     made = HangingReceiver()
-    server, url = made.serve()
-    yield made, url
-    made.release.set()
-    server.shutdown()
-    server.server_close()
+    with made.serving() as url:
+        try:
+            yield made, url
+        finally:
+            made.release.set()
 
 
 def test_events_committed_before_a_sigkill_are_delivered_once_after_the_restart(

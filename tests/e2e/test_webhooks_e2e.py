@@ -8,20 +8,21 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
 
 from tests.e2e.conftest import Stack, free_port, wait_until
+from tests.support.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 
 
 @dataclass
-class Receiver:
+class RecordingReceiver(Receiver):
     """Records each POST; answers 500 to the first try of each event when ``flaky``,
     and sleeps ``delay`` seconds first when slow."""
 
@@ -30,27 +31,13 @@ class Receiver:
     got: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def serve(self) -> tuple[ThreadingHTTPServer, str]:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                with receiver.lock:
-                    first = all(h["webhook-id"] != headers["webhook-id"] for h, _ in receiver.got)
-                    receiver.got.append((headers, body))
-                if receiver.delay:
-                    time.sleep(receiver.delay)
-                self.send_response(500 if receiver.flaky and first else 200)
-                self.end_headers()
-
-            def log_message(self, *_args: Any) -> None:
-                return
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server, f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    def answer(self, headers: dict[str, str], body: bytes) -> int:
+        with self.lock:
+            first = all(h["webhook-id"] != headers["webhook-id"] for h, _ in self.got)
+            self.got.append((headers, body))
+        if self.delay:
+            time.sleep(self.delay)
+        return 500 if self.flaky and first else 200
 
     def events(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -58,13 +45,14 @@ class Receiver:
 
 
 @pytest.fixture
-def receivers() -> Iterator[dict[str, tuple[Receiver, str]]]:
-    made = {"good": Receiver(), "flaky": Receiver(flaky=True), "slow": Receiver(delay=9)}
-    servers = {name: r.serve() for name, r in made.items()}
-    yield {name: (made[name], servers[name][1]) for name in made}
-    for server, _ in servers.values():
-        server.shutdown()
-        server.server_close()
+def receivers() -> Iterator[dict[str, tuple[RecordingReceiver, str]]]:
+    made = {
+        "good": RecordingReceiver(),
+        "flaky": RecordingReceiver(flaky=True),
+        "slow": RecordingReceiver(delay=9),
+    }
+    with ExitStack() as serving:
+        yield {name: (r, serving.enter_context(r.serving())) for name, r in made.items()}
 
 
 def add(stack: Stack, url: str, events: str | None = None) -> dict[str, Any]:
@@ -73,7 +61,7 @@ def add(stack: Stack, url: str, events: str | None = None) -> dict[str, Any]:
 
 
 def test_signed_events_arrive_and_slow_or_dead_receivers_do_not_slow_charging(
-    stack: Stack, receivers: dict[str, tuple[Receiver, str]]
+    stack: Stack, receivers: dict[str, tuple[RecordingReceiver, str]]
 ) -> None:
     good, good_url = receivers["good"]
     flaky, flaky_url = receivers["flaky"]
