@@ -23,11 +23,9 @@ from billing.gateway.classify_orders import OrderCall, OrderCallOutcome, classif
 from billing.gateway.codes import HELD, REVERSED
 from billing.gateway.port import DepositRequest, Gateway, ReverseRequest
 from billing.services.accounts import gateway_of
+from billing.services.actions.order_actions import OrderActions
 from billing.services.audit import clean_actor, clean_reason, record_event
 from billing.services.pipeline.attempt_rows import lock_attempt
-from billing.services.pipeline.settlement import Settlement
-from billing.services.ports import Clock, system_clock
-from billing.storage.database import Database
 from billing.storage.tables import ChargeAttempt
 
 #: Attempts an operator may capture or release: not settled, and not being sent right now.
@@ -39,21 +37,8 @@ _ANSWERED = {
 }
 
 
-class HeldOrderActions:
+class HeldOrderActions(OrderActions):
     """``capture`` / ``release`` of an attempt's held order (see the module docstring)."""
-
-    def __init__(
-        self,
-        db: Database,
-        *,
-        gateway: Gateway,
-        settlement: Settlement,
-        clock: Clock = system_clock,
-    ) -> None:
-        self.db = db
-        self.gateway = gateway
-        self.settlement = settlement
-        self.clock = clock
 
     def capture(self, attempt_id: int, *, actor: str, reason: str) -> dict[str, Any]:
         """Capture the held order with deposit.do (the whole amount); paid once DEPOSITED."""

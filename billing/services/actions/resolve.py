@@ -18,31 +18,16 @@ from sqlalchemy.orm import Session
 from billing.domain.model import AttemptState, Category, Outcome
 from billing.errors import ConflictError, NotFoundError
 from billing.gateway.classify import classify_status
-from billing.gateway.port import Gateway
 from billing.services.accounts import gateway_of
+from billing.services.actions.order_actions import OrderActions
 from billing.services.audit import clean_actor, clean_reason, record_event
 from billing.services.pipeline.attempt_rows import DECLINED_CATEGORIES, lock_attempt
-from billing.services.pipeline.settlement import DECLINED_ORDER, Settlement
-from billing.services.ports import Clock, system_clock
-from billing.storage.database import Database
+from billing.services.pipeline.settlement import DECLINED_ORDER
 from billing.storage.tables import ChargeAttempt, Invoice
 
 
-class ResolveActions:
+class ResolveActions(OrderActions):
     """``resolve``: settle an attempt waiting for an operator after asking the gateway."""
-
-    def __init__(
-        self,
-        db: Database,
-        *,
-        gateway: Gateway,
-        settlement: Settlement,
-        clock: Clock = system_clock,
-    ) -> None:
-        self.db = db
-        self.gateway = gateway
-        self.settlement = settlement
-        self.clock = clock
 
     def resolve(self, attempt_id: int, *, actor: str, reason: str) -> dict[str, Any]:
         """Ask the gateway for the attempt's order, then record what it says.
