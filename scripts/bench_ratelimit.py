@@ -31,7 +31,7 @@ from billing.gateway.rate_limit import (
     RedisCallLimiter,
 )
 from billing.gateway.results import GatewayResult, JsonReply
-from tests.support.rate_window import max_in_closed_window
+from tests.support.rate_window import call_from_threads, max_in_closed_window
 
 
 class _Recording:
@@ -76,16 +76,7 @@ def _process(
     recording = _Recording(limiter)
     gateway = RateLimitedGateway(recording, recording, max_wait=30)
 
-    def run() -> None:
-        time.sleep(max(0.0, start_at - time.time()))
-        while time.time() < stop_at:
-            gateway.order_status(order_id="bench")
-
-    workers = [threading.Thread(target=run) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    call_from_threads(gateway, threads, start_at, stop_at, "bench")
     limiter.close()
     queue.put((os.getpid(), recording.pairs, recording.attempts))
 

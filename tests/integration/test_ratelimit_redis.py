@@ -25,7 +25,7 @@ from billing.gateway.rate_limit import (
     RedisCallLimiter,
 )
 from billing.gateway.results import GatewayResult, JsonReply
-from tests.support.rate_window import max_in_closed_window
+from tests.support.rate_window import call_from_threads, max_in_closed_window
 
 pytestmark = pytest.mark.integration
 
@@ -167,16 +167,7 @@ def _hammer(
     noop = _NoopGateway(limiter)
     gateway = RateLimitedGateway(noop, limiter, max_wait=10)
 
-    def run() -> None:
-        time.sleep(max(0.0, start_at - time.time()))
-        while time.time() < stop_at:
-            gateway.order_status(order_id="x")
-
-    workers = [threading.Thread(target=run) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    call_from_threads(gateway, threads, start_at, stop_at, "x")
     limiter.inner.close()
     return noop.calls
 
