@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from billing.errors import ValidationError
-from billing.services.outbox import stage, stage_values
+from billing.services.outbox import EVENT_COLUMNS, stage, stage_values
 from billing.storage.bulk import bulk_insert
 from billing.storage.tables import Event
 
@@ -58,24 +58,12 @@ def record_events(session: Session, events: Sequence[dict[str, Any]]) -> None:
     """:func:`record_event` for many changes at once (one insert): each dict has ``at``,
     ``kind``, ``reason`` and optionally the ids, states and ``actor``."""
     rows: list[dict[str, Any]] = [
-        {key: event.get(key) for key in _EVENT_COLUMNS} | {"actor": event.get("actor", "system")}
+        {key: event.get(key) for key in EVENT_COLUMNS} | {"actor": event.get("actor", "system")}
         for event in events
     ]
     bulk_insert(session, Event, rows)
     for row in rows:
         stage_values(session, row)
-
-
-_EVENT_COLUMNS = (
-    "at",
-    "kind",
-    "reason",
-    "subscription_id",
-    "invoice_id",
-    "attempt_id",
-    "from_state",
-    "to_state",
-)
 
 
 def clean_reason(reason: str | None) -> str:

@@ -57,20 +57,20 @@ class Staged:
 def stage(session: Session, event: Event) -> None:
     """Remember the public event of one internal change (its ``events`` row), if it is one,
     for this commit."""
-    stage_values(session, {column: getattr(event, column) for column in _EVENT_COLUMNS})
+    stage_values(session, {column: getattr(event, column) for column in (*EVENT_COLUMNS, "actor")})
 
 
-#: The columns of an ``events`` row a public event is built from (see :func:`stage_values`).
-_EVENT_COLUMNS = (
-    "kind",
+#: The columns of an ``events`` row besides ``actor``: what a public event is built from
+#: (see :func:`stage_values`) and what ``audit.record_events`` inserts.
+EVENT_COLUMNS = (
     "at",
+    "kind",
     "reason",
     "subscription_id",
     "invoice_id",
     "attempt_id",
     "from_state",
     "to_state",
-    "actor",
 )
 
 
