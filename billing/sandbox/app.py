@@ -147,12 +147,16 @@ class _Runtime:
     rng: random.Random = field(init=False)
     rng_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    #: The chaos fault rate now: the config's at start, changed by ``POST /sandbox/faults``.
+    fault_rate: float = field(init=False)
+
     def __post_init__(self) -> None:
         self.rng = random.Random(self.config.seed)
+        self.fault_rate = self.config.fault_rate
 
     def fault(self) -> Fault | None:
         with self.rng_lock:
-            return draw_fault(self.rng, self.config.fault_rate)
+            return draw_fault(self.rng, self.fault_rate)
 
     async def pause(self, seconds: float) -> None:
         """Sleep without blocking the loop; cut short when the server stops."""
@@ -369,6 +373,21 @@ async def reset(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+async def faults(request: Request) -> Response:
+    """``POST /sandbox/faults`` with ``{"fault_rate": 0.0}``: change the chaos fault rate of
+    the running sandbox (a chaos run turns faults off when its storm is over)."""
+    try:
+        rate = float((await request.json())["fault_rate"])
+    except (ValueError, KeyError, TypeError):
+        return JSONResponse({"error": 'expected {"fault_rate": <0..1>}'}, status_code=400)
+    if not 0.0 <= rate <= 1.0:
+        return JSONResponse({"error": "fault_rate must be between 0 and 1"}, status_code=400)
+    runtime = _runtime(request)
+    with runtime.rng_lock:
+        runtime.fault_rate = rate
+    return JSONResponse({"fault_rate": rate})
+
+
 async def health(request: Request) -> Response:
     """``GET /sandbox/health``."""
     return JSONResponse({"ok": True})
@@ -407,6 +426,7 @@ def create_app(
             Route("/sandbox/ledger", ledger_view, methods=["GET"]),
             Route("/sandbox/requests", requests_view, methods=["GET"]),
             Route("/sandbox/reset", reset, methods=["POST"]),
+            Route("/sandbox/faults", faults, methods=["POST"]),
             Route("/sandbox/health", health, methods=["GET"]),
         ]
     )
