@@ -146,12 +146,16 @@ class _Runtime:
     rng: random.Random = field(init=False)
     rng_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    #: The chaos fault rate now: the config's at start, changed by ``POST /sandbox/faults``.
+    fault_rate: float = field(init=False)
+
     def __post_init__(self) -> None:
         self.rng = random.Random(self.config.seed)
+        self.fault_rate = self.config.fault_rate
 
     def fault(self) -> Fault | None:
         with self.rng_lock:
-            return draw_fault(self.rng, self.config.fault_rate)
+            return draw_fault(self.rng, self.fault_rate)
 
     async def pause(self, seconds: float) -> None:
         """Sleep without blocking the loop; cut short when the server stops."""

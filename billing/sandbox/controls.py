@@ -1,8 +1,10 @@
 """The sandbox's test controls under ``/sandbox``: ``GET ledger`` (``?state=REFUNDED``,
 ``?bindingId=...``), ``GET requests`` (``?since=MS``: every gateway call served, as
-``[epoch ms, method]``, for checking a rate limit), ``POST reset``, ``GET health``.
+``[epoch ms, method]``, for checking a rate limit), ``POST reset``, ``POST faults``
+(``{"fault_rate": 0.0}``: the chaos fault rate from now on), ``GET health``.
 
-They read or reset the ledger; they never answer as the gateway does nor change an order.
+They read or reset the ledger and set the fault dice; they never answer as the gateway does
+nor change an order.
 """
 
 from __future__ import annotations
@@ -47,6 +49,21 @@ async def reset(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+async def faults(request: Request) -> Response:
+    """``POST /sandbox/faults`` with ``{"fault_rate": 0.0}``: change the chaos fault rate of
+    the running sandbox (a chaos run turns faults off when its storm is over)."""
+    try:
+        rate = float((await request.json())["fault_rate"])
+    except (ValueError, KeyError, TypeError):
+        return JSONResponse({"error": 'expected {"fault_rate": <0..1>}'}, status_code=400)
+    if not 0.0 <= rate <= 1.0:
+        return JSONResponse({"error": "fault_rate must be between 0 and 1"}, status_code=400)
+    rt = runtime(request)
+    with rt.rng_lock:
+        rt.fault_rate = rate
+    return JSONResponse({"fault_rate": rate})
+
+
 async def health(request: Request) -> Response:
     """``GET /sandbox/health``."""
     return JSONResponse({"ok": True})
@@ -56,5 +73,6 @@ CONTROL_ROUTES = (
     Route("/sandbox/ledger", ledger_view, methods=["GET"]),
     Route("/sandbox/requests", requests_view, methods=["GET"]),
     Route("/sandbox/reset", reset, methods=["POST"]),
+    Route("/sandbox/faults", faults, methods=["POST"]),
     Route("/sandbox/health", health, methods=["GET"]),
 )

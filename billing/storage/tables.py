@@ -147,6 +147,9 @@ class ChargeAttempt(Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: A status-check message for this attempt is waiting in the queue (set by the scheduler
+    #: when it enqueues one, cleared by the worker that takes it): not sent again meanwhile.
+    check_enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

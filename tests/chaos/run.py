@@ -677,6 +677,19 @@ class ChaosRun:
         for name in resumes:
             self.processes[name].resume()
         self.note("chaos phase over: no more kills")
+        self._calm_the_sandbox()
+
+    def _calm_the_sandbox(self) -> None:
+        """The storm is over: the sandbox stops injecting faults, and the system must now
+        converge (heal, then check). With faults on for ever, a subscription unlucky enough
+        to draw one on every new attempt kept the run from settling."""
+        if self.config.fault_rate == 0:
+            return
+        response = httpx.post(
+            f"{self.sandbox_root}/sandbox/faults", json={"fault_rate": 0.0}, timeout=30
+        )
+        response.raise_for_status()
+        self.note("sandbox faults off: the settle phase")
 
     def _restart_worker(self, name: str) -> None:
         self._start(name)
@@ -904,8 +917,8 @@ def _parser() -> argparse.ArgumentParser:
         "--stale-sending-after",
         type=float,
         default=10.0,
-        help="BILLING_STALE_SENDING_AFTER of the run (also how often an unknown outcome is "
-        "re-queued for a status check: 3 s floods the queue at 2000 subscriptions here)",
+        help="BILLING_STALE_SENDING_AFTER of the run: the send lease (a status check per "
+        "attempt waits in the queue at most once at a time, whatever its length)",
     )
     p.add_argument("--postgres-down", type=float, default=3.0, help="seconds PostgreSQL is down")
     p.add_argument("--postgres-stop-mode", choices=("immediate", "fast"), default="immediate")

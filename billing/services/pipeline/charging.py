@@ -228,6 +228,7 @@ class Charger:
             attempt = lock_attempt(session, attempt_id)
             if attempt is None:
                 return "missing"
+            attempt.check_enqueued_at = None  # this check is taken: the next may be enqueued
             lease_now = self.lease_clock(session)
             state = AttemptState(attempt.state)
             if state in RECHECKABLE_STATES and attempt.sent_at is not None:

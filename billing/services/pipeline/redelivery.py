@@ -106,12 +106,20 @@ class Redelivery:
 
     def dispatch_reconciles(self, now: datetime, report: PassReport) -> int:
         """Enqueue status checks for unknown outcomes, for sends that never finished, and the
-        one re-check of attempts ruled "not received" (both judged on the lease clock)."""
+        one re-check of attempts ruled "not received" (both judged on the lease clock).
+
+        At most one check per attempt waits in the queue: an attempt whose check message no
+        worker has taken yet is not enqueued again, unless that message counts as lost (as
+        for charges: older than ``requeue_after`` while the queue has drained). Without this,
+        a month-start backlog longer than the check cadence grew by every unknown attempt on
+        every pass and starved the charges behind it.
+        """
         lease = now + self.stale_sending_after
         with self.db.transaction() as session:
             lease_now = self.lease_clock(session)
             query = (
                 select(ChargeAttempt)
+                .where(self._no_check_waiting(now))
                 .where(
                     or_(
                         and_(
@@ -139,6 +147,7 @@ class Redelivery:
             ids = [a.id for a in attempts]
             slow = now + self.policy.unknown.operator_recheck_every
             for attempt in attempts:
+                attempt.check_enqueued_at = now
                 if attempt.state == AttemptState.NEEDS_OPERATOR:
                     attempt.next_check_at = slow
                 elif attempt.state in RECHECKED_STATES:
@@ -151,7 +160,21 @@ class Redelivery:
             except BillingError as exc:
                 report.enqueue_failures += len(ids)
                 log.warning("could not enqueue %d reconciliation(s): %s", len(ids), exc)
+                with self.db.transaction() as session:
+                    session.execute(
+                        update(ChargeAttempt)
+                        .where(ChargeAttempt.id.in_(ids), ChargeAttempt.check_enqueued_at == now)
+                        .values(check_enqueued_at=None)
+                    )
         return len(ids)
+
+    def _no_check_waiting(self, now: datetime) -> ColumnElement[bool]:
+        """No status-check message of the attempt is waiting in the queue, or the one that
+        was enqueued counts as lost (long ago, and the queue has drained since)."""
+        waiting: list[ColumnElement[bool]] = [ChargeAttempt.check_enqueued_at.is_(None)]
+        if not self.dispatcher.backlog():
+            waiting.append(ChargeAttempt.check_enqueued_at < now - self.requeue_after)
+        return or_(*waiting)
 
     def _operator_recheck_due(self, now: datetime) -> ColumnElement[bool]:
         """An attempt waiting for an operator is still asked about on a slow cadence, for

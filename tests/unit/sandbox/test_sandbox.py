@@ -338,6 +338,18 @@ def test_fault_injection_is_deterministic_for_a_seed() -> None:
     assert draw_fault(random.Random(1), 1.0) in set(Fault)
 
 
+def test_faults_can_be_turned_off_while_the_sandbox_runs() -> None:
+    client, ledger = make_client(fault_rate=1.0, seed=7, slow_delay=0, timeout_delay=0)
+    with client:
+        for bad in ({"fault_rate": 2}, {"rate": 0}, [0]):
+            assert client.post("/sandbox/faults", json=bad).status_code == 400
+        assert client.post("/sandbox/faults", json={"fault_rate": 0}).json() == {"fault_rate": 0.0}
+        answers = [client.post(PAY, json=charge(f"C-{i}")) for i in range(12)]
+    assert {a.status_code for a in answers} == {200}
+    assert all(a.json()["success"] is True for a in answers)
+    assert len(ledger.orders()) == 12
+
+
 # ---------------------------------------------------------------- getOrderStatusExtended.do
 
 
