@@ -20,6 +20,8 @@ STUCK_ORDER_DECLINED = "stuck_order_declined"
 DECLINED_BY_MERCHANT = 4005
 #: actionCode of an order the gateway declined itself when its session expired.
 SESSION_EXPIRED = -2007
+#: orderStatus of a DECLINED order.
+DECLINED_STATUS = 6
 _NOT_THE_CARD = frozenset({DECLINED_BY_MERCHANT, SESSION_EXPIRED, None})
 
 
@@ -47,4 +49,4 @@ def declined_by_us(
     """A DECLINED order that our decline.do (or the order's own expiry) made final, not
     the bank's verdict on the card: the customer did nothing wrong, and the next attempt
     is not a dunning step."""
-    return declined_at is not None and order_status == 6 and action in _NOT_THE_CARD
+    return declined_at is not None and order_status == DECLINED_STATUS and action in _NOT_THE_CARD

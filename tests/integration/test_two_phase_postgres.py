@@ -203,6 +203,39 @@ def test_a_stuck_order_is_declined_then_retried_with_a_new_order_number(one_phas
     assert {"decline_sent", "decline_answered"} <= set(one_phase.events(sub_id))
 
 
+class WorkerKilled(BaseException):
+    """The worker process dies (SIGKILL): nothing after this point runs."""
+
+
+def test_a_stuck_order_declined_by_a_worker_that_died_is_still_retried_not_held(
+    one_phase: World,
+) -> None:
+    """Found by the chaos run: the worker that sent decline.do was killed before it read
+    the status; the next check saw DECLINED with actionCode 4005 ("declined by merchant")
+    and held the subscription for an operator, as for a bad request of ours."""
+    gateway = one_phase.gateway
+    real_decline = gateway.decline
+
+    def decline_then_die(request: DeclineRequest) -> GatewayResult:
+        real_decline(request)
+        raise WorkerKilled
+
+    gateway.decline = decline_then_die  # type: ignore[method-assign]
+    sub_id = one_phase.subscribe("stuck-1")
+    with pytest.raises(WorkerKilled):
+        for _ in range(5):
+            one_phase.tick(2)
+    gateway.decline = real_decline  # type: ignore[method-assign]
+    one_phase.dispatcher.reconciles.clear()  # its message died with it
+    one_phase.tick(31)  # the check's lease ran out: asked again
+    for _ in range(3):
+        one_phase.tick(2)
+    first, second = one_phase.attempts(sub_id)
+    assert first.state == "failed" and first.reason == "stuck_order_declined"
+    assert second.state == "paid" and one_phase.sub(sub_id).status == "active"
+    assert gateway.deposited() == [second.order_number]
+
+
 def test_a_decline_refused_because_the_order_was_paid_meanwhile_records_it_paid(
     one_phase: World,
 ) -> None:

@@ -31,6 +31,7 @@ from billing.domain.model import (
     Category,
     Outcome,
 )
+from billing.domain.stuck_orders import DECLINED_STATUS
 from billing.domain.two_phase import TwoPhase
 from billing.gateway.accounts import fiscal_receipts, gateway_for
 from billing.gateway.classify import classify_payment, classify_status
@@ -280,6 +281,8 @@ class Charger:
             followed = self.held.follow_up(attempt_id, outcome, expected)
         elif outcome.reason == PENDING and outcome.category is Category.UNKNOWN:
             followed = self.stuck.follow_up(attempt_id, outcome, expected)
+        elif status_check and outcome.order_status == DECLINED_STATUS:
+            followed = self.stuck.declined_by_our_decline(attempt_id, outcome)
         if isinstance(followed, str):
             return followed
         if followed is not None:

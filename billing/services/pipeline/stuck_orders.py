@@ -89,16 +89,22 @@ class StuckOrders:
                 action=after.action_code,
             )
         if ours and not after.order_not_found:
-            return replace(
-                after,
-                category=Category.TRANSIENT,
-                reason=STUCK_ORDER_DECLINED,
-                message=(
-                    "the order stayed unpaid and undeclined; declined with decline.do and "
-                    "confirmed DECLINED: retried with a new order"
-                ),
-            )
+            return _ours(after)
         return after if settles(after) else None
+
+    def declined_by_our_decline(self, attempt_id: int, status: Outcome) -> Outcome | None:
+        """A DECLINED status read later (the worker that sent decline.do died before it
+        settled, or another check came first): if our decline.do made it final, the same
+        outcome as right after the decline, never the bank's verdict on the card (which
+        would hold the subscription for an operator as "declined by the merchant")."""
+        with self.db.transaction() as session:
+            attempt = lock_attempt(session, attempt_id)
+            declined_at = None if attempt is None else attempt.decline_sent_at
+        if declined_by_us(
+            declined_at=declined_at, order_status=status.order_status, action=status.action_code
+        ):
+            return _ours(status)
+        return None
 
     def _claim(self, attempt_id: int, status: Outcome, expected: set[AttemptState]) -> _Due | None:
         now = self.clock()
@@ -127,3 +133,16 @@ class StuckOrders:
             )
             gateway = gateway_of(session, self.gateway, attempt.subscription_id)
             return _Due(attempt.gateway_order_id, attempt.order_number, gateway)
+
+
+def _ours(status: Outcome) -> Outcome:
+    """The outcome of an order our decline.do made final: retried with a new order."""
+    return replace(
+        status,
+        category=Category.TRANSIENT,
+        reason=STUCK_ORDER_DECLINED,
+        message=(
+            "the order stayed unpaid and undeclined; declined with decline.do and "
+            "confirmed DECLINED: retried with a new order"
+        ),
+    )
