@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from billing.domain.public_events import Subject, public_type, subject_of
 from billing.services.read.views import invoice_summary, iso, refund_view, subscription_summary
-from billing.storage.bulk import bulk_insert
+from billing.storage.bulk import bulk_insert, ids_in
 from billing.storage.database import LIVEMODE
 from billing.storage.outbox_tables import EventSequence, OutboxEvent
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Refund, Subscription
@@ -233,11 +233,15 @@ def _prefetch(session: Session, staged: Sequence[Staged]) -> list[object]:
         elif subject is Subject.CHARGE:
             _add(attempts, s.attempt_id)
     if subs:
-        loaded += session.scalars(select(Subscription).where(Subscription.id.in_(subs))).all()
+        loaded += session.scalars(
+            select(Subscription).where(ids_in(session, Subscription.id, subs))
+        ).all()
     if invoices:
-        loaded += session.scalars(select(Invoice).where(Invoice.id.in_(invoices))).all()
+        loaded += session.scalars(
+            select(Invoice).where(ids_in(session, Invoice.id, invoices))
+        ).all()
     if attempts:
-        query = select(ChargeAttempt).where(ChargeAttempt.id.in_(attempts))
+        query = select(ChargeAttempt).where(ids_in(session, ChargeAttempt.id, attempts))
         loaded += session.scalars(query).all()
     return loaded
 

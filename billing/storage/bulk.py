@@ -11,12 +11,12 @@ change a value on the way (datetimes travel as ISO 8601 with their offset).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, text, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import BigInteger, ColumnElement, Table, all_, any_, bindparam, insert, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from billing.storage.tables import Base
@@ -24,6 +24,20 @@ from billing.storage.tables import Base
 
 def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def ids_in(
+    session: Session, column: Any, ids: Collection[int], *, negate: bool = False
+) -> ColumnElement[bool]:
+    """``column IN ids`` (``NOT IN`` with ``negate``). On PostgreSQL the ids travel as one
+    array parameter (``= ANY``/``<> ALL``): an IN list is a new statement per length, whose
+    parameters the driver renames one by one in Python at every execution."""
+    if not _is_postgres(session):
+        plain: ColumnElement[bool] = column.not_in(list(ids)) if negate else column.in_(list(ids))
+        return plain
+    values = bindparam(None, list(ids), type_=postgresql.ARRAY(BigInteger()))
+    result: ColumnElement[bool] = column != all_(values) if negate else column == any_(values)
+    return result
 
 
 def _json_value(value: object) -> object:
