@@ -39,6 +39,7 @@ from billing import __version__
 from billing.domain.dialects import Dialect, Encoding, parse_dialect, route
 from billing.domain.model import mask_binding
 from billing.errors import GatewayError
+from billing.gateway.http_pool import ShardedHttp
 from billing.gateway.models import ActionResponse, OrderStatusResponse, RecurrentPaymentResponse
 from billing.gateway.port import (
     ChargeRequest,
@@ -111,20 +112,18 @@ class GatewayConfig(BaseModel):
 
 
 class GatewayClient:
-    """One pooled :class:`httpx.Client` for all calls; share one per process, close it at exit."""
+    """One connection pool (:class:`ShardedHttp`) for all calls; share one per process,
+    close it at exit."""
 
     def __init__(self, config: GatewayConfig, *, transport: httpx.BaseTransport | None = None):
         self._config = config
-        self._http = httpx.Client(
+        self._http = ShardedHttp(
+            max_connections=config.max_connections,
             timeout=httpx.Timeout(
                 connect=config.connect_timeout,
                 read=config.read_timeout,
                 write=config.write_timeout,
                 pool=config.pool_timeout,
-            ),
-            limits=httpx.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_connections,
             ),
             transport=transport,
             follow_redirects=False,

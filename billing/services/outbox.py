@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from billing.domain.public_events import Subject, public_type, subject_of
 from billing.services.read.views import invoice_summary, iso, refund_view, subscription_summary
-from billing.storage.bulk import bulk_insert
+from billing.storage.bulk import bulk_insert, ids_in
 from billing.storage.database import LIVEMODE
 from billing.storage.outbox_tables import EventSequence, OutboxEvent
 from billing.storage.tables import ChargeAttempt, Event, Invoice, Refund, Subscription
@@ -212,20 +212,41 @@ def _allocate_sequences(
 
 
 def _prefetch(session: Session, staged: Sequence[Staged]) -> list[object]:
-    """Load every row the payloads show in a few queries. The identity map only keeps
-    what is referenced, so the caller holds the returned rows while it renders."""
+    """Load, in a few queries, every row the payloads show (only what :func:`render` reads
+    for each event's subject: a paid invoice's event loads no subscription). The identity
+    map only keeps what is referenced, so the caller holds the returned rows while it
+    renders."""
     loaded: list[object] = []
-    subs = {s.subscription_id for s in staged if s.subscription_id is not None}
-    invoices = {s.invoice_id for s in staged if s.invoice_id is not None}
-    attempts = {s.attempt_id for s in staged if s.attempt_id is not None}
+    subs: set[int] = set()
+    invoices: set[int] = set()
+    attempts: set[int] = set()
+    for s in staged:
+        subject = subject_of(s.type)
+        if s.type == "invoice.upcoming" or subject is Subject.SUBSCRIPTION:
+            _add(subs, s.subscription_id)
+        elif subject is Subject.INVOICE:
+            _add(invoices, s.invoice_id)
+            if s.type == "invoice.payment_failed":
+                _add(attempts, s.attempt_id)
+        elif subject is Subject.CHARGE:
+            _add(attempts, s.attempt_id)
     if subs:
-        loaded += session.scalars(select(Subscription).where(Subscription.id.in_(subs))).all()
+        loaded += session.scalars(
+            select(Subscription).where(ids_in(session, Subscription.id, subs))
+        ).all()
     if invoices:
-        loaded += session.scalars(select(Invoice).where(Invoice.id.in_(invoices))).all()
+        loaded += session.scalars(
+            select(Invoice).where(ids_in(session, Invoice.id, invoices))
+        ).all()
     if attempts:
-        query = select(ChargeAttempt).where(ChargeAttempt.id.in_(attempts))
+        query = select(ChargeAttempt).where(ids_in(session, ChargeAttempt.id, attempts))
         loaded += session.scalars(query).all()
     return loaded
+
+
+def _add(ids: set[int], value: int | None) -> None:
+    if value is not None:
+        ids.add(value)
 
 
 def render(session: Session, item: Staged) -> dict[str, Any]:

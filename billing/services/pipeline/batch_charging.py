@@ -42,7 +42,7 @@ from billing.services.pipeline.charging import (
     skip_unsent,
     with_contacts,
 )
-from billing.storage.bulk import bulk_update
+from billing.storage.bulk import bulk_update, ids_in
 from billing.storage.circuit_row import paused_accounts
 from billing.storage.tables import ChargeAttempt, Invoice, Subscription
 
@@ -266,7 +266,7 @@ def _locked_rows(session: Session, ids: list[int]) -> Sequence[Row[Any]]:
         )
         .join(Invoice, Invoice.id == ChargeAttempt.invoice_id)
         .join(Subscription, Subscription.id == ChargeAttempt.subscription_id)
-        .where(ChargeAttempt.id.in_(ids))
+        .where(ids_in(session, ChargeAttempt.id, ids))
         .order_by(ChargeAttempt.id)
         .with_for_update(of=(ChargeAttempt, Invoice))
     )

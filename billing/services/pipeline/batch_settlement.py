@@ -36,7 +36,7 @@ from billing.services.audit import record_events
 from billing.services.pipeline.attempt_rows import outcome_columns
 from billing.services.pipeline.paid_invoice import RECOVERING
 from billing.services.pipeline.settlement import Settlement
-from billing.storage.bulk import bulk_update
+from billing.storage.bulk import bulk_update, ids_in
 from billing.storage.tables import ChargeAttempt, Invoice, Subscription
 
 log = logging.getLogger("billing.charging")
@@ -219,7 +219,7 @@ def _locked(session: Session, ids: list[int]) -> Sequence[Row[Any]]:
         )
         .join(Invoice, Invoice.id == ChargeAttempt.invoice_id)
         .join(Subscription, Subscription.id == ChargeAttempt.subscription_id)
-        .where(ChargeAttempt.id.in_(ids))
+        .where(ids_in(session, ChargeAttempt.id, ids))
         .order_by(ChargeAttempt.id)
         .with_for_update(of=(ChargeAttempt, Invoice, Subscription))
     )
@@ -233,8 +233,8 @@ def _other_open_invoices(session: Session, rows: Sequence[Row[Any]]) -> set[int]
     if not rows:
         return set()
     query = select(Invoice.subscription_id).where(
-        Invoice.subscription_id.in_({row.subscription_id for row in rows}),
+        ids_in(session, Invoice.subscription_id, {row.subscription_id for row in rows}),
         Invoice.status == InvoiceStatus.OPEN,
-        Invoice.id.not_in([row.invoice_id for row in rows]),
+        ids_in(session, Invoice.id, [row.invoice_id for row in rows], negate=True),
     )
     return set(session.scalars(query))
