@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -83,6 +83,18 @@ class Database:
             if exc.connection_invalidated:
                 raise StorageError("database connection lost") from exc
             raise
+
+    def refresh_statistics(self, *tables: str) -> None:
+        """PostgreSQL: ANALYZE ``tables`` now (the docs' advice after a bulk load). At month
+        start a pass opens a million invoices in a minute, long before autovacuum samples
+        them. On stale statistics the planner sorted every due invoice for each batch of 500
+        claimed (O(N²): 0.3-0.6 s a batch at 60,000-80,000 due) and the workers' bulk updates
+        of 50 attempts hash-joined a sequential scan of every attempt."""
+        if not self.is_postgres or not tables:
+            return
+        names = ", ".join(self.engine.dialect.identifier_preparer.quote(t) for t in tables)
+        with self.transaction() as session:
+            session.execute(text(f"ANALYZE {names}"))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from billing.domain.dunning_policy import CatchUpMode, CatchUpPolicy
 from billing.domain.policy_file import load_policy
@@ -83,6 +83,35 @@ def test_schedulers_running_at_the_same_time_open_one_invoice_per_period(pg_url:
     db.dispose()
     sent = [i for d in dispatchers for i in d.charges]
     assert len(sent) == len(set(sent)) == attempts
+
+
+def _analyzed(db: Database, table: str) -> int:
+    with db.transaction() as session:
+        count = session.scalar(
+            text("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = :t"), {"t": table}
+        )
+    return int(count or 0)
+
+
+def test_a_pass_that_opens_a_burst_of_invoices_refreshes_the_planner_statistics(
+    pg_url: str,
+) -> None:
+    """At month start the claim queries ran on statistics from before the burst (0.6 s a
+    batch of 500 at 80,000 due: every due invoice sorted for each batch)."""
+    clock = ManualClock(datetime(2026, 12, 1, 3, 0, tzinfo=UTC))
+    db = Database(pg_url)
+    _subscribe_many(db, clock, 12)
+    policy = load_policy(FAST_POLICY)
+    small = Scheduler(db, RecordingDispatcher(), policy, clock=clock, refresh_statistics_after=20)
+    before = _analyzed(db, "invoices"), _analyzed(db, "charge_attempts")
+    assert small.run_pass().invoices_opened == 12  # fewer than 20: left to autovacuum
+    assert (_analyzed(db, "invoices"), _analyzed(db, "charge_attempts")) == before
+    _subscribe_many(db, clock, 12)
+    clock.advance(minutes=10)
+    assert small.run_pass().invoices_opened == 24
+    assert _analyzed(db, "invoices") == before[0] + 1
+    assert _analyzed(db, "charge_attempts") == before[1] + 1
+    db.dispose()
 
 
 def test_concurrent_deliveries_of_one_attempt_charge_once(pg_url: str) -> None:

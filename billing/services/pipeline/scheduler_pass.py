@@ -58,6 +58,13 @@ log = logging.getLogger("billing.scheduler")
 BLOCKING_STATES = IN_FLIGHT_STATES | {AttemptState.NEEDS_OPERATOR}
 
 
+#: A pass that opened (created) at least this many invoices (attempts) refreshes the
+#: planner's statistics of that table at once (see :meth:`Database.refresh_statistics`):
+#: the claim and settlement queries' plans are only as good as the row estimates, and a
+#: month-start burst makes them stale long before autovacuum samples the table.
+REFRESH_STATISTICS_AFTER = 10_000
+
+
 @dataclass
 class PassReport:
     invoices_opened: int = 0
@@ -88,8 +95,10 @@ class Scheduler(Redelivery):
         requeue_after: timedelta = timedelta(minutes=5),
         stale_sending_after: timedelta = timedelta(minutes=2),
         lease_clock: LeaseClock | None = None,
+        refresh_statistics_after: int = REFRESH_STATISTICS_AFTER,
     ) -> None:
         self.db = db
+        self.refresh_statistics_after = refresh_statistics_after
         self.dispatcher = dispatcher
         self.policy = policy
         self.gateway = gateway
@@ -103,11 +112,15 @@ class Scheduler(Redelivery):
         now = self.clock()
         report = PassReport()
         report.invoices_opened = self.open_due_invoices(now)
+        if report.invoices_opened >= self.refresh_statistics_after:
+            self.db.refresh_statistics(Invoice.__tablename__)
         report.canceled = self.cancel_due(now)
         paused = self.probe_paused(now, report)
         report.paused_accounts = sorted(paused)
         if not paused.issuperset(account_names(self.gateway)):  # some account may charge
             report.attempts_created = self.create_due_attempts(now, report, paused)
+            if report.attempts_created >= self.refresh_statistics_after:
+                self.db.refresh_statistics(ChargeAttempt.__tablename__)
             if not report.enqueue_failures:  # the broker is down: the next pass will do it
                 report.requeued = self.requeue_lost(now, report, paused)
         else:
