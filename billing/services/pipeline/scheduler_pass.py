@@ -119,8 +119,6 @@ class Scheduler(Redelivery):
         report.paused_accounts = sorted(paused)
         if not paused.issuperset(account_names(self.gateway)):  # some account may charge
             report.attempts_created = self.create_due_attempts(now, report, paused)
-            if report.attempts_created >= self.refresh_statistics_after:
-                self.db.refresh_statistics(ChargeAttempt.__tablename__)
             if not report.enqueue_failures:  # the broker is down: the next pass will do it
                 report.requeued = self.requeue_lost(now, report, paused)
         else:
@@ -255,8 +253,11 @@ class Scheduler(Redelivery):
     ) -> int:
         """Create one attempt (with its orderNumber) for each invoice whose charge is due,
         except for subscriptions of a merchant account whose charging is paused."""
-        created = 0
+        created = unanalyzed = 0
         while True:
+            if unanalyzed >= self.refresh_statistics_after:  # the table grows under the loop
+                self.db.refresh_statistics(ChargeAttempt.__tablename__)
+                unanalyzed = 0
             with self.db.transaction() as session:
                 query = (
                     select(
@@ -323,6 +324,7 @@ class Scheduler(Redelivery):
                 inserted = bulk_insert(session, ChargeAttempt, attempts, returning=("id",))
                 ids = [row[0] for row in inserted]
             created += len(ids)
+            unanalyzed += len(ids)
             self._send(ids, now, report)
 
     def _in_flight(self, session: Session, invoice_ids: list[int], now: datetime) -> set[int]:
