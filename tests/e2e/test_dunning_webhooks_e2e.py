@@ -12,7 +12,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.e2e.conftest import Stack, wait_until
-from tests.e2e.test_webhooks_e2e import Receiver, add
+from tests.e2e.test_webhooks_e2e import RecordingReceiver, add
 
 pytestmark = pytest.mark.e2e
 
@@ -24,26 +24,26 @@ DUNNING = (
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[Receiver, str]]:
-    made = Receiver()
+def receiver() -> Iterator[tuple[RecordingReceiver, str]]:
+    made = RecordingReceiver()
     server, url = made.serve()
     yield made, url
     server.shutdown()
     server.server_close()
 
 
-def of(receiver: Receiver, sub_id: int) -> list[dict[str, Any]]:
+def of(receiver: RecordingReceiver, sub_id: int) -> list[dict[str, Any]]:
     """One subscription's events as received, in their per-subscription order."""
     mine = [e for e in receiver.events() if e["subscription_id"] == sub_id]
     return sorted({e["id"]: e for e in mine}.values(), key=lambda e: e["sequence"])
 
 
-def types(receiver: Receiver, sub_id: int) -> list[str]:
+def types(receiver: RecordingReceiver, sub_id: int) -> list[str]:
     return [e["type"] for e in of(receiver, sub_id)]
 
 
 def test_the_saas_hears_every_dunning_turn_signed_and_in_order(
-    stack: Stack, receiver: tuple[Receiver, str]
+    stack: Stack, receiver: tuple[RecordingReceiver, str]
 ) -> None:
     got, url = receiver
     secret = add(stack, url, DUNNING)["secret"]
