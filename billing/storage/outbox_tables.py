@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from billing.storage.tables import Base
+from billing.storage.tables import UNDISPATCHED_SQL, Base
 from billing.storage.types import BigId, UTCDateTime
 
 
@@ -35,7 +35,16 @@ class OutboxEvent(Base):
     #: Set once the dispatcher pass made its webhook deliveries.
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_outbox_events_undispatched", "dispatched_at", "id"),)
+    # Only the rows still to dispatch: a dispatched row leaves the index (its old entry is
+    # dead), so the relay never walks the events it has already handled.
+    __table_args__ = (
+        Index(
+            "ix_outbox_events_undispatched",
+            "id",
+            postgresql_where=text(UNDISPATCHED_SQL),
+            sqlite_where=text(UNDISPATCHED_SQL),
+        ),
+    )
 
 
 class EventSequence(Base):

@@ -16,7 +16,6 @@ attempt until that attempt has been asked about once more (``next_check_at``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,9 +24,8 @@ from sqlalchemy import select, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from billing.domain.dunning_policy import CatchUpMode, DunningPolicy
+from billing.domain.dunning_policy import DunningPolicy
 from billing.domain.model import (
-    BILLABLE_STATUSES,
     CHARGEABLE_STATUSES,
     IN_FLIGHT_STATES,
     AttemptState,
@@ -36,20 +34,17 @@ from billing.domain.model import (
     SubscriptionStatus,
     new_order_number,
 )
-from billing.domain.periods import due_periods
 from billing.gateway.accounts import account_names
 from billing.gateway.port import Gateway
-from billing.services.collection import subscriptions_in_dunning
 from billing.services.lease import LeaseClock, clock_lease, recheck_pending
 from billing.services.lifecycle import cancel_subscription
-from billing.services.outbox import stage_invoices_created
-from billing.services.period_invoices import invoice_row, opened_events, skipped_events
+from billing.services.pipeline.invoice_opening import Cursor, InvoiceOpening, after_key
 from billing.services.pipeline.redelivery import Redelivery
 from billing.services.ports import Clock, Dispatcher, system_clock
 from billing.storage.bulk import bulk_insert, bulk_update
 from billing.storage.circuit_row import load_circuits, paused_accounts
-from billing.storage.database import Database
-from billing.storage.tables import ChargeAttempt, Event, Invoice, Subscription
+from billing.storage.database import Database, StatisticsRefresh
+from billing.storage.tables import ChargeAttempt, Invoice, Subscription
 
 log = logging.getLogger("billing.scheduler")
 #: Attempts that keep an invoice from being charged again: in flight, or waiting for an
@@ -63,6 +58,9 @@ BLOCKING_STATES = IN_FLIGHT_STATES | {AttemptState.NEEDS_OPERATOR}
 #: the claim and settlement queries' plans are only as good as the row estimates, and a
 #: month-start burst makes them stale long before autovacuum samples the table.
 REFRESH_STATISTICS_AFTER = 10_000
+#: A pass creates the attempts of the invoices it has opened every this many invoices, so a
+#: burst's first charges leave within seconds instead of after the whole burst is invoiced.
+OPEN_BEFORE_CHARGING = 5_000
 
 
 @dataclass
@@ -82,7 +80,7 @@ class PassReport:
         return dict(self.__dict__)
 
 
-class Scheduler(Redelivery):
+class Scheduler(InvoiceOpening, Redelivery):
     def __init__(
         self,
         db: Database,
@@ -96,9 +94,11 @@ class Scheduler(Redelivery):
         stale_sending_after: timedelta = timedelta(minutes=2),
         lease_clock: LeaseClock | None = None,
         refresh_statistics_after: int = REFRESH_STATISTICS_AFTER,
+        open_before_charging: int = OPEN_BEFORE_CHARGING,
     ) -> None:
         self.db = db
         self.refresh_statistics_after = refresh_statistics_after
+        self.open_before_charging = open_before_charging
         self.dispatcher = dispatcher
         self.policy = policy
         self.gateway = gateway
@@ -109,93 +109,38 @@ class Scheduler(Redelivery):
         self.lease_clock = lease_clock or clock_lease(clock)
 
     def run_pass(self) -> PassReport:
+        """Cancel what ran out of grace, probe paused accounts, then open due invoices and
+        create their attempts in turns: at month start the first charges leave after the
+        first ``open_before_charging`` invoices, not after the whole burst is invoiced."""
         now = self.clock()
         report = PassReport()
-        report.invoices_opened = self.open_due_invoices(now)
-        if report.invoices_opened >= self.refresh_statistics_after:
-            self.db.refresh_statistics(Invoice.__tablename__)
         report.canceled = self.cancel_due(now)
         paused = self.probe_paused(now, report)
         report.paused_accounts = sorted(paused)
-        if not paused.issuperset(account_names(self.gateway)):  # some account may charge
-            report.attempts_created = self.create_due_attempts(now, report, paused)
+        charging = not paused.issuperset(account_names(self.gateway))  # some account may charge
+        report.charging_paused = not charging
+        invoices = StatisticsRefresh(self.db, Invoice.__tablename__, self.refresh_statistics_after)
+        attempts = StatisticsRefresh(
+            self.db, ChargeAttempt.__tablename__, self.refresh_statistics_after
+        )
+        since_charging = 0
+        for opened in self.open_due_batches(now):
+            report.invoices_opened += opened
+            invoices.wrote(opened)
+            since_charging += opened
+            if charging and since_charging >= self.open_before_charging:
+                since_charging = 0
+                invoices.refresh_if_due()  # before the claims read the new rows
+                report.attempts_created += self.create_due_attempts(now, report, paused, attempts)
+        invoices.refresh_if_due()
+        if charging:
+            report.attempts_created += self.create_due_attempts(now, report, paused, attempts)
             if not report.enqueue_failures:  # the broker is down: the next pass will do it
                 report.requeued = self.requeue_lost(now, report, paused)
-        else:
-            report.charging_paused = True
         report.reconciles = self.dispatch_reconciles(now, report)
         return report
 
     # -- invoices ---------------------------------------------------------------------------
-
-    def open_due_invoices(self, now: datetime) -> int:
-        """Open one invoice per due billing period and advance each subscription.
-
-        Works on plain rows (no ORM objects) and executemany statements: at month start
-        a million subscriptions can fall due in the same minute.
-        """
-        opened = 0
-        while True:
-            with self.db.transaction() as session:
-                query = (
-                    select(
-                        Subscription.id,
-                        Subscription.next_charge_at,
-                        Subscription.schedule,
-                        Subscription.timezone,
-                        Subscription.status,
-                        Subscription.amount,
-                        Subscription.currency,
-                    )
-                    .where(
-                        Subscription.status.in_([s.value for s in BILLABLE_STATUSES]),
-                        Subscription.next_charge_at <= now,
-                    )
-                    .order_by(Subscription.next_charge_at)
-                    .limit(self.batch_size)
-                )
-                due: Sequence[Any] = session.execute(self._skip_locked(query)).all()
-                if not due:
-                    return opened
-                in_dunning = subscriptions_in_dunning(session, [row[0] for row in due])
-                invoices, advances, skipped = self._plan(due, now, in_dunning)
-                bulk_update(session, Subscription, advances)
-                inserted = bulk_insert(
-                    session,
-                    Invoice,
-                    invoices,
-                    returning=("id", "subscription_id", "period_start"),
-                    conflict_columns=(),  # (subscription, period) or (subscription, local period)
-                )
-                bulk_insert(session, Event, skipped + opened_events(inserted, now))
-                stage_invoices_created(session, inserted, now)
-                opened += len(inserted)
-
-    def _plan(
-        self, due: Sequence[Any], now: datetime, in_dunning: set[int]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-        """Invoice rows, subscription advances and ``period_skipped`` events for due rows.
-
-        One collection at a time, oldest first (billing.domain.collection): the invoice of a
-        subscription in dunning (with a failing open invoice) plans no charge; it waits for
-        the older one and is charged when that one is paid or closed.
-        """
-        catch_up_all = self.policy.catch_up.mode == CatchUpMode.ALL
-        invoices, advances, skipped = [], [], []
-        for sub_id, due_at, schedule, timezone, status, amount, currency in due:
-            plan = due_periods(schedule, timezone, due_at, now, catch_up_all=catch_up_all)
-            chargeable = SubscriptionStatus(status) in CHARGEABLE_STATUSES and (
-                sub_id not in in_dunning
-            )
-            invoices.append(
-                invoice_row(sub_id, plan.open, schedule, timezone, amount, currency, now)
-                | {"next_attempt_at": plan.open if chargeable else None}
-            )
-            advances.append(
-                {"id": sub_id, "next_charge_at": plan.next_charge_at, "updated_at": now}
-            )
-            skipped += skipped_events(sub_id, plan.skipped, plan.open, now)
-        return invoices, advances, skipped
 
     def cancel_due(self, now: datetime) -> int:
         """Cancel subscriptions whose grace period (suspended / waiting for a card) ran out."""
@@ -249,15 +194,23 @@ class Scheduler(Redelivery):
             return frozenset(paused_accounts(session, now))
 
     def create_due_attempts(
-        self, now: datetime, report: PassReport, paused: frozenset[str] = frozenset()
+        self,
+        now: datetime,
+        report: PassReport,
+        paused: frozenset[str] = frozenset(),
+        statistics: StatisticsRefresh | None = None,
     ) -> int:
         """Create one attempt (with its orderNumber) for each invoice whose charge is due,
-        except for subscriptions of a merchant account whose charging is paused."""
-        created = unanalyzed = 0
+        except for subscriptions of a merchant account whose charging is paused.
+
+        Pages by (next_attempt_at, id) on ``ix_invoices_due``, as invoices are opened."""
+        statistics = statistics or StatisticsRefresh(
+            self.db, ChargeAttempt.__tablename__, self.refresh_statistics_after
+        )
+        created = 0
+        after: Cursor | None = None
         while True:
-            if unanalyzed >= self.refresh_statistics_after:  # the table grows under the loop
-                self.db.refresh_statistics(ChargeAttempt.__tablename__)
-                unanalyzed = 0
+            statistics.refresh_if_due()  # the table grows under the loop
             with self.db.transaction() as session:
                 query = (
                     select(
@@ -267,17 +220,19 @@ class Scheduler(Redelivery):
                         Invoice.amount,
                         Invoice.currency,
                         Subscription.binding_version,
+                        Invoice.next_attempt_at,
                     )
                     .join(Subscription, Subscription.id == Invoice.subscription_id)
                     .where(
                         Invoice.status == InvoiceStatus.OPEN,
                         Invoice.next_attempt_at <= now,
+                        after_key(Invoice.next_attempt_at, Invoice.id, after),
                         Subscription.status.in_([s.value for s in CHARGEABLE_STATUSES]),
                         ~_manual_in_flight(),  # the plan waits for it, unchanged
                         ~recheck_pending(Invoice.id),
                         Subscription.merchant_account.not_in(paused) if paused else true(),
                     )
-                    .order_by(Invoice.next_attempt_at)
+                    .order_by(Invoice.next_attempt_at, Invoice.id)
                     .limit(self.batch_size)
                 )
                 if self.db.supports_skip_locked:
@@ -285,10 +240,11 @@ class Scheduler(Redelivery):
                 claimed = session.execute(query).all()
                 if not claimed:
                     return created
+                after = (claimed[-1][6], claimed[-1][0])
                 busy = self._in_flight(session, [row[0] for row in claimed], now)
                 invoice_updates = []
                 attempts = []
-                for invoice_id, sub_id, count, amount, currency, binding_version in claimed:
+                for invoice_id, sub_id, count, amount, currency, binding_version, _ in claimed:
                     if invoice_id in busy:
                         continue
                     number = count + 1
@@ -324,7 +280,7 @@ class Scheduler(Redelivery):
                 inserted = bulk_insert(session, ChargeAttempt, attempts, returning=("id",))
                 ids = [row[0] for row in inserted]
             created += len(ids)
-            unanalyzed += len(ids)
+            statistics.wrote(len(ids))
             self._send(ids, now, report)
 
     def _in_flight(self, session: Session, invoice_ids: list[int], now: datetime) -> set[int]:

@@ -81,11 +81,13 @@ class WebhookDelivering:
         report = DispatchReport()
         if self.settings_endpoint is not None:
             self._ensure_settings_endpoint(now)
+        after = 0
         while True:
-            created, more = self._fan_out(now)
+            created, last = self._fan_out(now, after)
             report.deliveries_created += created
-            if not more:
+            if last is None:
                 break
+            after = last
         with self.db.transaction() as session:
             due = list(
                 session.scalars(
@@ -115,11 +117,17 @@ class WebhookDelivering:
             log.warning("cannot enqueue webhook deliveries: %s", exc)
         return report
 
-    def _fan_out(self, now: datetime) -> tuple[int, bool]:
+    def _fan_out(self, now: datetime, after: int) -> tuple[int, int | None]:
+        """Deliveries for the next batch of undispatched events after id ``after``; returns
+        how many were made and the batch's last id (None: no full batch was left).
+
+        Pages by id within a pass (ids become visible in id order, billing.services.outbox):
+        a batch never re-reads what the pass already handled. An event another relay holds
+        is skipped here and, should that relay roll back, read by the next pass."""
         with self.db.transaction() as session:
             query = (
                 select(OutboxEvent.id, OutboxEvent.type)
-                .where(OutboxEvent.dispatched_at.is_(None))
+                .where(OutboxEvent.dispatched_at.is_(None), OutboxEvent.id > after)
                 .order_by(OutboxEvent.id)
                 .limit(self.batch_size)
             )
@@ -127,7 +135,7 @@ class WebhookDelivering:
                 query = query.with_for_update(skip_locked=True)
             events = session.execute(query).all()
             if not events:
-                return 0, False
+                return 0, None
             endpoints = session.scalars(
                 select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))
             ).all()
@@ -144,7 +152,7 @@ class WebhookDelivering:
                 .where(OutboxEvent.id.in_([e[0] for e in events]))
                 .values(dispatched_at=now)
             )
-        return created, len(events) == self.batch_size
+        return created, events[-1][0] if len(events) == self.batch_size else None
 
     def _ensure_settings_endpoint(self, now: datetime) -> None:
         assert self.settings_endpoint is not None
