@@ -68,15 +68,19 @@ class Redelivery:
         lost: list[ColumnElement[bool]] = [ChargeAttempt.enqueued_at.is_(None)]
         if not self.dispatcher.backlog():
             lost.append(ChargeAttempt.enqueued_at < now - self.requeue_after)
+        ids: list[int] = []
         with self.db.transaction() as session:
-            query = (
-                select(ChargeAttempt.id)
-                .where(ChargeAttempt.state == AttemptState.PENDING, or_(*lost))
-                .where(~_of_accounts(paused) if paused else true())
-                .order_by(ChargeAttempt.id)
-                .limit(self.batch_size)
-            )
-            ids = list(session.scalars(self._skip_locked(query)))
+            for condition in lost:  # one index range each (ix_charge_attempts_pending_enqueued)
+                query = (
+                    select(ChargeAttempt.id)
+                    .where(ChargeAttempt.state == AttemptState.PENDING, condition)
+                    .where(~_of_accounts(paused) if paused else true())
+                    .order_by(ChargeAttempt.enqueued_at)
+                    .limit(self.batch_size - len(ids))
+                )
+                ids += session.scalars(self._skip_locked(query))
+                if len(ids) >= self.batch_size:
+                    break
             if ids:
                 session.execute(
                     update(ChargeAttempt).where(ChargeAttempt.id.in_(ids)).values(enqueued_at=now)
