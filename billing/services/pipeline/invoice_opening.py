@@ -125,4 +125,4 @@ def after_key(
     cursor: Cursor | None,
 ) -> ColumnElement[bool]:
     """Keyset paging: rows after ``cursor`` in (at, id) order (all rows for None)."""
-    return true() if cursor is None else tuple_(at, id_) > tuple_(*cursor)
+    return true() if cursor is None else tuple_(at, id_) > cursor  # bound as the columns
