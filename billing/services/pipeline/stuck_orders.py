@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
+from sqlalchemy import select
+
 from billing.domain.dunning_policy import StuckOrderPolicy
 from billing.domain.model import AttemptState, Category, Outcome
 from billing.domain.stuck_orders import STUCK_ORDER_DECLINED, declined_by_us, should_decline
@@ -28,6 +30,7 @@ from billing.services.pipeline.attempt_rows import lock_attempt
 from billing.services.pipeline.order_status import settles
 from billing.services.ports import Clock, system_clock
 from billing.storage.database import Database
+from billing.storage.tables import ChargeAttempt
 
 log = logging.getLogger("billing.charging")
 
@@ -97,9 +100,10 @@ class StuckOrders:
         settled, or another check came first): if our decline.do made it final, the same
         outcome as right after the decline, never the bank's verdict on the card (which
         would hold the subscription for an operator as "declined by the merchant")."""
-        with self.db.transaction() as session:
-            attempt = lock_attempt(session, attempt_id)
-            declined_at = None if attempt is None else attempt.decline_sent_at
+        with self.db.transaction() as session:  # a plain read: no row lock is needed
+            declined_at = session.scalar(
+                select(ChargeAttempt.decline_sent_at).where(ChargeAttempt.id == attempt_id)
+            )
         if declined_by_us(
             declined_at=declined_at, order_status=status.order_status, action=status.action_code
         ):
