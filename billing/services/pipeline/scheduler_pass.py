@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, true, update
+from sqlalchemy import Select, select, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -212,29 +212,7 @@ class Scheduler(InvoiceOpening, Redelivery):
         while True:
             statistics.refresh_if_due()  # the table grows under the loop
             with self.db.transaction() as session:
-                query = (
-                    select(
-                        Invoice.id,
-                        Invoice.subscription_id,
-                        Invoice.attempt_count,
-                        Invoice.amount,
-                        Invoice.currency,
-                        Subscription.binding_version,
-                        Invoice.next_attempt_at,
-                    )
-                    .join(Subscription, Subscription.id == Invoice.subscription_id)
-                    .where(
-                        Invoice.status == InvoiceStatus.OPEN,
-                        Invoice.next_attempt_at <= now,
-                        after_key(Invoice.next_attempt_at, Invoice.id, after),
-                        Subscription.status.in_([s.value for s in CHARGEABLE_STATUSES]),
-                        ~_manual_in_flight(),  # the plan waits for it, unchanged
-                        ~recheck_pending(Invoice.id),
-                        Subscription.merchant_account.not_in(paused) if paused else true(),
-                    )
-                    .order_by(Invoice.next_attempt_at, Invoice.id)
-                    .limit(self.batch_size)
-                )
+                query = _due_invoices(now, after, paused).limit(self.batch_size)
                 if self.db.supports_skip_locked:
                     query = query.with_for_update(skip_locked=True, of=Invoice)
                 claimed = session.execute(query).all()
@@ -242,8 +220,7 @@ class Scheduler(InvoiceOpening, Redelivery):
                     return created
                 after = (claimed[-1][6], claimed[-1][0])
                 busy = self._in_flight(session, [row[0] for row in claimed], now)
-                invoice_updates = []
-                attempts = []
+                invoice_updates, attempts = [], []
                 for invoice_id, sub_id, count, amount, currency, binding_version, _ in claimed:
                     if invoice_id in busy:
                         continue
@@ -257,24 +234,8 @@ class Scheduler(InvoiceOpening, Redelivery):
                         }
                     )
                     attempts.append(
-                        {
-                            "invoice_id": invoice_id,
-                            "subscription_id": sub_id,
-                            "attempt_number": number,
-                            "order_number": new_order_number(invoice_id, number),
-                            "trigger": (
-                                AttemptTrigger.SCHEDULED if number == 1 else AttemptTrigger.RETRY
-                            ).value,
-                            "state": AttemptState.PENDING.value,
-                            "binding_version": binding_version,
-                            "amount": amount,
-                            "currency": currency,
-                            "status_checks": 0,
-                            "needs_refund": False,
-                            "created_at": now,
-                            "enqueued_at": now,
-                            "updated_at": now,
-                        }
+                        _attempt_row(invoice_id, sub_id, number, amount, currency, now)
+                        | {"binding_version": binding_version}
                     )
                 bulk_update(session, Invoice, invoice_updates)
                 inserted = bulk_insert(session, ChargeAttempt, attempts, returning=("id",))
@@ -316,6 +277,58 @@ class Scheduler(InvoiceOpening, Redelivery):
     # -- reconciliation ---------------------------------------------------------------------
 
     # -- circuit breaker probe --------------------------------------------------------------
+
+
+def _due_invoices(
+    now: datetime, after: Cursor | None, paused: frozenset[str]
+) -> Select[int, int, int, int, str, int, datetime | None]:
+    """Open invoices whose charge is due at ``now``, after ``after`` in (next_attempt_at, id)
+    order, of chargeable subscriptions of accounts not ``paused``, with nothing in the way
+    (an operator's charge in flight, a "not received" attempt still to be asked about)."""
+    return (
+        select(
+            Invoice.id,
+            Invoice.subscription_id,
+            Invoice.attempt_count,
+            Invoice.amount,
+            Invoice.currency,
+            Subscription.binding_version,
+            Invoice.next_attempt_at,
+        )
+        .join(Subscription, Subscription.id == Invoice.subscription_id)
+        .where(
+            Invoice.status == InvoiceStatus.OPEN,
+            Invoice.next_attempt_at <= now,
+            after_key(Invoice.next_attempt_at, Invoice.id, after),
+            Subscription.status.in_([s.value for s in CHARGEABLE_STATUSES]),
+            ~_manual_in_flight(),  # the plan waits for it, unchanged
+            ~recheck_pending(Invoice.id),
+            Subscription.merchant_account.not_in(paused) if paused else true(),
+        )
+        .order_by(Invoice.next_attempt_at, Invoice.id)
+    )
+
+
+def _attempt_row(
+    invoice_id: int, sub_id: int, number: int, amount: int, currency: str, now: datetime
+) -> dict[str, Any]:
+    """A pending attempt's row, with its orderNumber fixed before any call."""
+    trigger = AttemptTrigger.SCHEDULED if number == 1 else AttemptTrigger.RETRY
+    return {
+        "invoice_id": invoice_id,
+        "subscription_id": sub_id,
+        "attempt_number": number,
+        "order_number": new_order_number(invoice_id, number),
+        "trigger": trigger.value,
+        "state": AttemptState.PENDING.value,
+        "amount": amount,
+        "currency": currency,
+        "status_checks": 0,
+        "needs_refund": False,
+        "created_at": now,
+        "enqueued_at": now,
+        "updated_at": now,
+    }
 
 
 def _manual_in_flight() -> ColumnElement[bool]:
