@@ -9,8 +9,9 @@ the same connection. A rolled-back transaction takes its staged events with it: 
 without its change, no change without its event.
 
 On PostgreSQL the rows are inserted under a transaction-level advisory lock taken at the
-very end of the transaction, so ids become visible in id order and a poller that pages by
-id never skips an event committed late. Must never commit, call the network, or put a
+very end of the transaction (after the payloads are rendered and the sequence numbers
+taken), so ids become visible in id order and a poller that pages by id never skips an
+event committed late. Must never commit, call the network, or put a
 full bindingId or a secret in a payload.
 """
 
@@ -131,14 +132,15 @@ def _drop_staged(session: Session) -> None:
 
 
 def write_events(session: Session, staged: Sequence[Staged]) -> None:
-    """Insert the ``outbox_events`` rows of ``staged`` (in order) on this session."""
+    """Insert the ``outbox_events`` rows of ``staged`` (in order) on this session.
+
+    Everything but the insert happens before the advisory lock: the sequence numbers (row
+    locks on ``event_sequences``, taken in subscription order, so transactions touching one
+    subscription commit its events in sequence order) and the payloads. Under the lock,
+    held to the commit, only the insert: a month-start batch of 500 invoices rendering its
+    payloads there kept every worker's commit waiting."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    # The transaction's own row changes first: once the advisory lock is held, nothing may
-    # wait for a row lock another committing transaction holds (that one may be waiting for
-    # this lock: a deadlock).
-    session.flush()
-    if postgres:
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
+    session.flush()  # the transaction's own row changes, before any lock of ours
     loaded = _prefetch(session, staged)  # held until rendered: the identity map is weak
     counts = Counter(s.subscription_id for s in staged if s.subscription_id is not None)
     last = _allocate_sequences(session, counts, postgres=postgres)
@@ -172,8 +174,10 @@ def write_events(session: Session, staged: Sequence[Staged]) -> None:
                 "dispatched_at": None,
             }
         )
-    bulk_insert(session, OutboxEvent, rows)
     del loaded  # every payload is rendered
+    if postgres:  # ids become visible in id order: the insert and the commit are serialised
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
+    bulk_insert(session, OutboxEvent, rows)
 
 
 def _allocate_sequences(
