@@ -257,24 +257,9 @@ class Scheduler(InvoiceOpening, Redelivery):
                         }
                     )
                     attempts.append(
-                        {
-                            "invoice_id": invoice_id,
-                            "subscription_id": sub_id,
-                            "attempt_number": number,
-                            "order_number": new_order_number(invoice_id, number),
-                            "trigger": (
-                                AttemptTrigger.SCHEDULED if number == 1 else AttemptTrigger.RETRY
-                            ).value,
-                            "state": AttemptState.PENDING.value,
-                            "binding_version": binding_version,
-                            "amount": amount,
-                            "currency": currency,
-                            "status_checks": 0,
-                            "needs_refund": False,
-                            "created_at": now,
-                            "enqueued_at": now,
-                            "updated_at": now,
-                        }
+                        _new_attempt(
+                            invoice_id, sub_id, number, amount, currency, binding_version, now
+                        )
                     )
                 bulk_update(session, Invoice, invoice_updates)
                 inserted = bulk_insert(session, ChargeAttempt, attempts, returning=("id",))
@@ -329,3 +314,32 @@ def _manual_in_flight() -> ColumnElement[bool]:
         )
         .exists()
     )
+
+
+def _new_attempt(
+    invoice_id: int,
+    subscription_id: int,
+    number: int,
+    amount: int,
+    currency: str,
+    binding_version: int,
+    now: datetime,
+) -> dict[str, object]:
+    """The row of an invoice's attempt number ``number``, its orderNumber stored before any
+    call is made; enqueued now."""
+    return {
+        "invoice_id": invoice_id,
+        "subscription_id": subscription_id,
+        "attempt_number": number,
+        "order_number": new_order_number(invoice_id, number),
+        "trigger": (AttemptTrigger.SCHEDULED if number == 1 else AttemptTrigger.RETRY).value,
+        "state": AttemptState.PENDING.value,
+        "binding_version": binding_version,
+        "amount": amount,
+        "currency": currency,
+        "status_checks": 0,
+        "needs_refund": False,
+        "created_at": now,
+        "enqueued_at": now,
+        "updated_at": now,
+    }
