@@ -6,7 +6,10 @@ due now (set-based), waits until every invoice is paid and prints: wall time, ch
 sustained (10th to 90th percentile of the payment times), CPU seconds per 1,000 charges of
 each process group, database transactions per charge, peak RSS per worker process, invoices
 deposited more than once at the sandbox (must be 0), the busiest sliding second of gateway
-calls (against ``--rate-limit``) and, measured first on the same sandbox with the same
+calls as they arrived at the sandbox (against ``--rate-limit``) next to the busiest sliding
+second of the limiter's *grants* (its Redis sorted set, sampled every 0.25 s: it keeps the
+last 1.1 s), so limiter error and grant-to-arrival delay can be told apart, and, measured
+first on the same sandbox with the same
 concurrency (processes x ``--charge-concurrency`` calls in flight), the raw limit: a plain
 httpx client calling recurrentPayment.do. Numbers, not assertions; exits 1 if the run timed
 out or an invoice was charged twice.
@@ -51,6 +54,7 @@ BENCH_APP = "billing-bench"
 WORKER_READY = "Worker process is ready for action"
 TICK = os.sysconf("SC_CLK_TCK")
 CHARGED = ("DEPOSITED", "REFUNDED", "REVERSED")
+RATE_LIMIT_KEY = "billing:gateway:ratelimit"  # billing.gateway.limiters.DEFAULT_KEY
 
 
 class BenchError(Exception):
@@ -216,6 +220,50 @@ def raw_limit(root: str, requests: int, processes: int, threads: int) -> float:
     return sustained_rate(sorted(ms for ms, _ in calls.json()["requests"]))
 
 
+# ------------------------------------------------------------------------- grants
+
+
+class GrantSampler:
+    """Copies the rate limiter's sorted set (member -> grant time in µs on the Redis
+    server's clock, the same host's clock as the sandbox's) every ``interval`` seconds, so
+    every grant is seen before the limiter trims it (it keeps the last 1.1 s)."""
+
+    def __init__(self, url: str, key: str = RATE_LIMIT_KEY, interval: float = 0.25) -> None:
+        self.client, self.key, self.interval = redis.Redis.from_url(url), key, interval
+        self.grants: dict[bytes, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            with contextlib.suppress(redis.RedisError):
+                self.grants.update(self.client.zrange(self.key, 0, -1, withscores=True))
+
+    def __enter__(self) -> GrantSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        with contextlib.suppress(redis.RedisError):
+            self.grants.update(self.client.zrange(self.key, 0, -1, withscores=True))
+        self.client.close()
+
+    def times_ms(self, since_ms: int) -> list[int]:
+        return sorted(t for t in (int(us // 1000) for us in self.grants.values()) if t >= since_ms)
+
+
+def lag_quantiles(grants: list[int], arrivals: list[int]) -> dict[str, int] | None:
+    """The k-th arrival minus the k-th grant (both sorted), in ms: calls are not matched one
+    to one, so this is a lower bound on the spread of the grant-to-arrival delay."""
+    n = min(len(grants), len(arrivals))
+    if n < 100 or abs(len(grants) - len(arrivals)) > n // 100:
+        return None
+    lags = sorted(a - g for g, a in zip(sorted(grants)[:n], sorted(arrivals)[:n], strict=True))
+    return {f"p{q}": lags[min(n - 1, n * q // 100)] for q in (50, 99)} | {"max": lags[-1]}
+
+
 # ------------------------------------------------------------------------- helpers
 
 
@@ -374,18 +422,9 @@ class Bench:
             result = conn.execute(text(sql), params)
             return result.scalar() if result.returns_rows else None
 
-    def _measure(self, meter: CpuMeter, worker: int, raw: float) -> dict[str, Any]:
-        args, n = self.args, self.args.subscriptions
-        redis_before, xacts_before = _redis_cpu(self.redis), _xacts(self.admin, self.name)
-        meter.start()
-        due = datetime.now(UTC)
-        self._scalar(INSERT, n=n, due=due)
-        # A production database knows its subscriptions table; one made a moment ago does
-        # not (autovacuum has not sampled it yet): plan on real row counts, as there.
-        self._scalar("ANALYZE subscriptions")
-        due_ms = int(due.timestamp() * 1000)
-        _log(f"{n} subscriptions due at {due:%H:%M:%S} (database {self.name})")
-        deadline, paid, noted = time.monotonic() + args.timeout, 0, 0.0
+    def _wait_paid(self, meter: CpuMeter, due_ms: int) -> None:
+        n = self.args.subscriptions
+        deadline, paid, noted = time.monotonic() + self.args.timeout, 0, 0.0
         # Counting paid invoices reads every invoice: at a million, once a second took most of
         # a core from the processes measured. The figures come from paid_at, not from here.
         poll = max(1.0, n / 100_000)
@@ -398,6 +437,20 @@ class Bench:
             if time.monotonic() - noted >= 15:
                 noted = time.monotonic()
                 _log(f"{paid}/{n} paid after {time.time() - due_ms / 1000:.0f}s")
+
+    def _measure(self, meter: CpuMeter, worker: int, raw: float) -> dict[str, Any]:
+        args, n = self.args, self.args.subscriptions
+        redis_before, xacts_before = _redis_cpu(self.redis), _xacts(self.admin, self.name)
+        meter.start()
+        due = datetime.now(UTC)
+        self._scalar(INSERT, n=n, due=due)
+        # A production database knows its subscriptions table; one made a moment ago does
+        # not (autovacuum has not sampled it yet): plan on real row counts, as there.
+        self._scalar("ANALYZE subscriptions")
+        due_ms = int(due.timestamp() * 1000)
+        _log(f"{n} subscriptions due at {due:%H:%M:%S} (database {self.name})")
+        with GrantSampler(args.redis_url) as sampler:
+            self._wait_paid(meter, due_ms)
         meter.sample()
         cpu = meter.seconds()
         cpu["redis (whole server)"] = _redis_cpu(self.redis) - redis_before
@@ -418,6 +471,7 @@ class Bench:
                 key = invoice_of.get(order["orderNumber"], order["orderNumber"])
                 deposits[key] = deposits.get(key, 0) + 1
         call_times = [ms for ms, _ in calls.json()["requests"]]
+        grant_times = sampler.times_ms(due_ms)
         return {
             "subscriptions": n,
             "paid": len(times),
@@ -440,6 +494,9 @@ class Bench:
             "deposits_at_sandbox": sum(deposits.values()),
             "gateway_calls": len(call_times),
             "max_gateway_calls_in_any_second": max_in_window(call_times),
+            "limiter_grants": len(grant_times) if args.rate_limit else None,
+            "max_grants_in_any_second": max_in_window(grant_times) if args.rate_limit else None,
+            "grant_to_arrival_ms (k-th vs k-th)": lag_quantiles(grant_times, call_times),
             "rate_limit": args.rate_limit or None,
             "load_average_at_end (shared machine)": round(os.getloadavg()[0], 1),
         }

@@ -51,6 +51,24 @@ class _Recording:
             self.attempts += 1
         return self.local.granted_at is not None
 
+    def reserve(self, max_ahead: float) -> float | None:
+        """Books a slot as the workers do (``--poll`` polls ``acquire`` instead); the
+        slot's Redis server time is the "grant" time."""
+        with self.lock:
+            self.attempts += 1
+        booked = self.limiter.try_reserve(max_ahead)
+        if booked is None:
+            return None
+        now, self.local.granted_at = booked
+        return float(self.local.granted_at - now)
+
+
+class _Polling:
+    """``acquire`` only: the gateway wrapper polls, as before slots were booked."""
+
+    def __init__(self, recording: _Recording) -> None:
+        self.acquire = recording.acquire
+
     def charge(self, request: Any) -> GatewayResult:
         return self.order_status()
 
@@ -71,10 +89,12 @@ def _process(
     threads: int,
     start_at: float,
     stop_at: float,
+    poll: bool,
 ) -> None:
     limiter = RedisCallLimiter.from_url(url, key, limit, margin=margin, spread=spread)
     recording = _Recording(limiter)
-    gateway = RateLimitedGateway(recording, recording, max_wait=30)
+    limiter: Any = _Polling(recording) if poll else recording
+    gateway = RateLimitedGateway(recording, limiter, max_wait=30)
 
     call_from_threads(gateway, threads, start_at, stop_at, "bench")
     limiter.close()
@@ -93,6 +113,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
     parser.add_argument("--spread", type=float, default=DEFAULT_SPREAD)
+    parser.add_argument("--poll", action="store_true", help="poll acquire(), book no slots")
     parser.add_argument(
         "--redis-url",
         default=os.environ.get("BILLING_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
@@ -117,6 +138,7 @@ def main() -> None:
                 args.threads,
                 start_at,
                 stop_at,
+                args.poll,
             ),
         )
         for _ in range(args.processes)
@@ -166,7 +188,7 @@ def main() -> None:
         f"max - min {delays_ms[-1] - delays_ms[0]:.2f}",
     )
     row(
-        "limiter script calls (EVALSHA)",
+        "limiter script calls (EVALSHA)" + (" polling" if args.poll else " booking"),
         f"{attempts} ({attempts / elapsed:.0f}/s, {attempts / max(len(pairs), 1):.1f} per grant)",
     )
 

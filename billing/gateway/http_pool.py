@@ -5,8 +5,10 @@ starts and each time a response is closed; with the batch path's hundred calls i
 that scan was about a fifth of a worker's CPU. Here the connections are split among
 shards of at most :data:`SHARD_SIZE`, and each thread always uses the same shard (threads
 are dealt out in turn), so a scan looks at a few connections. The shards together never
-hold more than ``max_connections``; the timeouts are those of one pool. This module
-decides nothing about a call's result, and must never retry or send a request twice.
+hold more than ``max_connections``; the timeouts are those of one pool. Every shard's
+transport checks the call's rate-limit slot right before a request is written
+(:mod:`billing.gateway.send_gate`). This module decides nothing about a call's result, and
+must never retry or send a request twice.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import threading
 from typing import Any
 
 import httpx
+
+from billing.gateway.send_gate import GatedTransport
 
 #: Connections per shard: small enough that a scan is cheap, large enough to share.
 SHARD_SIZE = 16
@@ -38,12 +42,7 @@ class ShardedHttp:
             for i in range(shards)
         ]
         self.clients = [
-            httpx.Client(
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-                transport=transport,
-                **options,
-            )
-            for size in sizes
+            httpx.Client(transport=_gated(transport, size), **options) for size in sizes
         ]
         self.timeout = self.clients[0].timeout
         self._turns = itertools.count()
@@ -62,3 +61,12 @@ class ShardedHttp:
     def close(self) -> None:
         for client in self.clients:
             client.close()
+
+
+def _gated(transport: httpx.BaseTransport | None, size: int) -> GatedTransport:
+    """The shard's transport (a pool of ``size`` connections, or the one handed in) behind
+    the rate-limit slot check made right before a request is written."""
+    if transport is None:
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        transport = httpx.HTTPTransport(limits=limits)
+    return GatedTransport(transport)

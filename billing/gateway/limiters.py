@@ -23,18 +23,28 @@ Limiters (``acquire()`` never blocks, never raises):
   ``limit / (1 + margin)`` (about 91% with the default). ``margin=0`` gives the exact
   sliding window.
 
-  ``spread`` (default 0.5 s): a sliding log alone grants a whole second's quota at once
+  ``spread`` (default 1 s): a sliding log alone grants a whole second's quota at once
   (100 calls in a few ms at 100/s), and anti-DDoS rules often look at shorter intervals
   too. So grants are also kept at least ``spread / calls_per_second`` apart: a full
   quota takes at least ``spread`` seconds, the instantaneous rate stays under
   ``limit / spread``, and the steady rate is unchanged. ``spread=0`` turns it off;
-  ``spread=1`` paces calls evenly at the limit.
+  ``spread=1`` (the default) paces calls evenly at the limit. With booked slots (below) a
+  shorter spread sends each quota as a burst at up to ``limit / spread`` calls a second,
+  and a gateway that queues such a burst counts its tail in the next second (measured at
+  300/s with 0.5: 368 arrivals in one second against 300 grants; evenly paced: 312).
+
+  ``reserve(max_ahead)``: instead of polling ``acquire()`` until a slot frees up, a caller
+  may book the next free slot, at most ``max_ahead`` seconds from now, in the same log
+  (:func:`billing.gateway.slots.next_slot`: slots are given out in order, so a booked
+  slot is counted like a grant by every window it falls in) and is told how long to wait
+  for it. One Redis round trip per call instead of one per poll, and no queue of pollers
+  burning the worker's CPU (and so delaying the calls already granted).
 * :class:`LocalCallLimiter`: the same sliding log in memory, thread-safe, per process
   (for the demo and tests; it is *not* a global limit).
 
 Requires Redis >= 5 (scripts replicated by effects, so ``TIME`` inside a script is fine).
-A limiter only grants or denies; it never waits, never calls the gateway and never raises
-from ``acquire()`` (a Redis failure is a denial). The waiting is
+A limiter only grants, books or denies; it never waits, never calls the gateway and never
+raises from ``acquire()`` or ``reserve()`` (a Redis failure is a denial). The waiting is
 :class:`billing.gateway.rate_limit.RateLimitedGateway`'s.
 """
 
@@ -54,6 +64,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from billing.errors import ConfigurationError
+from billing.gateway.slots import next_slot
 
 # The logger of billing.gateway.rate_limit, where operators already look for these lines.
 log = logging.getLogger("billing.gateway.rate_limit")
@@ -63,35 +74,42 @@ DEFAULT_KEY: Final = "billing:gateway:ratelimit"
 #: Extra seconds in the window, absorbing the jitter between a grant and the arrival.
 DEFAULT_MARGIN: Final = 0.1
 #: A full window's quota is spread over at least this many seconds.
-DEFAULT_SPREAD: Final = 0.5
+DEFAULT_SPREAD: Final = 1.0
 #: Redis socket timeouts of a client made by :func:`build_limiter`: a hung Redis must not
 #: hold a worker thread long; a slow answer is a denial and the caller asks again.
 _REDIS_TIMEOUT: Final = 1.0
 
-# KEYS[1]: sorted set of grants (score = server time in µs, member = unique token).
-# ARGV[1]: the limit per window; ARGV[2]: the window in µs; ARGV[3]: this call's token;
-# ARGV[4]: the least µs between two grants (the latest grant has the highest score).
-# Returns {1, now_us} when granted, {0, now_us} when denied. Numbers are formatted with
-# %.0f: Lua 5.1 would print a 16-digit number in %.14g and lose the microseconds.
-_SLIDING_LOG_LUA: Final = """
+# KEYS[1]: sorted set of slots given out (score = server time in µs of the grant, or of the
+# booked slot, member = unique token). ARGV[1]: the limit per window; ARGV[2]: the window in
+# µs; ARGV[3]: this call's token; ARGV[4]: the least µs between two slots; ARGV[5]: how many
+# µs ahead a slot may be booked (0: only a grant now). The slot is placed after every slot
+# given out, as billing.gateway.slots.next_slot places it. Returns {1, now_us, slot_us} when
+# given, {0, now_us, slot_us} (the slot it would have been, not booked) when not. Numbers
+# are formatted with %.0f: Lua 5.1 would print a 16-digit number in %.14g and lose the µs.
+_RESERVE_LUA: Final = """
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
+local spacing = tonumber(ARGV[4])
+local ahead = tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now - window))
-local spacing = tonumber(ARGV[4])
-if spacing > 0 then
+local slot = now
+local count = redis.call('ZCARD', KEYS[1])
+if count > 0 then
   local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-  if last[2] and now - tonumber(last[2]) < spacing then
-    return {0, now}
+  slot = math.max(slot, tonumber(last[2]) + spacing)
+  if count >= limit then
+    local kth = redis.call('ZRANGE', KEYS[1], -limit, -limit, 'WITHSCORES')
+    slot = math.max(slot, tonumber(kth[2]) + window + 1)
   end
 end
-if redis.call('ZCARD', KEYS[1]) < limit then
-  redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.floor(window / 1000) + 1000)
-  return {1, now}
+if slot - now > ahead then
+  return {0, now, slot}
 end
-return {0, now}
+redis.call('ZADD', KEYS[1], string.format('%.0f', slot), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.floor((slot - now + window) / 1000) + 1000)
+return {1, now, slot}
 """
 
 
@@ -101,6 +119,16 @@ class CallLimiter(Protocol):
 
     def acquire(self) -> bool:
         """Take a slot now if one is free. Never blocks for long, never raises."""
+        ...
+
+
+@runtime_checkable
+class SlotLimiter(CallLimiter, Protocol):
+    """A limiter that can also book the next free slot ahead of time."""
+
+    def reserve(self, max_ahead: float) -> float | None:
+        """Book the next free slot if it is at most ``max_ahead`` seconds away: the seconds
+        to wait for it (0: now), or ``None`` (nothing booked). Never blocks, never raises."""
         ...
 
 
@@ -141,25 +169,33 @@ class LocalCallLimiter:
         self.window = _window(margin)
         self.min_interval = _spacing(spread, self.calls_per_second)
         self._clock = clock
-        self._grants: deque[float] = deque()
+        self._slots: deque[float] = deque()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LocalCallLimiter({self.calls_per_second} per {self.window:g}s)"
 
     def acquire(self) -> bool:
+        return self.reserve(0.0) is not None
+
+    def reserve(self, max_ahead: float) -> float | None:
         with self._lock:
             now = self._clock()
             horizon = now - self.window
-            grants = self._grants
-            while grants and grants[0] < horizon:
-                grants.popleft()
-            if len(grants) >= self.calls_per_second:
-                return False
-            if grants and now - grants[-1] < self.min_interval:
-                return False
-            grants.append(now)
-            return True
+            slots = self._slots
+            while slots and slots[0] < horizon:
+                slots.popleft()
+            slot = next_slot(
+                slots,
+                now,
+                limit=self.calls_per_second,
+                window=self.window,
+                spacing=self.min_interval,
+            )
+            if slot - now > max_ahead:
+                return None
+            slots.append(slot)
+            return slot - now
 
 
 class RedisCallLimiter:
@@ -196,7 +232,7 @@ class RedisCallLimiter:
         self._min_interval_us = round(self.min_interval * 1_000_000)
         self._client = client
         self._owns_client = owns_client
-        self._script = client.register_script(_SLIDING_LOG_LUA)
+        self._script = client.register_script(_RESERVE_LUA)
         self._outage_cooldown = outage_cooldown
         self._clock = clock
         self._token_prefix = uuid.uuid4().hex
@@ -228,6 +264,21 @@ class RedisCallLimiter:
     def try_acquire(self) -> float | None:
         """Like :meth:`acquire`, but a grant returns the Redis server time of the grant
         (seconds since the epoch, µs precision) and a denial returns ``None``."""
+        reply = self._book(0)
+        return None if reply is None else reply[1] / 1_000_000
+
+    def reserve(self, max_ahead: float) -> float | None:
+        booked = self.try_reserve(max_ahead)
+        return None if booked is None else booked[1] - booked[0]
+
+    def try_reserve(self, max_ahead: float) -> tuple[float, float] | None:
+        """Like :meth:`reserve`, but returns the Redis server times (seconds since the
+        epoch, µs precision) of now and of the booked slot, or ``None``."""
+        reply = self._book(max(0, round(max_ahead * 1_000_000)))
+        return None if reply is None else (reply[0] / 1_000_000, reply[1] / 1_000_000)
+
+    def _book(self, ahead_us: int) -> tuple[int, int] | None:
+        """One script call: (server now, slot) in µs when a slot was given, else ``None``."""
         with self._lock:
             if self._down:
                 now = self._clock()
@@ -236,20 +287,24 @@ class RedisCallLimiter:
                 # This thread probes Redis; the others keep denying until it answers.
                 self._probe_at = now + self._outage_cooldown
         token = f"{self._token_prefix}:{next(self._tokens)}"
+        args: list[str | int] = [
+            self.calls_per_second,
+            self._window_us,
+            token,
+            self._min_interval_us,
+            ahead_us,
+        ]
         try:
-            reply = self._script(
-                keys=[self.key],
-                args=[self.calls_per_second, self._window_us, token, self._min_interval_us],
-            )
-            if not isinstance(reply, list | tuple) or len(reply) != 2:
+            reply = self._script(keys=[self.key], args=args)
+            if not isinstance(reply, list | tuple) or len(reply) != 3:
                 raise TypeError(f"unexpected script reply {reply!r:.100}")
-            granted, now_us = int(reply[0]), int(reply[1])
+            granted, now_us, slot_us = (int(part) for part in reply)
         except (redis.RedisError, OSError, ValueError, TypeError) as exc:
             self._outage(exc)
             return None
         if self._down:
             self._recovered()
-        return now_us / 1_000_000 if granted else None
+        return (now_us, slot_us) if granted else None
 
     def close(self) -> None:
         if self._owns_client:

@@ -1,9 +1,11 @@
-"""RedisCallLimiter against a real Redis (db 14, flushed by the ``redis_url`` fixture).
+"""RedisCallLimiter against a real Redis (``BILLING_TEST_REDIS_URL``, default db 14,
+flushed by the ``redis_url`` fixture).
 
 These tests fail, never skip, when Redis is down. The concurrency test runs threads in
-this process and in two spawned processes against one key and checks the limit on the
-Redis server's own grant times (what the limiter guarantees) and on the times the no-op
-gateway saw the calls (what the gateway would see, give or take scheduling jitter).
+this process and in two spawned processes against one key, booking slots as the workers
+do, and checks the limit on the Redis server's own slot times (what the limiter guarantees)
+and on the times the no-op gateway saw the calls (what the gateway would see, give or take
+scheduling jitter).
 """
 
 from __future__ import annotations
@@ -124,19 +126,79 @@ def test_fails_closed_on_a_redis_error_and_recovers(
         client.close()
 
 
+def test_books_the_next_slot_behind_the_ones_given_out(redis_url: str) -> None:
+    limiter = RedisCallLimiter.from_url(redis_url, KEY, 3, spread=0)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        booked = [b for b in (limiter.try_reserve(5.0) for _ in range(4)) if b is not None]
+        assert len(booked) == 4
+        slots = [slot for _, slot in booked]
+        # Three now, the fourth just after the first leaves the closed 1.1 s window.
+        assert all(slot == now for now, slot in booked[:3])
+        assert round((slots[3] - slots[0]) * 1_000_000) == 1_100_001
+        stored = client.zrange(KEY, 0, -1, withscores=True)
+        assert [score / 1_000_000 for _, score in stored] == slots
+        # Nothing is granted in front of a booked slot, and a slot too far ahead is not
+        # booked at all.
+        assert not limiter.acquire()
+        assert limiter.reserve(0.01) is None
+        assert client.zcard(KEY) == 4
+        # The next booking queues behind the fourth.
+        fifth = limiter.try_reserve(5.0)
+        assert fifth is not None
+        assert round((fifth[1] - slots[1]) * 1_000_000) >= 1_100_001
+        assert 0 < client.pttl(KEY) <= 4300  # expires once its last slot left the window
+    finally:
+        limiter.close()
+        client.close()
+
+
+def test_booked_slots_keep_the_spread(redis_url: str) -> None:
+    limiter = RedisCallLimiter.from_url(redis_url, KEY, 10, spread=1.0)  # 0.1 s apart
+    try:
+        booked = [b for b in (limiter.try_reserve(2.0) for _ in range(4)) if b is not None]
+        assert len(booked) == 4
+        assert booked[0][0] == booked[0][1]  # the first: now
+        slots_us = [round(slot * 1_000_000) for _, slot in booked]
+        # Each queued exactly the spacing behind the one before (the calls took far less).
+        gaps = [b - a for a, b in itertools.pairwise(slots_us)]
+        assert all(gap >= 100_000 for gap in gaps), gaps
+    finally:
+        limiter.close()
+
+
+def test_booking_fails_closed_on_a_redis_error(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    limiter = RedisCallLimiter(client, KEY, 3, spread=0, outage_cooldown=0)
+    try:
+        client.set(KEY, "not a sorted set")
+        assert limiter.reserve(5.0) is None
+        client.delete(KEY)
+        assert limiter.reserve(5.0) == 0.0
+    finally:
+        client.close()
+
+
 # -- many threads in several processes ----------------------------------------------------------
 
 
 class _RecordingLimiter:
-    """Remembers, per thread, the Redis server time of the last grant."""
+    """Books slots as the workers do; remembers, per thread, the Redis server time of the
+    last slot it was given."""
 
     def __init__(self, inner: RedisCallLimiter) -> None:
         self.inner = inner
         self.last = threading.local()
 
     def acquire(self) -> bool:
-        self.last.granted_at = self.inner.try_acquire()
-        return self.last.granted_at is not None
+        raise AssertionError("a limiter that books slots is never polled")
+
+    def reserve(self, max_ahead: float) -> float | None:
+        booked = self.inner.try_reserve(max_ahead)
+        if booked is None:
+            return None
+        now, self.last.granted_at = booked
+        return self.last.granted_at - now
 
 
 class _NoopGateway:
@@ -172,23 +234,33 @@ def _hammer(
     return noop.calls
 
 
-def _process_main(queue: Any, *args: Any) -> None:
-    queue.put(_hammer(*args))
+def _start_together(barrier: Any, seconds: float) -> tuple[float, float]:
+    """Once every process is ready (a spawned interpreter on a busy machine may take
+    seconds to import), all start at the same moment: (start, stop) epoch seconds."""
+    barrier.wait(timeout=60)
+    start_at = time.time() + 0.2
+    return start_at, start_at + seconds
+
+
+def _process_main(queue: Any, barrier: Any, url: str, limit: int, threads: int) -> None:
+    start_at, stop_at = _start_together(barrier, 2.0)
+    queue.put(_hammer(url, KEY, limit, threads, start_at, stop_at))
 
 
 def test_threads_and_processes_share_one_limit(redis_url: str) -> None:
     limit, seconds, processes, threads = 50, 2.0, 2, 4
-    start_at = time.time() + 1.5  # time enough for spawned interpreters to start
-    stop_at = start_at + seconds
-    args = (redis_url, KEY, limit, threads, start_at, stop_at)
-
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    children = [ctx.Process(target=_process_main, args=(queue, *args)) for _ in range(processes)]
+    barrier = ctx.Barrier(processes + 1)
+    children = [
+        ctx.Process(target=_process_main, args=(queue, barrier, redis_url, limit, threads))
+        for _ in range(processes)
+    ]
     for child in children:
         child.start()
     try:
-        results = [_hammer(*args)]
+        start_at, stop_at = _start_together(barrier, seconds)
+        results = [_hammer(redis_url, KEY, limit, threads, start_at, stop_at)]
         results += [queue.get(timeout=30) for _ in children]
     finally:
         for child in children:

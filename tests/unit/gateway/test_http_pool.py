@@ -7,10 +7,13 @@ import threading
 import httpx
 
 from billing.gateway.http_pool import SHARD_SIZE, ShardedHttp
+from billing.gateway.send_gate import GatedTransport
 
 
 def _limit(client: httpx.Client) -> int:
-    pool = client._transport._pool  # type: ignore[attr-defined]
+    gated = client._transport
+    assert isinstance(gated, GatedTransport)  # every shard checks the slot before writing
+    pool = gated.inner._pool  # type: ignore[attr-defined]
     return int(pool._max_connections)
 
 

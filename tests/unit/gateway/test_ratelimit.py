@@ -142,7 +142,7 @@ def test_local_limiter_margin_widens_the_window() -> None:
 def test_local_limiter_spreads_a_quota_over_time() -> None:
     """spread=0.5 at 10/s: grants at least 0.05 s apart, so 10 take 0.45 s, not 0."""
     clock = FakeClock(0.0)
-    limiter = LocalCallLimiter(10, margin=0, clock=clock)
+    limiter = LocalCallLimiter(10, margin=0, spread=0.5, clock=clock)
     assert limiter.min_interval == pytest.approx(0.05)
     granted = []
     for step in range(3000):  # a request every millisecond for 3 s
@@ -409,11 +409,11 @@ def test_redis_limiter_fails_closed_and_warns_once_per_outage(
     down = redis.ConnectionError("Connection refused")
     fake = FakeRedis(
         [
-            [1, 1_700_000_000_000_000],
+            [1, 1_700_000_000_000_000, 1_700_000_000_000_000],
             down,
             down,
             redis.TimeoutError("Timeout reading from socket"),
-            [1, 1_700_000_003_000_000],
+            [1, 1_700_000_003_000_000, 1_700_000_003_000_000],
             down,
         ]
     )
@@ -443,12 +443,20 @@ def test_redis_limiter_fails_closed_and_warns_once_per_outage(
 
 
 def test_redis_limiter_denies_on_a_garbled_reply() -> None:
-    limiter = RedisCallLimiter(FakeRedis([b"nonsense"]), "k", 10)  # type: ignore[arg-type]
+    old_reply = [1, 1_700_000_000_000_000]  # the pre-booking script's answer
+    limiter = RedisCallLimiter(
+        FakeRedis([b"nonsense", old_reply]),  # type: ignore[arg-type]
+        "k",
+        10,
+        outage_cooldown=0,
+    )
     assert not limiter.acquire()
+    assert limiter.reserve(1.0) is None
 
 
 def test_redis_limiter_denies_when_the_script_denies() -> None:
-    limiter = RedisCallLimiter(FakeRedis([[0, 1_700_000_000_000_000]]), "k", 10)  # type: ignore[arg-type]
+    denied = [0, 1_700_000_000_000_000, 1_700_000_000_500_000]
+    limiter = RedisCallLimiter(FakeRedis([denied]), "k", 10)  # type: ignore[arg-type]
     assert limiter.try_acquire() is None
 
 
