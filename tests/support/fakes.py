@@ -23,6 +23,16 @@ from billing.gateway.results import (
 )
 
 OK = {"errorCode": "0", "errorMessage": "Success"}
+#: One recurring charge as the gateway port receives it (the rate-limit and send-gate tests).
+PAYMENT = ChargeRequest(
+    order_number="INV-1-1",
+    binding_id="b-123",
+    amount=1990,
+    currency="643",
+    description="Pro plan",
+    client_id="cus_1",
+    language="en",
+)
 
 
 class ManualClock:

@@ -26,6 +26,7 @@ from billing.gateway.rate_limit import (
     build_limiter,
 )
 from billing.gateway.results import RATE_LIMITED, ConnectionFailed, GatewayResult, JsonReply
+from tests.support.fakes import PAYMENT
 from tests.support.rate_window import max_in_closed_window
 
 
@@ -72,17 +73,6 @@ class RecordingGateway:
 
     def close(self) -> None:
         self.closed = True
-
-
-PAYMENT = ChargeRequest(
-    order_number="INV-1-1",
-    binding_id="b-123",
-    amount=1990,
-    currency="643",
-    description="Pro plan",
-    client_id="cus_1",
-    language="en",
-)
 
 
 # -- LocalCallLimiter ---------------------------------------------------------------------------

@@ -14,16 +14,7 @@ from billing.gateway.port import ChargeRequest
 from billing.gateway.rate_limit import RateLimitedGateway
 from billing.gateway.results import ConnectionFailed, GatewayResult, JsonReply
 from billing.gateway.send_gate import GatedTransport, SlotMissed, check_slot, sending_on_slot
-
-PAYMENT = ChargeRequest(
-    order_number="INV-1-1",
-    binding_id="b-123",
-    amount=1990,
-    currency="643",
-    description="Pro plan",
-    client_id="cus_1",
-    language="en",
-)
+from tests.support.fakes import PAYMENT
 
 
 def _answer(request: httpx.Request) -> httpx.Response:

@@ -16,16 +16,7 @@ from billing.gateway.rate_limit import (
     SlotLimiter,
 )
 from billing.gateway.results import RATE_LIMITED, ConnectionFailed, GatewayResult, JsonReply
-
-PAYMENT = ChargeRequest(
-    order_number="INV-1-1",
-    binding_id="b-123",
-    amount=1990,
-    currency="643",
-    description="Pro plan",
-    client_id="cus_1",
-    language="en",
-)
+from tests.support.fakes import PAYMENT
 
 
 class Clock:
