@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Select, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +20,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 #: ``session.info`` key: whether this database is live (False in test mode: public events
 #: then carry ``livemode: false``).
 LIVEMODE = "billing.livemode"
+
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -66,6 +68,14 @@ class Database:
     @property
     def supports_skip_locked(self) -> bool:
         return self.is_postgres
+
+    def skip_locked(self, query: _Query, *of: Any) -> _Query:
+        """A claim: ``query`` with ``FOR UPDATE SKIP LOCKED`` (of the ``of`` tables only,
+        when given) on PostgreSQL, so concurrent schedulers and relays take disjoint rows;
+        unchanged on SQLite, which takes its write lock at BEGIN."""
+        if not self.supports_skip_locked:
+            return query
+        return query.with_for_update(skip_locked=True, of=list(of) or None)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -72,9 +72,7 @@ class InvoiceOpening:
                     .order_by(Subscription.next_charge_at, Subscription.id)
                     .limit(self.batch_size)
                 )
-                if self.db.supports_skip_locked:
-                    query = query.with_for_update(skip_locked=True)
-                due: Sequence[Any] = session.execute(query).all()
+                due: Sequence[Any] = session.execute(self.db.skip_locked(query)).all()
                 if not due:
                     return
                 after = (due[-1][1], due[-1][0])

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Select, and_, or_, select, true, update
+from sqlalchemy import and_, or_, select, true, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from billing.domain import circuit_breaker as breaker
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from billing.services.pipeline.scheduler_pass import PassReport
 
 log = logging.getLogger("billing.scheduler")
-_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 
 class Redelivery:
@@ -78,7 +77,7 @@ class Redelivery:
                     .order_by(ChargeAttempt.enqueued_at)
                     .limit(self.batch_size - len(ids))
                 )
-                ids += session.scalars(self._skip_locked(query))
+                ids += session.scalars(self.db.skip_locked(query))
                 if len(ids) >= self.batch_size:
                     break
             if ids:
@@ -147,7 +146,7 @@ class Redelivery:
                 )
                 .limit(self.batch_size)
             )
-            attempts = session.scalars(self._skip_locked(query)).all()
+            attempts = session.scalars(self.db.skip_locked(query)).all()
             ids = [a.id for a in attempts]
             slow = now + self.policy.unknown.operator_recheck_every
             for attempt in attempts:
@@ -233,11 +232,6 @@ class Redelivery:
                     after.reason,
                 )
         return "healthy" if healthy else outcome.reason
-
-    def _skip_locked(self, query: _Query) -> _Query:
-        if self.db.supports_skip_locked:
-            return query.with_for_update(skip_locked=True)
-        return query
 
 
 def _of_accounts(accounts: frozenset[str]) -> ColumnElement[bool]:

@@ -155,7 +155,7 @@ class Scheduler(InvoiceOpening, Redelivery):
                 )
                 .limit(self.batch_size)
             )
-            due = session.scalars(self._skip_locked(query)).all()
+            due = session.scalars(self.db.skip_locked(query)).all()
             for sub in due:
                 cancel_subscription(
                     session,
@@ -166,7 +166,7 @@ class Scheduler(InvoiceOpening, Redelivery):
             # Cancellations requested for the end of a period (billing.services.actions.pausing
             # sets ``ends_at`` and clears ``next_charge_at``, so no further period opens).
             ending = session.scalars(
-                self._skip_locked(
+                self.db.skip_locked(
                     select(Subscription)
                     .where(
                         Subscription.ends_at <= now,
@@ -213,9 +213,7 @@ class Scheduler(InvoiceOpening, Redelivery):
             statistics.refresh_if_due()  # the table grows under the loop
             with self.db.transaction() as session:
                 query = _due_invoices(now, after, paused).limit(self.batch_size)
-                if self.db.supports_skip_locked:
-                    query = query.with_for_update(skip_locked=True, of=Invoice)
-                claimed = session.execute(query).all()
+                claimed = session.execute(self.db.skip_locked(query, Invoice)).all()
                 if not claimed:
                     return created
                 after = (claimed[-1][6], claimed[-1][0])
@@ -234,8 +232,9 @@ class Scheduler(InvoiceOpening, Redelivery):
                         }
                     )
                     attempts.append(
-                        _attempt_row(invoice_id, sub_id, number, amount, currency, now)
-                        | {"binding_version": binding_version}
+                        _attempt_row(
+                            invoice_id, sub_id, number, amount, currency, binding_version, now
+                        )
                     )
                 bulk_update(session, Invoice, invoice_updates)
                 inserted = bulk_insert(session, ChargeAttempt, attempts, returning=("id",))
@@ -310,7 +309,13 @@ def _due_invoices(
 
 
 def _attempt_row(
-    invoice_id: int, sub_id: int, number: int, amount: int, currency: str, now: datetime
+    invoice_id: int,
+    sub_id: int,
+    number: int,
+    amount: int,
+    currency: str,
+    binding_version: int,
+    now: datetime,
 ) -> dict[str, Any]:
     """A pending attempt's row, with its orderNumber fixed before any call."""
     trigger = AttemptTrigger.SCHEDULED if number == 1 else AttemptTrigger.RETRY
@@ -321,6 +326,7 @@ def _attempt_row(
         "order_number": new_order_number(invoice_id, number),
         "trigger": trigger.value,
         "state": AttemptState.PENDING.value,
+        "binding_version": binding_version,
         "amount": amount,
         "currency": currency,
         "status_checks": 0,

@@ -131,9 +131,7 @@ class WebhookDelivering:
                 .order_by(OutboxEvent.id)
                 .limit(self.batch_size)
             )
-            if self.db.supports_skip_locked:
-                query = query.with_for_update(skip_locked=True)
-            events = session.execute(query).all()
+            events = session.execute(self.db.skip_locked(query)).all()
             if not events:
                 return 0, None
             endpoints = session.scalars(
